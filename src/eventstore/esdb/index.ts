@@ -1,0 +1,1 @@
+export { EsdbEventStore, type EsdbConnectOptions, type EsdbEventStoreOptions, type EsdbLogger } from './eventStore.js';

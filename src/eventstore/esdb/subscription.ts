@@ -1,0 +1,280 @@
+/**
+ * A catch-up subscription to `$all` with bounded batches, back-pressure and bounded reconnects.
+ *
+ * - Batches: events are collected up to `batchSize`, and a shorter batch is flushed when no event
+ *   arrived for `idleFlushMs` or when the server reports that the subscription caught up.
+ * - Back-pressure: the handler is awaited before the next event is read, so the client's stream
+ *   stops pulling from gRPC once its small object buffer is full.
+ * - Reconnects: a transient failure re-opens the subscription after the last delivered checkpoint,
+ *   with exponential backoff, at most `maxReconnectAttempts` times in a row.
+ * - Positions: a resume point is `{ commit: p, prepare: p }` (see mapping.ts). The server treats a
+ *   subscription's start as exclusive; events at or before the checkpoint are skipped here anyway.
+ */
+import { START, type AllStreamResolvedEvent, type AllStreamSubscription, type EventStoreDBClient, type Position } from '@eventstore/db-client';
+import { clampPageSize, EventStoreError, type Batch, type RecordedEvent, type SubscribeOptions, type Subscription } from '../port.js';
+import { commitPositionOf, decodeRecordedEvent, isTransientError, planFilter, toClientPosition, type FilterPlan } from './mapping.js';
+
+export interface EsdbLogger {
+  debug?(details: Record<string, unknown>, message: string): void;
+  warn(details: Record<string, unknown>, message: string): void;
+}
+
+export interface SubscriptionTuning {
+  idleFlushMs: number;
+  /** A partial batch waits at most this long, however steadily events trickle in. */
+  maxBatchDelayMs: number;
+  /** For servers older than 23.10, which never send `caughtUp`: this long without events counts as caught up. */
+  quietCaughtUpMs: number;
+  maxReconnectAttempts: number;
+  backoffInitialMs: number;
+  backoffMaxMs: number;
+}
+
+export const DEFAULT_SUBSCRIPTION_TUNING: SubscriptionTuning = {
+  idleFlushMs: 20,
+  maxBatchDelayMs: 200,
+  quietCaughtUpMs: 500,
+  maxReconnectAttempts: 10,
+  backoffInitialMs: 100,
+  backoffMaxMs: 5_000,
+};
+
+const DEFAULT_BATCH_SIZE = 500;
+const UNSUBSCRIBE_TIMEOUT_MS = 2_000;
+
+type Step =
+  | { kind: 'event'; result: IteratorResult<AllStreamResolvedEvent> }
+  | { kind: 'error'; error: unknown }
+  | { kind: 'stop' }
+  | { kind: 'wake' }
+  | { kind: 'idle' }
+  | { kind: 'quiet' };
+
+type Attempt = { kind: 'stopped' } | { kind: 'lost'; reason: unknown };
+
+interface Deferred {
+  promise: Promise<void>;
+  resolve(): void;
+}
+
+function deferred(): Deferred {
+  let resolve!: () => void;
+  const promise = new Promise<void>((settle) => (resolve = settle));
+  return { promise, resolve };
+}
+
+export class EsdbCatchUpSubscription implements Subscription {
+  readonly done: Promise<void>;
+  private readonly plan: FilterPlan;
+  private readonly batchSize: number;
+  private readonly stopSignal = deferred();
+  private stopRequested = false;
+  /** Checkpoint of the last batch the handler accepted: the resume point. */
+  private checkpoint: bigint;
+  /** Set once the server has sent `caughtUp`; from then on the quiet-period fallback is off. */
+  private serverReportsCaughtUp = false;
+
+  constructor(
+    private readonly client: EventStoreDBClient,
+    private readonly options: SubscribeOptions,
+    private readonly handler: (batch: Batch) => Promise<void>,
+    private readonly logger: EsdbLogger,
+    private readonly tuning: SubscriptionTuning = DEFAULT_SUBSCRIPTION_TUNING,
+  ) {
+    this.batchSize = clampPageSize(options.batchSize, DEFAULT_BATCH_SIZE);
+    this.plan = planFilter(options.filter);
+    const after = options.after ?? 0n;
+    if (typeof after !== 'bigint' || after < 0n) throw new EventStoreError(`after must be a non-negative bigint, got ${String(after)}`);
+    this.checkpoint = after;
+    this.done = this.run();
+    // `done` is also awaited by stop(); this keeps an unobserved failure from crashing the process.
+    this.done.catch(() => undefined);
+  }
+
+  async stop(): Promise<void> {
+    this.stopRequested = true;
+    this.stopSignal.resolve();
+    await this.done.catch(() => undefined);
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    while (!this.stopRequested) {
+      const attempt = await this.consume(() => (failures = 0));
+      if (attempt.kind === 'stopped') return;
+      failures += 1;
+      const reason = attempt.reason instanceof Error ? attempt.reason.message : String(attempt.reason);
+      if (failures > this.tuning.maxReconnectAttempts) {
+        throw new EventStoreError(`EventStoreDB subscription lost after ${this.tuning.maxReconnectAttempts} reconnect attempts: ${reason}`, { cause: attempt.reason });
+      }
+      const delayMs = Math.min(this.tuning.backoffInitialMs * 2 ** (failures - 1), this.tuning.backoffMaxMs);
+      const jitteredMs = Math.round(delayMs / 2 + Math.random() * (delayMs / 2));
+      this.logger.warn({ attempt: failures, delayMs: jitteredMs, checkpoint: this.checkpoint.toString(), reason }, 'EventStoreDB subscription interrupted; resubscribing');
+      await this.sleepUnlessStopped(jitteredMs);
+    }
+  }
+
+  /** One server subscription, from open to stop or failure. Throws on a non-transient failure. */
+  private async consume(onHealthy: () => void): Promise<Attempt> {
+    let wake = deferred();
+    let caughtUpPending = false;
+    let confirmed = false;
+    let quietReported = false;
+    let serverCheckpoint: bigint | undefined;
+    let highestSeen = this.checkpoint;
+    const buffer: RecordedEvent[] = [];
+    let bufferStartedAt = 0;
+
+    const fromPosition = this.checkpoint > 0n ? toClientPosition(this.checkpoint) : START;
+    const subscription: AllStreamSubscription = this.client.subscribeToAll({
+      fromPosition,
+      resolveLinkTos: false,
+      requiresLeader: true,
+      filter: this.plan.toClientFilter((position: Position) => {
+        if (serverCheckpoint === undefined || position.commit > serverCheckpoint) serverCheckpoint = position.commit;
+      }),
+    });
+    // The iterator reports errors; this listener only keeps a late one from being an unhandled 'error'.
+    subscription.on('error', () => undefined);
+    subscription.on('confirmation', () => {
+      confirmed = true;
+      onHealthy();
+    });
+    subscription.on('caughtUp', () => {
+      this.serverReportsCaughtUp = true;
+      caughtUpPending = true;
+      wake.resolve();
+    });
+    subscription.on('fellBehind', () => this.logger.debug?.({ checkpoint: this.checkpoint.toString() }, 'EventStoreDB subscription fell behind'));
+
+    const iterator = subscription[Symbol.asyncIterator]();
+    let pending: { promise: Promise<Step>; settled: boolean } | undefined;
+    const nextStep = () => {
+      if (!pending) {
+        const entry: { promise: Promise<Step>; settled: boolean } = { promise: Promise.resolve({ kind: 'stop' }), settled: false };
+        entry.promise = iterator.next().then(
+          (result): Step => {
+            entry.settled = true;
+            return { kind: 'event', result };
+          },
+          (error: unknown): Step => {
+            entry.settled = true;
+            return { kind: 'error', error };
+          },
+        );
+        pending = entry;
+      }
+      return pending.promise;
+    };
+    /** Nothing the server sent so far is waiting unread: every earlier event is in `buffer` or delivered. */
+    const drained = () => pending !== undefined && !pending.settled && subscription.readableLength === 0;
+
+    const deliver = async () => {
+      if (buffer.length === 0) return;
+      const events = buffer.splice(0, buffer.length);
+      let checkpoint = events.at(-1)!.position;
+      if (serverCheckpoint !== undefined && serverCheckpoint > checkpoint && drained()) checkpoint = serverCheckpoint;
+      await this.handler({ events, checkpoint });
+      this.checkpoint = checkpoint;
+    };
+
+    const reportCaughtUp = async () => {
+      await deliver();
+      if (buffer.length === 0 && serverCheckpoint !== undefined && serverCheckpoint > this.checkpoint && drained()) {
+        // Nothing matched up to the server's checkpoint: resume from there after a reconnect.
+        this.checkpoint = serverCheckpoint;
+      }
+      this.options.onCaughtUp?.(this.checkpoint);
+    };
+
+    try {
+      while (!this.stopRequested) {
+        const timers: Promise<Step>[] = [];
+        const handles: ReturnType<typeof setTimeout>[] = [];
+        const timer = (ms: number, step: Step) => {
+          timers.push(new Promise<Step>((resolve) => handles.push(setTimeout(() => resolve(step), ms))));
+        };
+        if (buffer.length > 0) {
+          const untilDeadlineMs = bufferStartedAt + this.tuning.maxBatchDelayMs - Date.now();
+          timer(Math.max(0, Math.min(this.tuning.idleFlushMs, untilDeadlineMs)), { kind: 'idle' });
+        }
+        if (!this.serverReportsCaughtUp && confirmed && !quietReported) timer(this.tuning.quietCaughtUpMs, { kind: 'quiet' });
+        let step: Step;
+        try {
+          step = await Promise.race([nextStep(), this.stopSignal.promise.then((): Step => ({ kind: 'stop' })), wake.promise.then((): Step => ({ kind: 'wake' })), ...timers]);
+        } finally {
+          for (const handle of handles) clearTimeout(handle);
+        }
+
+        switch (step.kind) {
+          case 'stop':
+            return { kind: 'stopped' };
+          case 'error':
+            pending = undefined;
+            if (this.stopRequested) return { kind: 'stopped' };
+            // Buffered events are not lost: the next subscription starts at the last delivered checkpoint.
+            if (isTransientError(step.error)) return { kind: 'lost', reason: step.error };
+            throw step.error;
+          case 'event': {
+            pending = undefined;
+            if (step.result.done) return { kind: 'lost', reason: new EventStoreError('the server ended the subscription') };
+            onHealthy();
+            const resolved = step.result.value;
+            const position = commitPositionOf(resolved);
+            if (position === undefined || position <= highestSeen) break;
+            highestSeen = position;
+            const recorded = resolved.event;
+            if (!recorded || !this.plan.matches(recorded.streamId, recorded.type)) break;
+            if (buffer.length === 0) bufferStartedAt = Date.now();
+            buffer.push(decodeRecordedEvent(resolved));
+            quietReported = false;
+            if (buffer.length >= this.batchSize) await deliver();
+            break;
+          }
+          case 'wake':
+            wake = deferred();
+            break;
+          case 'idle':
+            await deliver();
+            break;
+          case 'quiet':
+            if (drained()) {
+              quietReported = true;
+              await reportCaughtUp();
+            }
+            break;
+        }
+
+        if (caughtUpPending && !this.stopRequested) {
+          void nextStep();
+          // Let a read of an already buffered event settle before judging whether anything is unread.
+          await new Promise((resolve) => setImmediate(resolve));
+          if (drained()) {
+            caughtUpPending = false;
+            await reportCaughtUp();
+          }
+        }
+      }
+      return { kind: 'stopped' };
+    } finally {
+      await this.close(subscription, pending?.promise);
+    }
+  }
+
+  private async close(subscription: AllStreamSubscription, pendingRead: Promise<Step> | undefined): Promise<void> {
+    pendingRead?.catch(() => undefined);
+    let timeout: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      subscription.unsubscribe().catch(() => undefined),
+      new Promise<void>((resolve) => (timeout = setTimeout(resolve, UNSUBSCRIBE_TIMEOUT_MS))),
+    ]);
+    clearTimeout(timeout);
+    subscription.destroy();
+  }
+
+  private async sleepUnlessStopped(ms: number): Promise<void> {
+    let timeout: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([new Promise<void>((resolve) => (timeout = setTimeout(resolve, ms))), this.stopSignal.promise]);
+    clearTimeout(timeout);
+  }
+}

@@ -1,0 +1,409 @@
+import { EventEmitter } from 'node:events';
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { decodeJson, encodeJson, JsonEncodingError, type JsonObject } from '../../shared/json.js';
+import {
+  assertValidEvents,
+  assertValidExpectedRevision,
+  assertValidStreamName,
+  clampPageSize,
+  ConcurrencyError,
+  EventStoreError,
+  IdempotencyConflictError,
+  InvalidAppendError,
+  MAX_EVENT_BYTES,
+  type AppendResult,
+  type Batch,
+  type EventMetadata,
+  type EventStore,
+  type EventToAppend,
+  type ExpectedRevision,
+  type GlobalFilter,
+  type ReadAllOptions,
+  type ReadStreamOptions,
+  type RecordedEvent,
+  type SubscribeOptions,
+  type Subscription,
+} from '../port.js';
+import { NOTIFY_CHANNEL, POSITION_SHIFT_BITS } from './schema.js';
+
+export interface PostgresEventStoreOptions {
+  /** Polling fallback when no notification arrives. */
+  pollIntervalMs?: number;
+  logger?: Logger;
+}
+
+interface EventRow {
+  position: string;
+  event_id: string;
+  stream_name: string;
+  stream_revision: string;
+  event_type: string;
+  schema_version: number;
+  data: string;
+  metadata: string;
+  recorded_at: Date;
+}
+
+const EVENT_COLUMNS = `position::text, event_id::text, stream_name, stream_revision::text, event_type, schema_version, data::text, metadata::text, recorded_at`;
+const DEFAULT_BATCH_SIZE = 500;
+const PENDING_RETRY_MIN_MS = 2;
+const PENDING_RETRY_MAX_MS = 50;
+const LISTENER_RECONNECT_MAX_MS = 5_000;
+
+export class PostgresEventStore implements EventStore {
+  readonly kind = 'postgres' as const;
+  private readonly wakeups = new EventEmitter();
+  private readonly pollIntervalMs: number;
+  private readonly logger: Logger | undefined;
+  private listener: pg.Client | undefined;
+  private listenerStarting: Promise<void> | undefined;
+  private notifyInFlight = false;
+  private notifyAgain = false;
+  private closed = false;
+  private readonly subscriptions = new Set<Subscription>();
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly connectionString: string,
+    options: PostgresEventStoreOptions = {},
+  ) {
+    this.pollIntervalMs = options.pollIntervalMs ?? 1_000;
+    this.logger = options.logger;
+    this.wakeups.setMaxListeners(1_000);
+  }
+
+  async append(streamName: string, events: readonly EventToAppend[], options: { expectedRevision: ExpectedRevision }): Promise<AppendResult> {
+    assertValidStreamName(streamName);
+    assertValidEvents(events);
+    assertValidExpectedRevision(options.expectedRevision);
+    const payload = encodeEventsForAppend(events);
+    const [kind, expected] = expectedRevisionParameters(options.expectedRevision);
+
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const result = await this.pool.query<{ next_revision: string; last_position: string; duplicate: boolean }>(
+          'select next_revision::text, last_position::text, duplicate from ledger_append($1, $2, $3, $4::jsonb)',
+          [streamName, kind, expected, payload],
+        );
+        const row = result.rows[0];
+        if (!row) throw new EventStoreError('ledger_append returned no row');
+        if (!row.duplicate) this.announceAppend();
+        return { nextExpectedRevision: BigInt(row.next_revision), position: BigInt(row.last_position), duplicate: row.duplicate };
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        const constraint = (error as { constraint?: string }).constraint;
+        // Two concurrent retries of the same ids: the loser sees the winner's row on its next try.
+        if (code === '23505' && constraint === 'ledger_events_event_id_key' && attempt === 0) continue;
+        throw translateAppendError(error, streamName, options.expectedRevision);
+      }
+    }
+  }
+
+  async readStream(streamName: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
+    assertValidStreamName(streamName);
+    const limit = clampPageSize(options.maxCount);
+    const backwards = options.direction === 'backwards';
+    const from = options.fromRevision ?? (backwards ? BigInt(Number.MAX_SAFE_INTEGER) : 0n);
+    const result = await this.pool.query<EventRow>(
+      `select ${EVENT_COLUMNS} from ledger_events
+        where stream_name = $1 and stream_revision ${backwards ? '<=' : '>='} $2
+        order by ledger_events.stream_revision ${backwards ? 'desc' : 'asc'} limit $3`,
+      [streamName, from.toString(), limit],
+    );
+    return result.rows.map(toRecordedEvent);
+  }
+
+  async streamRevision(streamName: string): Promise<bigint | undefined> {
+    assertValidStreamName(streamName);
+    const result = await this.pool.query<{ revision: string }>('select revision::text from ledger_streams where stream_name = $1', [streamName]);
+    const row = result.rows[0];
+    return row ? BigInt(row.revision) : undefined;
+  }
+
+  async readAll(options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
+    const limit = clampPageSize(options.maxCount);
+    const { clause, parameters } = filterClause(options.filter, 3);
+    const result = await this.pool.query<EventRow>(
+      `select ${EVENT_COLUMNS} from ledger_events
+        where position > $1 and position <= ledger_safe_position() ${clause}
+        order by ledger_events.position limit $2`,
+      [(options.after ?? 0n).toString(), limit, ...parameters],
+    );
+    return result.rows.map(toRecordedEvent);
+  }
+
+  async headPosition(): Promise<bigint> {
+    const result = await this.pool.query<{ position: string | null }>(
+      'select max(position)::text as position from ledger_events where position <= ledger_safe_position()',
+    );
+    return BigInt(result.rows[0]?.position ?? '0');
+  }
+
+  subscribe(options: SubscribeOptions, handler: (batch: Batch) => Promise<void>): Subscription {
+    const batchSize = clampPageSize(options.batchSize, DEFAULT_BATCH_SIZE);
+    const { clause, parameters } = filterClause(options.filter, 4);
+    let stopped = false;
+    let wake: (() => void) | undefined;
+    // A wake-up that arrives while a read is in flight must not be lost, or we would sleep a full poll interval.
+    let wakeRequested = false;
+    const onWake = () => {
+      if (wake) wake();
+      else wakeRequested = true;
+    };
+    this.wakeups.on('wake', onWake);
+    void this.ensureListener();
+
+    const sleep = (ms: number) => {
+      if (wakeRequested) {
+        wakeRequested = false;
+        return Promise.resolve();
+      }
+      return new Promise<void>((resolve) => {
+        const timer = setTimeout(finish, ms);
+        function finish() {
+          clearTimeout(timer);
+          wake = undefined;
+          resolve();
+        }
+        wake = finish;
+      });
+    };
+
+    const run = async () => {
+      let checkpoint = options.after ?? 0n;
+      let pendingDelayMs = PENDING_RETRY_MIN_MS;
+      let wasCaughtUp = false;
+      while (!stopped && !this.closed) {
+        wakeRequested = false;
+        const horizon = await this.pool.query<{ safe: string; pending: boolean }>(
+          'select s.safe::text, exists (select 1 from ledger_events where position > s.safe) as pending from (select ledger_safe_position() as safe) s',
+        );
+        const safe = BigInt(horizon.rows[0]!.safe);
+        const pending = horizon.rows[0]!.pending;
+        const result = await this.pool.query<EventRow>(
+          `select ${EVENT_COLUMNS} from ledger_events
+            where position > $1 and position <= $2 ${clause}
+            order by ledger_events.position limit $3`,
+          [checkpoint.toString(), safe.toString(), batchSize, ...parameters],
+        );
+        const events = result.rows.map(toRecordedEvent);
+        const drained = events.length < batchSize;
+        // When the page was short, nothing else matches up to `safe`: filtered-out events need no re-scan.
+        const nextCheckpoint = drained && safe > checkpoint ? safe : (events.at(-1)?.position ?? checkpoint);
+        if (events.length > 0) {
+          assertIncreasing(checkpoint, events);
+          await handler({ events, checkpoint: nextCheckpoint });
+        }
+        checkpoint = nextCheckpoint;
+        if (!drained || stopped) continue;
+        if (!wasCaughtUp || events.length > 0) options.onCaughtUp?.(checkpoint);
+        wasCaughtUp = true;
+        if (pending) {
+          // Committed-or-running rows above the horizon: an older transaction is still open. Poll soon.
+          await sleep(pendingDelayMs);
+          pendingDelayMs = Math.min(pendingDelayMs * 2, PENDING_RETRY_MAX_MS);
+        } else {
+          pendingDelayMs = PENDING_RETRY_MIN_MS;
+          await sleep(this.pollIntervalMs);
+        }
+      }
+    };
+
+    const done = run().finally(() => {
+      this.wakeups.off('wake', onWake);
+      this.subscriptions.delete(subscription);
+    });
+    const subscription: Subscription = {
+      done,
+      stop: async () => {
+        stopped = true;
+        wake?.();
+        await done.catch(() => undefined);
+      },
+    };
+    this.subscriptions.add(subscription);
+    return subscription;
+  }
+
+  /** Wakes every local subscriber at once and tells other processes through one coalesced NOTIFY. */
+  private announceAppend(): void {
+    this.wakeups.emit('wake');
+    if (this.notifyInFlight) {
+      this.notifyAgain = true;
+      return;
+    }
+    this.notifyInFlight = true;
+    const send = (): void => {
+      this.notifyAgain = false;
+      this.pool
+        .query('select pg_notify($1, $2)', [NOTIFY_CHANNEL, String(process.pid)])
+        .catch((error: unknown) => this.logger?.warn({ err: error }, 'event store notify failed; subscribers fall back to polling'))
+        .finally(() => {
+          if (this.notifyAgain && !this.closed) send();
+          else this.notifyInFlight = false;
+        });
+    };
+    send();
+  }
+
+  private ensureListener(): Promise<void> {
+    if (this.listener || this.closed) return Promise.resolve();
+    this.listenerStarting ??= this.startListener(0).finally(() => {
+      this.listenerStarting = undefined;
+    });
+    return this.listenerStarting;
+  }
+
+  private async startListener(attempt: number): Promise<void> {
+    if (this.closed) return;
+    const client = new pg.Client({ connectionString: this.connectionString, connectionTimeoutMillis: 5_000 });
+    try {
+      await client.connect();
+      client.on('notification', () => this.wakeups.emit('wake'));
+      client.on('error', (error) => {
+        this.logger?.warn({ err: error }, 'event store listener lost; reconnecting');
+        this.listener = undefined;
+        client.end().catch(() => undefined);
+        // Whatever was announced while disconnected is found by reading: wake everyone.
+        this.wakeups.emit('wake');
+        if (!this.closed && this.subscriptions.size > 0) void this.ensureListener();
+      });
+      await client.query(`listen ${NOTIFY_CHANNEL}`);
+      if (this.closed) {
+        await client.end();
+        return;
+      }
+      this.listener = client;
+      this.wakeups.emit('wake');
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      const delayMs = Math.min(100 * 2 ** attempt, LISTENER_RECONNECT_MAX_MS);
+      this.logger?.warn({ err: error, delayMs }, 'event store listener could not connect; retrying');
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      return this.startListener(attempt + 1);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.subscriptions].map((subscription) => subscription.stop()));
+    await this.listenerStarting?.catch(() => undefined);
+    const listener = this.listener;
+    this.listener = undefined;
+    await listener?.end().catch(() => undefined);
+  }
+}
+
+function expectedRevisionParameters(expected: ExpectedRevision): [number, string | null] {
+  switch (expected) {
+    case 'any':
+      return [1, null];
+    case 'no_stream':
+      return [2, null];
+    case 'stream_exists':
+      return [3, null];
+    default:
+      return [0, expected.toString()];
+  }
+}
+
+function encodeEventsForAppend(events: readonly EventToAppend[]): string {
+  const parts: string[] = [];
+  for (const event of events) {
+    let data: string;
+    let metadata: string;
+    try {
+      data = encodeJson(requireObject(event.data, 'data'));
+      metadata = encodeJson(storedMetadata(event));
+    } catch (error) {
+      if (error instanceof JsonEncodingError) throw new InvalidAppendError(`event ${event.id}: ${error.message}`);
+      throw error;
+    }
+    const bytes = Buffer.byteLength(data) + Buffer.byteLength(metadata);
+    if (bytes > MAX_EVENT_BYTES) throw new InvalidAppendError(`event ${event.id} is ${bytes} bytes; the limit is ${MAX_EVENT_BYTES}`);
+    parts.push(
+      `{"id":${JSON.stringify(event.id.toLowerCase())},"type":${JSON.stringify(event.type)},"schemaVersion":${event.schemaVersion ?? 1},"data":${data},"metadata":${metadata}}`,
+    );
+  }
+  return `[${parts.join(',')}]`;
+}
+
+function requireObject(value: unknown, what: string): JsonObject {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new JsonEncodingError(`${what} must be a JSON object`);
+  return value as JsonObject;
+}
+
+function storedMetadata(event: EventToAppend): JsonObject {
+  const metadata = event.metadata ?? {};
+  const stored: JsonObject = {};
+  if (metadata.correlationId !== undefined) stored.correlationId = metadata.correlationId;
+  if (metadata.causationId !== undefined) stored.causationId = metadata.causationId;
+  if (metadata.actor !== undefined) stored.actor = metadata.actor;
+  if (metadata.extra !== undefined) stored.extra = requireObject(metadata.extra, 'metadata.extra');
+  return stored;
+}
+
+function translateAppendError(error: unknown, streamName: string, expected: ExpectedRevision): unknown {
+  const { code, detail } = error as { code?: string; detail?: string };
+  switch (code) {
+    case 'LE001':
+      return new ConcurrencyError(streamName, expected, detail ? BigInt(detail) : undefined);
+    case 'LE002':
+      return new IdempotencyConflictError(streamName, 'an event id of this append is already stored with other content or in another place');
+    case 'LE003':
+      return new InvalidAppendError('too many events in one transaction');
+    case '22P02':
+    case '22P05':
+    case '22023':
+      return new InvalidAppendError(`the store refused the event content (${code})`);
+    default:
+      return error;
+  }
+}
+
+function filterClause(filter: GlobalFilter | undefined, firstParameter: number): { clause: string; parameters: unknown[] } {
+  const conditions: string[] = [];
+  const parameters: unknown[] = [];
+  if (filter?.streamPrefixes && filter.streamPrefixes.length > 0) {
+    parameters.push(filter.streamPrefixes.map((prefix) => `${prefix.replace(/[\\%_]/g, '\\$&')}%`));
+    conditions.push(`stream_name like any($${firstParameter + parameters.length - 1}::text[])`);
+  }
+  if (filter?.eventTypes && filter.eventTypes.length > 0) {
+    parameters.push(filter.eventTypes);
+    conditions.push(`event_type = any($${firstParameter + parameters.length - 1}::text[])`);
+  }
+  return { clause: conditions.map((condition) => `and ${condition}`).join(' '), parameters };
+}
+
+function toRecordedEvent(row: EventRow): RecordedEvent {
+  const stored = decodeJson<JsonObject>(row.metadata);
+  const metadata: EventMetadata = { recordedAt: row.recorded_at.toISOString() };
+  if (typeof stored.correlationId === 'string') metadata.correlationId = stored.correlationId;
+  if (typeof stored.causationId === 'string') metadata.causationId = stored.causationId;
+  if (typeof stored.actor === 'string') metadata.actor = stored.actor;
+  if (typeof stored.extra === 'object' && stored.extra !== null && !Array.isArray(stored.extra)) metadata.extra = stored.extra as JsonObject;
+  return {
+    id: row.event_id,
+    streamName: row.stream_name,
+    revision: BigInt(row.stream_revision),
+    position: BigInt(row.position),
+    type: row.event_type,
+    schemaVersion: row.schema_version,
+    data: decodeJson<JsonObject>(row.data),
+    metadata,
+  };
+}
+
+function assertIncreasing(after: bigint, events: readonly RecordedEvent[]): void {
+  let previous = after;
+  for (const event of events) {
+    if (event.position <= previous) throw new EventStoreError(`global order broken: ${event.position} after ${previous}`);
+    previous = event.position;
+  }
+}
+
+/** The transaction id encoded in a position (for diagnostics and the restore check). */
+export function transactionIdOf(position: bigint): bigint {
+  return position >> BigInt(POSITION_SHIFT_BITS);
+}

@@ -1,0 +1,134 @@
+import { sql, type Kysely } from 'kysely';
+
+/**
+ * Event store schema. See docs/architecture.md, "The PostgreSQL event store".
+ *
+ * position = (writing transaction's xid8 << 20) | index of the event inside that transaction.
+ * Readers only read positions below `pg_snapshot_xmin(pg_current_snapshot()) << 20`: every
+ * transaction under that xmin has ended, so no event can later appear below a position a reader
+ * has passed. Ordering by position is ordering by (transaction id, index): one bigint, one index,
+ * no global lock, no sequence.
+ */
+export const POSITION_SHIFT_BITS = 20;
+export const MAX_EVENTS_PER_TRANSACTION = 1 << POSITION_SHIFT_BITS;
+export const NOTIFY_CHANNEL = 'ledger_events';
+
+export async function up(db: Kysely<unknown>): Promise<void> {
+  await sql`
+    create table if not exists ledger_streams (
+      stream_name text primary key,
+      revision bigint not null check (revision >= 0)
+    )`.execute(db);
+  await sql`
+    create table if not exists ledger_events (
+      position bigint primary key,
+      event_id uuid not null unique,
+      stream_name text not null,
+      stream_revision bigint not null,
+      event_type text not null,
+      schema_version smallint not null,
+      data jsonb not null,
+      metadata jsonb not null,
+      recorded_at timestamptz not null default now(),
+      unique (stream_name, stream_revision)
+    )`.execute(db);
+  await sql`create index if not exists ledger_events_type_position on ledger_events (event_type, position)`.execute(db);
+
+  // Errors use custom SQLSTATEs so the adapter can map them without parsing messages:
+  //   LE001 wrong expected revision (detail = actual revision or empty for "no stream")
+  //   LE002 an event id reused with other content or in another place
+  //   LE003 too many events in one transaction
+  await sql`
+    create or replace function ledger_append(
+      p_stream text,
+      p_expected_kind smallint, -- 0 exact, 1 any, 2 no stream, 3 stream exists
+      p_expected bigint,
+      p_events jsonb            -- [{id, type, schemaVersion, data, metadata}]
+    ) returns table (next_revision bigint, last_position bigint, duplicate boolean)
+    language plpgsql as $fn$
+    declare
+      v_count int := jsonb_array_length(p_events);
+      v_current bigint;
+      v_start bigint;
+      v_offset int;
+      v_base bigint;
+      v_existing int;
+      v_matching int;
+      v_offsets int;
+      v_first_revision bigint;
+      v_last_revision bigint;
+      v_last_position bigint;
+    begin
+      -- Idempotent retry: every id already stored, in this stream, consecutive, same type and data.
+      select count(*)::int,
+             (count(*) filter (where e.stream_name = p_stream and e.event_type = x.value->>'type' and e.data = x.value->'data'))::int,
+             count(distinct e.stream_revision - x.ordinality)::int,
+             min(e.stream_revision), max(e.stream_revision), max(e.position)
+        into v_existing, v_matching, v_offsets, v_first_revision, v_last_revision, v_last_position
+        from jsonb_array_elements(p_events) with ordinality x
+        join ledger_events e on e.event_id = (x.value->>'id')::uuid;
+      if v_existing > 0 then
+        if v_existing <> v_count or v_matching <> v_count or v_offsets <> 1 then
+          raise exception using errcode = 'LE002', message = 'event id reused with different content or position';
+        end if;
+        if (p_expected_kind = 0 and v_first_revision <> p_expected + 1)
+           or (p_expected_kind = 2 and v_first_revision <> 0)
+           or (p_expected_kind = 3 and v_first_revision = 0) then
+          select revision into v_current from ledger_streams where stream_name = p_stream;
+          raise exception using errcode = 'LE001', message = 'wrong expected revision', detail = coalesce(v_current::text, '');
+        end if;
+        return query select v_last_revision, v_last_position, true;
+        return;
+      end if;
+
+      if p_expected_kind = 2 then
+        insert into ledger_streams (stream_name, revision) values (p_stream, v_count - 1)
+          on conflict (stream_name) do nothing;
+        if not found then
+          select revision into v_current from ledger_streams where stream_name = p_stream;
+          raise exception using errcode = 'LE001', message = 'wrong expected revision', detail = coalesce(v_current::text, '');
+        end if;
+        v_start := 0;
+      elsif p_expected_kind = 1 then
+        insert into ledger_streams as s (stream_name, revision) values (p_stream, v_count - 1)
+          on conflict (stream_name) do update set revision = s.revision + v_count
+          returning s.revision - v_count + 1 into v_start;
+      else
+        update ledger_streams set revision = revision + v_count
+         where stream_name = p_stream and (p_expected_kind = 3 or revision = p_expected)
+         returning revision - v_count + 1 into v_start;
+        if not found then
+          select revision into v_current from ledger_streams where stream_name = p_stream;
+          raise exception using errcode = 'LE001', message = 'wrong expected revision', detail = coalesce(v_current::text, '');
+        end if;
+      end if;
+
+      v_offset := coalesce(nullif(current_setting('ledger.tx_event_index', true), '')::int, 0);
+      if v_offset + v_count > ${sql.raw(String(MAX_EVENTS_PER_TRANSACTION))} then
+        raise exception using errcode = 'LE003', message = 'too many events in one transaction';
+      end if;
+      perform set_config('ledger.tx_event_index', (v_offset + v_count)::text, true);
+      v_base := (pg_current_xact_id()::text::bigint << ${sql.raw(String(POSITION_SHIFT_BITS))}) + v_offset;
+
+      insert into ledger_events (position, event_id, stream_name, stream_revision, event_type, schema_version, data, metadata)
+      select v_base + x.ordinality - 1,
+             (x.value->>'id')::uuid,
+             p_stream,
+             v_start + x.ordinality - 1,
+             x.value->>'type',
+             coalesce((x.value->>'schemaVersion')::smallint, 1),
+             x.value->'data',
+             coalesce(x.value->'metadata', '{}'::jsonb)
+        from jsonb_array_elements(p_events) with ordinality x;
+
+      return query select v_start + v_count - 1, v_base + v_count - 1, false;
+    end
+    $fn$`.execute(db);
+
+  // Everything below this position is final: no transaction that could still commit holds a lower one.
+  await sql`
+    create or replace function ledger_safe_position() returns bigint
+    language sql stable as $fn$
+      select (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << ${sql.raw(String(POSITION_SHIFT_BITS))}) - 1
+    $fn$`.execute(db);
+}

@@ -1,0 +1,4 @@
+import type { Migration } from 'kysely';
+
+/** Read-model migrations, each owned by its read model's folder. */
+export const readModelMigrations: Record<string, Migration> = {};

@@ -1,0 +1,85 @@
+import type { FastifyInstance } from 'fastify';
+import { sql } from 'kysely';
+import { Type } from '@sinclair/typebox';
+import type { Runtime } from './runtime.js';
+import { createHttpApp } from './shared/http/app.js';
+import { migrationsApplied } from './shared/postgres/migrations.js';
+
+export type Role = 'write-api' | 'read-api' | 'projector' | 'process-manager';
+export const ROLES: readonly Role[] = ['write-api', 'read-api', 'projector', 'process-manager'];
+
+/** A background worker started with the process and stopped, bounded, at shutdown. */
+export interface Worker {
+  name: string;
+  /** Health details; `ok: false` makes readiness fail. */
+  health(): { ok: boolean; detail?: Record<string, unknown> };
+  stop(): Promise<void>;
+}
+
+export interface Ledger {
+  app: FastifyInstance;
+  workers: Worker[];
+}
+
+/**
+ * Builds the HTTP app for the given roles. Every process serves /health and /docs, so a projector or
+ * process manager on its own still answers its probes.
+ */
+export async function buildLedger(runtime: Runtime, roles: readonly Role[]): Promise<Ledger> {
+  const { config } = runtime;
+  const app = await createHttpApp({
+    logger: runtime.logger,
+    bodyLimitBytes: config.BODY_LIMIT_BYTES,
+    requestTimeoutMs: config.REQUEST_TIMEOUT_MS,
+    title: 'Ledger API',
+  });
+  const workers: Worker[] = [];
+  app.decorate('runtime', runtime);
+
+  app.get('/health/live', { schema: { hide: true, response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({ status: 'ok' as const }));
+  app.get('/health/ready', { schema: { hide: true } }, async (_request, reply) => {
+    const checks: Record<string, unknown> = {};
+    let ready = true;
+    try {
+      await sql`select 1`.execute(runtime.db);
+      checks.database = 'ok';
+      const migrated = await migrationsApplied(runtime.db as never);
+      checks.migrations = migrated ? 'ok' : 'pending';
+      ready &&= migrated;
+    } catch {
+      checks.database = 'unreachable';
+      ready = false;
+    }
+    for (const worker of workers) {
+      const health = worker.health();
+      checks[worker.name] = health;
+      ready &&= health.ok;
+    }
+    return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', roles, eventStore: runtime.store.kind, checks });
+  });
+
+  for (const role of roles) {
+    switch (role) {
+      case 'write-api':
+      case 'read-api':
+      case 'projector':
+      case 'process-manager':
+        break;
+      default: {
+        const unknownRole: never = role;
+        throw new Error(`unknown role ${String(unknownRole)}`);
+      }
+    }
+  }
+  app.addHook('onClose', async () => {
+    await Promise.all(workers.map((worker) => worker.stop().catch((error: unknown) => runtime.logger.warn({ err: error, worker: worker.name }, 'worker stop failed'))));
+  });
+  await app.ready();
+  return { app, workers };
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    runtime: Runtime;
+  }
+}

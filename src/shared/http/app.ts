@@ -1,0 +1,58 @@
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { Ajv, type Options as AjvOptions } from 'ajv';
+import addFormats from 'ajv-formats';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { Logger } from 'pino';
+import { problemDetailsPlugin } from './problem.js';
+
+/**
+ * Ajv for request bodies neither coerces types nor strips unknown fields: a JSON number is not an
+ * amount string, and an unknown field is an error (see shared/PITFALLS.md). Query strings and path
+ * parameters arrive as text, so only they are coerced.
+ */
+const STRICT_BODY: AjvOptions = { coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false, strict: false };
+const TEXT_PARTS: AjvOptions = { ...STRICT_BODY, coerceTypes: true };
+
+function ajvWith(options: AjvOptions): Ajv {
+  const ajv = new Ajv(options);
+  addFormats.default(ajv);
+  return ajv;
+}
+
+export interface HttpAppOptions {
+  logger: Logger;
+  bodyLimitBytes: number;
+  requestTimeoutMs: number;
+  title: string;
+}
+
+export async function createHttpApp(options: HttpAppOptions): Promise<FastifyInstance> {
+  const serverOptions: FastifyServerOptions = {
+    loggerInstance: options.logger,
+    bodyLimit: options.bodyLimitBytes,
+    requestTimeout: options.requestTimeoutMs,
+    connectionTimeout: options.requestTimeoutMs,
+    maxParamLength: 200,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    genReqId: () => crypto.randomUUID(),
+    requestIdHeader: false,
+    ajv: { customOptions: STRICT_BODY },
+  };
+  const app = Fastify(serverOptions) as unknown as FastifyInstance;
+  const bodyAjv = ajvWith(STRICT_BODY);
+  const textAjv = ajvWith(TEXT_PARTS);
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema));
+
+  await app.register(problemDetailsPlugin);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: options.title, version: '0.1.0', description: 'Event-sourced double-entry ledger. Amounts are decimal strings in major units.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  return app;
+}

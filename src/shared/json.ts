@@ -1,0 +1,80 @@
+/**
+ * Bigint-safe JSON for event data and metadata.
+ *
+ * A bigint is written as `{"$bigint":"<decimal>"}` and read back as a bigint, so money never passes
+ * through a JS number on its way to or from the store. Anything that JSON cannot represent exactly
+ * (undefined, functions, symbols, NaN, Infinity, class instances, cycles) is refused on encode.
+ */
+export type JsonPrimitive = string | number | boolean | null | bigint;
+export type JsonValue = JsonPrimitive | JsonValue[] | { [key: string]: JsonValue };
+export type JsonObject = { [key: string]: JsonValue };
+
+const BIGINT_TAG = '$bigint';
+const BIGINT_TEXT = /^-?(0|[1-9][0-9]*)$/;
+const MAX_DEPTH = 32;
+
+export class JsonEncodingError extends Error {
+  override name = 'JsonEncodingError';
+}
+
+/** Throws JsonEncodingError unless `value` is plain JSON (plus bigints) that round-trips exactly. */
+export function assertJsonValue(value: unknown, path = '$', depth = 0): asserts value is JsonValue {
+  if (depth > MAX_DEPTH) throw new JsonEncodingError(`${path}: nested deeper than ${MAX_DEPTH} levels`);
+  switch (typeof value) {
+    case 'string':
+      // PostgreSQL's jsonb refuses NUL and unpaired surrogates; refuse them before they reach any store.
+      if (value.includes('\u0000') || !value.isWellFormed()) throw new JsonEncodingError(`${path}: string holds a NUL or an unpaired surrogate`);
+      return;
+    case 'boolean':
+    case 'bigint':
+      return;
+    case 'number':
+      if (!Number.isFinite(value)) throw new JsonEncodingError(`${path}: ${value} is not representable in JSON`);
+      if (Number.isInteger(value) && !Number.isSafeInteger(value)) throw new JsonEncodingError(`${path}: ${value} is beyond the safe integer range; use a bigint`);
+      return;
+    case 'object': {
+      if (value === null) return;
+      if (Array.isArray(value)) {
+        value.forEach((item, index) => assertJsonValue(item, `${path}[${index}]`, depth + 1));
+        return;
+      }
+      const prototype = Object.getPrototypeOf(value);
+      if (prototype !== Object.prototype && prototype !== null) throw new JsonEncodingError(`${path}: only plain objects are allowed`);
+      for (const [key, item] of Object.entries(value)) {
+        if (key === BIGINT_TAG) throw new JsonEncodingError(`${path}: the key ${BIGINT_TAG} is reserved`);
+        assertJsonValue(item, `${path}.${key}`, depth + 1);
+      }
+      return;
+    }
+    default:
+      throw new JsonEncodingError(`${path}: a ${typeof value} is not JSON`);
+  }
+}
+
+export function assertJsonObject(value: unknown, what = 'value'): asserts value is JsonObject {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new JsonEncodingError(`${what} must be a JSON object`);
+  assertJsonValue(value, what);
+}
+
+export function encodeJson(value: JsonValue): string {
+  assertJsonValue(value);
+  return JSON.stringify(value, (_key, item: unknown) => (typeof item === 'bigint' ? { [BIGINT_TAG]: item.toString() } : item));
+}
+
+export function decodeJson<T = JsonValue>(text: string): T {
+  return reviveBigints(JSON.parse(text)) as T;
+}
+
+/** Turns `{"$bigint": "..."}` nodes of already-parsed JSON (for example from a jsonb column) into bigints. */
+export function reviveBigints(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(reviveBigints);
+  if (typeof value === 'object' && value !== null) {
+    const keys = Object.keys(value);
+    const tagged = (value as Record<string, unknown>)[BIGINT_TAG];
+    if (keys.length === 1 && typeof tagged === 'string' && BIGINT_TEXT.test(tagged)) return BigInt(tagged);
+    const result: Record<string, unknown> = {};
+    for (const key of keys) result[key] = reviveBigints((value as Record<string, unknown>)[key]);
+    return result;
+  }
+  return value;
+}

@@ -1,0 +1,44 @@
+import pg from 'pg';
+import { Kysely, PostgresDialect } from 'kysely';
+
+const INT8_OID = 20;
+const NUMERIC_OID = 1700;
+
+/**
+ * One pg type parser set for every pool: int8 and numeric become bigint (money never passes
+ * through Number). Read-model tables keep money in int8 columns; a count(*) is an int8 too, so
+ * callers convert counts with Number() on purpose.
+ */
+const types = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (oid === INT8_OID || oid === NUMERIC_OID) return (value: string) => BigInt(value);
+    return pg.types.getTypeParser(oid, format);
+  },
+} as pg.CustomTypesConfig;
+
+export interface PoolOptions {
+  max: number;
+  statementTimeoutMs: number;
+  applicationName?: string;
+}
+
+export function createPool(connectionString: string, options: PoolOptions): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString,
+    max: options.max,
+    types,
+    connectionTimeoutMillis: 5_000,
+    idleTimeoutMillis: 30_000,
+    statement_timeout: options.statementTimeoutMs,
+    // Our own transactions must stay short: an open transaction holds back every event subscriber.
+    idle_in_transaction_session_timeout: 60_000,
+    application_name: options.applicationName ?? 'ledger',
+  });
+  // An idle client that loses its connection must not crash the process; the pool replaces it.
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+export function createKysely<Database>(pool: pg.Pool): Kysely<Database> {
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+}

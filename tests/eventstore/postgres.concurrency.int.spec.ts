@@ -1,0 +1,129 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type pg from 'pg';
+import { PostgresEventStore } from '../../src/eventstore/postgres/eventStore.js';
+import { ConcurrencyError, type EventToAppend, type RecordedEvent } from '../../src/eventstore/port.js';
+import { createPool } from '../../src/shared/postgres/pool.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
+
+const WRITERS = 16;
+const TARGET_EVENTS = 20_000;
+const SHARED_STREAMS = 8;
+
+function events(count: number, writer: number): EventToAppend[] {
+  return Array.from({ length: count }, () => ({ id: randomUUID(), type: 'Ticked', data: { writer, amountMinor: 1n } }));
+}
+
+describe('PostgreSQL event store under concurrent writers', () => {
+  let database: TestDatabase;
+  let pool: pg.Pool;
+  let store: PostgresEventStore;
+
+  beforeAll(async () => {
+    database = await createTestDatabase('conc');
+    pool = createPool(database.url, { max: WRITERS + 6, statementTimeoutMs: 60_000 });
+    store = new PostgresEventStore(pool, database.url, { pollIntervalMs: 100 });
+  });
+  afterAll(async () => {
+    await store.close();
+    await pool.end();
+    await database.drop();
+  });
+
+  it('a live subscriber sees every committed event exactly once, each stream in revision order, despite late commits of lower positions', async () => {
+    const committed = new Set<string>();
+    const received: RecordedEvent[] = [];
+    const receivedIds = new Set<string>();
+    let duplicates = 0;
+    const subscription = store.subscribe({ after: 0n, batchSize: 300 }, async (batch) => {
+      for (const recorded of batch.events) {
+        if (receivedIds.has(recorded.id)) duplicates += 1;
+        receivedIds.add(recorded.id);
+        received.push(recorded);
+      }
+    });
+
+    let appended = 0;
+    let lateCommits = 0;
+    let rolledBack = 0;
+    const rolledBackIds = new Set<string>();
+
+    // A transaction that takes its position early, then waits while later transactions commit.
+    async function lateCommit(writer: number): Promise<void> {
+      const client = await pool.connect();
+      try {
+        const batch = events(3, writer);
+        await client.query('begin');
+        await client.query(`select * from ledger_append($1, 1::smallint, null, $2::jsonb)`, [
+          `late-${writer}-${randomUUID()}`,
+          JSON.stringify(batch.map((item) => ({ id: item.id, type: item.type, data: { writer } }))),
+        ]);
+        await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 80));
+        if (Math.random() < 0.2) {
+          await client.query('rollback');
+          rolledBack += 1;
+          batch.forEach((item) => rolledBackIds.add(item.id));
+        } else {
+          await client.query('commit');
+          lateCommits += 1;
+          appended += batch.length;
+          batch.forEach((item) => committed.add(item.id));
+        }
+      } finally {
+        client.release();
+      }
+    }
+
+    async function writer(index: number): Promise<void> {
+      const own = `own${index}-${randomUUID()}`;
+      let ownRevision: bigint | 'no_stream' = 'no_stream';
+      let step = 0;
+      while (appended < TARGET_EVENTS) {
+        step += 1;
+        if (step % 25 === 0) {
+          await lateCommit(index);
+          continue;
+        }
+        const batch = events(1 + (step % 4), index);
+        if (step % 2 === 0) {
+          const result = await store.append(own, batch, { expectedRevision: ownRevision });
+          ownRevision = result.nextExpectedRevision;
+        } else {
+          const shared = `shared-${step % SHARED_STREAMS}`;
+          const current = await store.streamRevision(shared);
+          try {
+            await store.append(shared, batch, { expectedRevision: current ?? 'no_stream' });
+          } catch (error) {
+            if (!(error instanceof ConcurrencyError)) throw error;
+            continue; // lost the race on a shared stream; that batch was not written
+          }
+        }
+        appended += batch.length;
+        batch.forEach((item) => committed.add(item.id));
+      }
+    }
+
+    await Promise.all(Array.from({ length: WRITERS }, (_, index) => writer(index)));
+    const deadline = Date.now() + 30_000;
+    while (receivedIds.size < committed.size && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await subscription.stop();
+
+    expect(committed.size).toBeGreaterThanOrEqual(TARGET_EVENTS);
+    expect(lateCommits).toBeGreaterThan(0);
+    expect(duplicates).toBe(0);
+    expect(receivedIds.size).toBe(committed.size);
+    for (const id of committed) expect(receivedIds.has(id)).toBe(true);
+    for (const id of rolledBackIds) expect(receivedIds.has(id)).toBe(false);
+
+    const lastRevision = new Map<string, bigint>();
+    for (let index = 0; index < received.length; index++) {
+      const recorded = received[index]!;
+      if (index > 0) expect(recorded.position > received[index - 1]!.position).toBe(true);
+      const previous = lastRevision.get(recorded.streamName);
+      expect(recorded.revision).toBe(previous === undefined ? 0n : previous + 1n);
+      lastRevision.set(recorded.streamName, recorded.revision);
+    }
+    console.info(`[concurrency] ${committed.size} events, ${lateCommits} late commits, ${rolledBack} rollbacks, ${lastRevision.size} streams`);
+  });
+});
