@@ -1,0 +1,104 @@
+/**
+ * Double entry. Every money-moving event carries `legs` that sum to zero, so the sum of all
+ * balances in one currency, across customer, settlement and clearing accounts, is always zero.
+ *
+ * Glossary:
+ * - leg: one signed posting to one ledger account; positive credits it, negative debits it.
+ * - settlement account: the bank's cash; a deposit debits it and credits the customer.
+ * - clearing account: money in flight between the two halves of a transfer.
+ * - trial balance: per currency, per ledger account, the sum of every leg ever posted.
+ */
+export type Leg = { ledgerAccount: string; amountMinor: bigint };
+
+export type LedgerAccount = string;
+
+/** Per currency, per ledger account, the running sum of legs. */
+export type TrialBalance = Map<string, Map<LedgerAccount, bigint>>;
+
+/** Bounds a single posting; events in this domain post two legs. */
+const LEGS_PER_POSTING_MAX = 16;
+
+export function customerLedgerAccount(accountId: string): LedgerAccount {
+  return `customer:${accountId}`;
+}
+
+export function settlementLedgerAccount(currency: string): LedgerAccount {
+  return `settlement:${currency}`;
+}
+
+export function clearingLedgerAccount(currency: string): LedgerAccount {
+  return `clearing:${currency}`;
+}
+
+/** Programmer-error check: throws a plain Error unless the legs form a valid balanced posting. */
+export function assertBalanced(legs: readonly Leg[]): void {
+  if (legs.length < 2) throw new Error(`a posting needs at least 2 legs, got ${legs.length}`);
+  if (legs.length > LEGS_PER_POSTING_MAX) throw new Error(`a posting has at most ${LEGS_PER_POSTING_MAX} legs, got ${legs.length}`);
+  let sumMinor = 0n;
+  for (const leg of legs) {
+    if (typeof leg.amountMinor !== 'bigint') throw new Error(`leg for ${leg.ledgerAccount} has a non-bigint amount`);
+    if (leg.amountMinor === 0n) throw new Error(`leg for ${leg.ledgerAccount} is zero`);
+    if (typeof leg.ledgerAccount !== 'string' || leg.ledgerAccount.length === 0) throw new Error('leg has no ledger account');
+    sumMinor += leg.amountMinor;
+  }
+  if (sumMinor !== 0n) throw new Error(`legs do not balance: they sum to ${sumMinor}`);
+}
+
+export function createTrialBalance(): TrialBalance {
+  return new Map();
+}
+
+/** Adds a balanced posting to the trial balance in place. */
+export function postLegs(trial: TrialBalance, currency: string, legs: readonly Leg[]): void {
+  assertBalanced(legs);
+  let accounts = trial.get(currency);
+  if (accounts === undefined) {
+    accounts = new Map();
+    trial.set(currency, accounts);
+  }
+  for (const leg of legs) accounts.set(leg.ledgerAccount, (accounts.get(leg.ledgerAccount) ?? 0n) + leg.amountMinor);
+}
+
+/** The postings an event carries, or null when it moves no money. */
+export function postingOf(event: { type: string; data: unknown }): { currency: string; legs: Leg[] } | null {
+  const data = event.data;
+  if (typeof data !== 'object' || data === null) return null;
+  const { currency, legs } = data as { currency?: unknown; legs?: unknown };
+  if (typeof currency !== 'string' || !Array.isArray(legs)) return null;
+  return { currency, legs: legs as Leg[] };
+}
+
+/** Folds any log of events (domain events or stored ones with revived bigints) into a trial balance. */
+export function trialBalance(events: Iterable<{ type: string; data: unknown }>, trial: TrialBalance = createTrialBalance()): TrialBalance {
+  for (const event of events) {
+    const posting = postingOf(event);
+    if (posting !== null) postLegs(trial, posting.currency, posting.legs);
+  }
+  return trial;
+}
+
+export function ledgerAccountBalance(trial: TrialBalance, currency: string, ledgerAccount: LedgerAccount): bigint {
+  return trial.get(currency)?.get(ledgerAccount) ?? 0n;
+}
+
+/** Per currency, the sum over all ledger accounts. Every entry is 0n in a healthy ledger. */
+export function trialBalanceTotals(trial: TrialBalance): Map<string, bigint> {
+  const totals = new Map<string, bigint>();
+  for (const [currency, accounts] of trial) {
+    let sumMinor = 0n;
+    for (const balanceMinor of accounts.values()) sumMinor += balanceMinor;
+    totals.set(currency, sumMinor);
+  }
+  return totals;
+}
+
+export function isTrialBalanceZero(trial: TrialBalance): boolean {
+  for (const sumMinor of trialBalanceTotals(trial).values()) if (sumMinor !== 0n) return false;
+  return true;
+}
+
+export function assertTrialBalanceZero(trial: TrialBalance): void {
+  for (const [currency, sumMinor] of trialBalanceTotals(trial)) {
+    if (sumMinor !== 0n) throw new Error(`trial balance for ${currency} is off by ${sumMinor}`);
+  }
+}
