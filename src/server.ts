@@ -4,6 +4,10 @@ import { Type } from '@sinclair/typebox';
 import type { Runtime } from './runtime.js';
 import { createHttpApp } from './shared/http/app.js';
 import { migrationsApplied } from './shared/postgres/migrations.js';
+import { authPlugin } from './shared/auth/plugin.js';
+import { createTokenVerifier, type TokenVerifier } from './shared/auth/keys.js';
+import { createWriteSide, type WriteSide } from './write/writeSide.js';
+import { writeApi } from './write/plugin.js';
 
 export type Role = 'write-api' | 'read-api' | 'projector' | 'process-manager';
 export const ROLES: readonly Role[] = ['write-api', 'read-api', 'projector', 'process-manager'];
@@ -19,13 +23,19 @@ export interface Worker {
 export interface Ledger {
   app: FastifyInstance;
   workers: Worker[];
+  write: WriteSide;
+}
+
+export interface LedgerOptions {
+  /** Tests pass their own verifier; otherwise it follows the JWT_* configuration. */
+  verifier?: TokenVerifier;
 }
 
 /**
  * Builds the HTTP app for the given roles. Every process serves /health and /docs, so a projector or
  * process manager on its own still answers its probes.
  */
-export async function buildLedger(runtime: Runtime, roles: readonly Role[]): Promise<Ledger> {
+export async function buildLedger(runtime: Runtime, roles: readonly Role[], options: LedgerOptions = {}): Promise<Ledger> {
   const { config } = runtime;
   const app = await createHttpApp({
     logger: runtime.logger,
@@ -35,6 +45,8 @@ export async function buildLedger(runtime: Runtime, roles: readonly Role[]): Pro
   });
   const workers: Worker[] = [];
   app.decorate('runtime', runtime);
+  await app.register(authPlugin, { verifier: options.verifier ?? createTokenVerifier(config) });
+  const write = createWriteSide(runtime.store, { retryLimit: config.COMMAND_RETRY_LIMIT });
 
   app.get('/health/live', { schema: { hide: true, response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({ status: 'ok' as const }));
   app.get('/health/ready', { schema: { hide: true } }, async (_request, reply) => {
@@ -61,6 +73,8 @@ export async function buildLedger(runtime: Runtime, roles: readonly Role[]): Pro
   for (const role of roles) {
     switch (role) {
       case 'write-api':
+        await app.register(writeApi, { write });
+        break;
       case 'read-api':
       case 'projector':
       case 'process-manager':
@@ -75,7 +89,7 @@ export async function buildLedger(runtime: Runtime, roles: readonly Role[]): Pro
     await Promise.all(workers.map((worker) => worker.stop().catch((error: unknown) => runtime.logger.warn({ err: error, worker: worker.name }, 'worker stop failed'))));
   });
   await app.ready();
-  return { app, workers };
+  return { app, workers, write };
 }
 
 declare module 'fastify' {

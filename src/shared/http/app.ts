@@ -45,6 +45,11 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
   const textAjv = ajvWith(TEXT_PARTS);
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema));
 
+  // A POST without a body is validated as `{}`: routes whose fields are all optional accept it,
+  // and routes with required fields name the missing ones.
+  app.addHook('preValidation', async (request) => {
+    if (request.method === 'POST' && request.body === undefined) request.body = {};
+  });
   await app.register(problemDetailsPlugin);
   await app.register(swagger, {
     openapi: {

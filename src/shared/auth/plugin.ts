@@ -1,0 +1,77 @@
+import fp from 'fastify-plugin';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { HttpProblem } from '../http/problem.js';
+import { TokenError, type TokenVerifier } from './keys.js';
+import type { AccessRule, Principal } from './principal.js';
+
+export interface RouteEntry {
+  method: string;
+  url: string;
+  access: AccessRule;
+}
+
+const BEARER = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/;
+const MAX_TOKEN_LENGTH = 8_192;
+
+/**
+ * Authentication and role checks for every /v1 route. A /v1 route without an access rule cannot be
+ * registered, and every rule lands in `app.routeTable`, from which the authorisation test matrix is
+ * generated.
+ */
+export const authPlugin = fp(
+  async (app: FastifyInstance, options: { verifier: TokenVerifier }) => {
+    const table: RouteEntry[] = [];
+    app.decorate('routeTable', table);
+    app.decorateRequest('principal', undefined);
+    app.addHook('onRoute', (route) => {
+      if (!route.url.startsWith('/v1')) return;
+      const access = (route.config as { access?: AccessRule } | undefined)?.access;
+      if (!access) throw new Error(`route ${String(route.method)} ${route.url} has no access rule`);
+      for (const method of [route.method].flat()) if (method !== 'HEAD') table.push({ method, url: route.url, access });
+    });
+    app.addHook('onRequest', async (request) => {
+      if (!request.url.startsWith('/v1')) return;
+      const header = request.headers.authorization;
+      if (!header) throw new HttpProblem(401, 'unauthenticated', 'a bearer token is required', { 'www-authenticate': 'Bearer' });
+      const match = header.length <= MAX_TOKEN_LENGTH ? BEARER.exec(header) : null;
+      if (!match) throw new HttpProblem(401, 'invalid_token', 'the Authorization header must be "Bearer <jwt>"', { 'www-authenticate': 'Bearer error="invalid_token"' });
+      try {
+        request.principal = await options.verifier.verify(match[1]!);
+      } catch (error) {
+        if (error instanceof TokenError) throw new HttpProblem(401, 'invalid_token', 'the bearer token is not valid', { 'www-authenticate': 'Bearer error="invalid_token"' });
+        throw error;
+      }
+    });
+    app.addHook('preValidation', async (request) => {
+      const access = (request.routeOptions.config as { access?: AccessRule }).access;
+      if (!access || !request.url.startsWith('/v1')) return;
+      const principal = request.principal!;
+      if (!access.roles.includes(principal.role)) throw new HttpProblem(403, 'forbidden', `the ${principal.role} role may not do this`);
+    });
+  },
+  { name: 'auth' },
+);
+
+export function principalOf(request: FastifyRequest): Principal {
+  if (!request.principal) throw new HttpProblem(401, 'unauthenticated', 'a bearer token is required');
+  return request.principal;
+}
+
+/** A customer may only touch what they own; anything else looks like it does not exist. */
+export function assertOwner(request: FastifyRequest, ownerCustomerId: string | undefined, notFound: HttpProblem): void {
+  const principal = principalOf(request);
+  if (principal.role !== 'customer') return;
+  if (ownerCustomerId !== principal.subject) throw notFound;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    routeTable: RouteEntry[];
+  }
+  interface FastifyRequest {
+    principal: Principal | undefined;
+  }
+  interface FastifyContextConfig {
+    access?: AccessRule;
+  }
+}

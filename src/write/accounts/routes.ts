@@ -1,0 +1,147 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { formatAmount, parseAmount } from '../../domain/money.js';
+import type { AccountEvent, AccountState } from '../../domain/account.js';
+import { HttpProblem } from '../../shared/http/problem.js';
+import { assertOwner, principalOf } from '../../shared/auth/plugin.js';
+import { deterministicId } from '../commandHandler.js';
+import { Amount, commandContext, Currency, IdempotencyHeaders, nowIso, Position, problemResponses, Uuid } from '../http.js';
+import { accountStream, customerStream } from '../streams.js';
+import type { WriteSide } from '../writeSide.js';
+
+const OpenBody = Type.Object(
+  {
+    customerId: Uuid,
+    currency: Currency,
+    type: Type.Union([Type.Literal('checking'), Type.Literal('savings')]),
+    overdraftLimit: Type.Optional(Type.Union([Amount, Type.Literal('0')])),
+  },
+  { additionalProperties: false },
+);
+const AccountOpenedResponse = Type.Object({
+  id: Uuid,
+  customerId: Uuid,
+  currency: Type.String(),
+  type: Type.String(),
+  status: Type.String(),
+  overdraftLimit: Type.String(),
+  position: Position,
+});
+const StatusChanged = Type.Object({ id: Uuid, status: Type.String(), position: Position });
+const IdParams = Type.Object({ id: Uuid }, { additionalProperties: false });
+const FreezeBody = Type.Object({ reason: Type.Optional(Type.String({ maxLength: 500 })) }, { additionalProperties: false });
+const OverdraftBody = Type.Object({ overdraftLimit: Type.Union([Amount, Type.Literal('0')]) }, { additionalProperties: false });
+
+export const accountNotFound = () => new HttpProblem(404, 'account_not_found', 'no such account');
+
+/** Loads an account for an ownership check; a customer sees other customers' accounts as missing. */
+export async function loadOwnedAccount(write: WriteSide, request: FastifyRequest, accountId: string): Promise<AccountState> {
+  const { state } = await write.accounts.load(accountStream(accountId));
+  if (principalOf(request).role === 'customer') assertOwner(request, state.status === 'none' ? undefined : state.customerId, accountNotFound());
+  return state;
+}
+
+function overdraftMinor(text: string | undefined, currency: string): bigint {
+  if (text === undefined || /^0(\.0+)?$/.test(text)) return 0n;
+  return parseAmount(text, currency);
+}
+
+export async function accountRoutes(app: FastifyInstance, { write }: { write: WriteSide }): Promise<void> {
+  app.post(
+    '/v1/accounts',
+    {
+      config: { access: { roles: ['teller', 'customer'], ownership: 'customer-body' } },
+      schema: {
+        tags: ['accounts'],
+        summary: 'Open an account for an active customer',
+        headers: IdempotencyHeaders,
+        body: OpenBody,
+        response: { 201: AccountOpenedResponse, ...problemResponses(400, 401, 403, 404, 409, 422) },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body as { customerId: string; currency: string; type: 'checking' | 'savings'; overdraftLimit?: string };
+      const principal = principalOf(request);
+      assertOwner(request, body.customerId, new HttpProblem(404, 'customer_not_found', 'no such customer'));
+      if (body.overdraftLimit !== undefined && principal.role !== 'teller') {
+        throw new HttpProblem(403, 'forbidden', 'only staff may set an overdraft limit');
+      }
+      const overdraftLimitMinor = overdraftMinor(body.overdraftLimit, body.currency);
+      const context = commandContext(request);
+      const accountId = deterministicId('account', context.idempotencyKey);
+      const customer = await write.customers.load(customerStream(body.customerId));
+      const result = await write.accounts.handle(accountStream(accountId), {
+        type: 'OpenAccount',
+        data: { accountId, customerId: body.customerId, customerStatus: customer.state.status, currency: body.currency, accountType: body.type, overdraftLimitMinor, now: nowIso() },
+      }, context);
+      const opened = result.events.find((event): event is Extract<AccountEvent, { type: 'AccountOpened' }> => event.type === 'AccountOpened');
+      if (!opened) throw new HttpProblem(409, 'already_exists', 'this account already exists');
+      return reply
+        .status(201)
+        .header('location', `/v1/accounts/${accountId}`)
+        .send({
+          id: accountId,
+          customerId: opened.data.customerId,
+          currency: opened.data.currency,
+          type: opened.data.accountType,
+          status: 'active',
+          overdraftLimit: formatAmount(opened.data.overdraftLimitMinor, opened.data.currency),
+          position: result.position.toString(),
+        });
+    },
+  );
+
+  const transitions = [
+    { action: 'freeze', type: 'FreezeAccount', status: 'frozen', roles: ['teller'] },
+    { action: 'unfreeze', type: 'UnfreezeAccount', status: 'active', roles: ['teller'] },
+    { action: 'close', type: 'CloseAccount', status: 'closed', roles: ['admin'] },
+  ] as const;
+  for (const transition of transitions) {
+    app.post(
+      `/v1/accounts/:id/${transition.action}`,
+      {
+        config: { access: { roles: transition.roles } },
+        schema: {
+          tags: ['accounts'],
+          summary: `${transition.action[0]!.toUpperCase()}${transition.action.slice(1)} an account`,
+          headers: IdempotencyHeaders,
+          params: IdParams,
+          ...(transition.action === 'freeze' ? { body: FreezeBody } : {}),
+          response: { 200: StatusChanged, ...problemResponses(400, 401, 403, 404, 409, 422) },
+        },
+      },
+      async (request) => {
+        const { id } = request.params as { id: string };
+        const context = commandContext(request);
+        const data = { accountId: id, now: nowIso(), ...(transition.action === 'freeze' ? { reason: (request.body as { reason?: string } | undefined)?.reason ?? null } : {}) };
+        const result = await write.accounts.handle(accountStream(id), { type: transition.type, data } as never, context);
+        return { id, status: transition.status, position: result.position.toString() };
+      },
+    );
+  }
+
+  app.post(
+    '/v1/accounts/:id/overdraft',
+    {
+      config: { access: { roles: ['admin'] } },
+      schema: {
+        tags: ['accounts'],
+        summary: 'Set the overdraft limit (staff only)',
+        headers: IdempotencyHeaders,
+        params: IdParams,
+        body: OverdraftBody,
+        response: { 200: Type.Object({ id: Uuid, overdraftLimit: Type.String(), position: Position }), ...problemResponses(400, 401, 403, 404, 409, 422) },
+      },
+    },
+    async (request) => {
+      const { id } = request.params as { id: string };
+      const { overdraftLimit } = request.body as { overdraftLimit: string };
+      const context = commandContext(request);
+      const { state } = await write.accounts.load(accountStream(id));
+      if (state.status === 'none') throw accountNotFound();
+      const overdraftLimitMinor = overdraftMinor(overdraftLimit, state.currency);
+      const result = await write.accounts.handle(accountStream(id), { type: 'SetOverdraftLimit', data: { accountId: id, overdraftLimitMinor, now: nowIso() } }, context);
+      return { id, overdraftLimit: formatAmount(overdraftLimitMinor, state.currency), position: result.position.toString() };
+    },
+  );
+}

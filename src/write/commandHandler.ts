@@ -1,0 +1,323 @@
+import { createHash } from 'node:crypto';
+import { v5 as uuidv5 } from 'uuid';
+import type { Decider } from '../domain/decider.js';
+import type { JsonObject } from '../shared/json.js';
+import { ConcurrencyError, MAX_EVENTS_PER_APPEND, MAX_PAGE_SIZE, type EventStore, type RecordedEvent } from '../eventstore/port.js';
+import { HttpProblem } from '../shared/http/problem.js';
+
+/**
+ * Runs commands against streams: load (from cache), fold, decide, append with the exact expected
+ * revision.
+ *
+ * - Commands to one stream queue up in this process and are decided one after another over the
+ *   same state, then appended together in one append (TigerBeetle's batching): a hot account does
+ *   not fight itself for the revision.
+ * - Another process may still win the revision; then the stream is reloaded and the batch decided
+ *   again, a bounded number of times with jitter, then the commands fail with a 409.
+ * - Idempotency is durable: a command's events get ids derived from its idempotency key, and the
+ *   key and request fingerprint travel in the event metadata. A repeat finds them in the stream.
+ */
+export interface DomainEvent {
+  type: string;
+  data: JsonObject;
+}
+
+export interface CommandContext {
+  /** Principal-scoped idempotency key. */
+  idempotencyKey: string;
+  /** Fingerprint of the request (method, path, body). The same key with another fingerprint is refused. */
+  requestHash: string;
+  actor: string;
+  correlationId: string;
+  causationId?: string;
+}
+
+export interface CommandResult<Event extends DomainEvent> {
+  events: Event[];
+  /** Global position of the last event written by the append that carried this command. */
+  position: bigint;
+  /** True when this answer replays an earlier request with the same key. */
+  replayed: boolean;
+}
+
+/** What a stream remembers of each command it carried: enough to refuse or replay a repeat. */
+interface RecordedCommand {
+  requestHash: string;
+  firstRevision: bigint;
+  lastRevision: bigint;
+  position: bigint;
+}
+
+interface CachedStream<State> {
+  state: State;
+  revision: bigint | undefined;
+  /** Position of the stream's last event, 0n for a new stream. */
+  position: bigint;
+  commands: Map<string, RecordedCommand>;
+}
+
+interface Pending<State, Command, Event extends DomainEvent> {
+  decide: (state: State) => Event[];
+  command: Command;
+  context: CommandContext;
+  resolve: (result: CommandResult<Event>) => void;
+  reject: (error: unknown) => void;
+}
+
+export interface CommandHandlerOptions {
+  retryLimit: number;
+  /** Streams kept folded in memory; the least recently used are dropped past it. */
+  cacheSize?: number;
+  /** Commands decided together in one append. */
+  batchSize?: number;
+  /** Commands waiting per stream; past it new commands are refused with a 503. */
+  queueLimit?: number;
+}
+
+const EVENT_ID_NAMESPACE = '6f1c9c2e-5a0b-4d55-9a52-2f1a1c0b7e11';
+
+export function eventIdFor(streamName: string, idempotencyKey: string, index: number): string {
+  return uuidv5(`${streamName}\u0000${idempotencyKey}\u0000${index}`, EVENT_ID_NAMESPACE);
+}
+
+export function deterministicId(...parts: string[]): string {
+  return uuidv5(parts.join('\u0000'), EVENT_ID_NAMESPACE);
+}
+
+export function requestFingerprint(...parts: unknown[]): string {
+  const hash = createHash('sha256');
+  for (const part of parts) hash.update(JSON.stringify(part, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value)) ?? 'undefined').update('\u0000');
+  return hash.digest('hex');
+}
+
+export class CommandHandler<State, Command, Event extends DomainEvent> {
+  private readonly cache = new Map<string, CachedStream<State>>();
+  private readonly queues = new Map<string, Pending<State, Command, Event>[]>();
+  private readonly cacheSize: number;
+  private readonly batchSize: number;
+  private readonly queueLimit: number;
+
+  constructor(
+    private readonly store: EventStore,
+    private readonly decider: Decider<State, Command, Event>,
+    private readonly isEvent: (event: { type: string }) => boolean,
+    private readonly options: CommandHandlerOptions,
+  ) {
+    this.cacheSize = options.cacheSize ?? 10_000;
+    this.batchSize = Math.min(options.batchSize ?? 100, MAX_EVENTS_PER_APPEND);
+    this.queueLimit = options.queueLimit ?? 1_000;
+  }
+
+  /** Decides `command` against the stream's current state and appends what it decided. */
+  handle(streamName: string, command: Command, context: CommandContext, decide?: (state: State) => Event[]): Promise<CommandResult<Event>> {
+    return new Promise((resolve, reject) => {
+      let queue = this.queues.get(streamName);
+      const idle = queue === undefined;
+      if (!queue) {
+        queue = [];
+        this.queues.set(streamName, queue);
+      }
+      if (queue.length >= this.queueLimit) {
+        reject(new HttpProblem(503, 'stream_busy', 'too many commands are waiting for this resource; retry shortly', { 'retry-after': '1' }));
+        return;
+      }
+      queue.push({ command, context, resolve, reject, decide: decide ?? ((state) => this.decider.decide(command, state)) });
+      if (idle) void this.drain(streamName);
+    });
+  }
+
+  /** The folded state of a stream, as the next command would see it. */
+  async load(streamName: string): Promise<{ state: State; revision: bigint | undefined }> {
+    const cached = await this.refresh(streamName, this.cache.get(streamName));
+    this.remember(streamName, cached);
+    return { state: cached.state, revision: cached.revision };
+  }
+
+  /** What the stream remembers of an earlier command with this idempotency key, if any. */
+  async findCommand(streamName: string, idempotencyKey: string): Promise<{ requestHash: string } | undefined> {
+    const cached = await this.refresh(streamName, this.cache.get(streamName));
+    this.remember(streamName, cached);
+    return cached.commands.get(idempotencyKey);
+  }
+
+  private async drain(streamName: string): Promise<void> {
+    const queue = this.queues.get(streamName)!;
+    try {
+      while (queue.length > 0) {
+        const batch = queue.splice(0, this.batchSize);
+        await this.runBatch(streamName, batch);
+      }
+    } finally {
+      this.queues.delete(streamName);
+    }
+  }
+
+  private async runBatch(streamName: string, batch: Pending<State, Command, Event>[]): Promise<void> {
+    let cached = this.cache.get(streamName);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        cached = await this.refresh(streamName, cached);
+      } catch (error) {
+        batch.forEach((pending) => pending.reject(error));
+        return;
+      }
+      const outcome = this.decideBatch(streamName, cached, batch);
+      if (outcome.toAppend.length === 0) {
+        this.remember(streamName, cached);
+        outcome.settle(cached.position);
+        return;
+      }
+      try {
+        const result = await this.store.append(streamName, outcome.toAppend, { expectedRevision: cached.revision ?? 'no_stream' });
+        // The append wrote exactly what we decided, so the new state needs no re-read.
+        cached = outcome.apply(result.nextExpectedRevision, result.position);
+        this.remember(streamName, cached);
+        outcome.settle(result.position);
+        return;
+      } catch (error) {
+        if (error instanceof ConcurrencyError && attempt < this.options.retryLimit) {
+          this.cache.delete(streamName);
+          cached = undefined;
+          await jitter(attempt);
+          continue;
+        }
+        this.cache.delete(streamName);
+        const failure = error instanceof ConcurrencyError ? new HttpProblem(409, 'concurrency_conflict', 'the resource kept changing concurrently; retry the request') : error;
+        batch.forEach((pending) => pending.reject(failure));
+        return;
+      }
+    }
+  }
+
+  /** Decides each pending command in order over the evolving state; collects what to append. */
+  private decideBatch(streamName: string, cached: CachedStream<State>, batch: Pending<State, Command, Event>[]) {
+    let state = cached.state;
+    const commands = new Map(cached.commands);
+    const toAppend: { id: string; type: string; data: JsonObject; metadata: { correlationId: string; causationId?: string; actor: string; extra: JsonObject } }[] = [];
+    const settlements: ((position: bigint) => void)[] = [];
+    const fresh: RecordedCommand[] = [];
+    const replays: { pending: Pending<State, Command, Event>; recorded: RecordedCommand }[] = [];
+    const nextRevision = cached.revision === undefined ? 0n : cached.revision + 1n;
+
+    for (const pending of batch) {
+      const { context } = pending;
+      const earlier = commands.get(context.idempotencyKey);
+      if (earlier) {
+        if (earlier.requestHash !== context.requestHash) {
+          settlements.push(() => pending.reject(new HttpProblem(422, 'idempotency_key_reused', 'this idempotency key was already used with a different request')));
+        } else {
+          replays.push({ pending, recorded: earlier });
+        }
+        continue;
+      }
+      let events: Event[];
+      try {
+        events = pending.decide(state);
+      } catch (error) {
+        settlements.push(() => pending.reject(error));
+        continue;
+      }
+      if (toAppend.length + events.length > MAX_EVENTS_PER_APPEND) {
+        settlements.push(() => pending.reject(new HttpProblem(503, 'stream_busy', 'retry shortly', { 'retry-after': '1' })));
+        continue;
+      }
+      for (const event of events) state = this.decider.evolve(state, event);
+      events.forEach((event, index) => {
+        toAppend.push({
+          id: eventIdFor(streamName, context.idempotencyKey, index),
+          type: event.type,
+          data: event.data,
+          metadata: {
+            correlationId: context.correlationId,
+            ...(context.causationId ? { causationId: context.causationId } : {}),
+            actor: context.actor,
+            extra: { idempotencyKey: context.idempotencyKey, requestHash: context.requestHash },
+          },
+        });
+      });
+      if (events.length > 0) {
+        const firstRevision = nextRevision + BigInt(toAppend.length - events.length);
+        const recorded: RecordedCommand = { requestHash: context.requestHash, firstRevision, lastRevision: firstRevision + BigInt(events.length - 1), position: -1n };
+        commands.set(context.idempotencyKey, recorded);
+        fresh.push(recorded);
+      }
+      settlements.push((position) => pending.resolve({ events, position, replayed: false }));
+    }
+
+    return {
+      toAppend,
+      apply: (revision: bigint, position: bigint): CachedStream<State> => {
+        for (const recorded of fresh) recorded.position = position;
+        return { state, revision, position, commands };
+      },
+      settle: (position: bigint) => {
+        settlements.forEach((settle) => settle(position));
+        for (const { pending, recorded } of replays) {
+          this.replay(streamName, recorded).then((events) => pending.resolve({ events, position: recorded.position, replayed: true }), pending.reject);
+        }
+      },
+    };
+  }
+
+  /** Re-reads the events an earlier command wrote, so a repeat gets the same answer. */
+  private async replay(streamName: string, recorded: RecordedCommand): Promise<Event[]> {
+    const count = Number(recorded.lastRevision - recorded.firstRevision + 1n);
+    const events = await this.store.readStream(streamName, { fromRevision: recorded.firstRevision, maxCount: count });
+    return events.map((event) => ({ type: event.type, data: event.data }) as Event);
+  }
+
+  /** Brings a cached stream up to date by reading only what was appended since. */
+  private async refresh(streamName: string, cached: CachedStream<State> | undefined): Promise<CachedStream<State>> {
+    let current: CachedStream<State> = cached ?? { state: this.decider.initialState(), revision: undefined, position: 0n, commands: new Map<string, RecordedCommand>() };
+    let state = current.state;
+    let revision = current.revision;
+    let position = current.position;
+    const commands = new Map(current.commands);
+    for (;;) {
+      const page = await this.store.readStream(streamName, { fromRevision: revision === undefined ? 0n : revision + 1n, maxCount: MAX_PAGE_SIZE });
+      for (const recorded of page) {
+        if (revision !== undefined && recorded.revision !== revision + 1n) throw new Error(`stream ${streamName} skipped from ${revision} to ${recorded.revision}`);
+        if (!this.isEvent(recorded)) throw new Error(`stream ${streamName} holds an unknown event type ${recorded.type}`);
+        state = this.decider.evolve(state, { type: recorded.type, data: recorded.data } as Event);
+        revision = recorded.revision;
+        position = recorded.position;
+        rememberCommand(commands, recorded);
+      }
+      if (page.length < MAX_PAGE_SIZE) break;
+    }
+    current = { state, revision, position, commands };
+    return current;
+  }
+
+  private remember(streamName: string, cached: CachedStream<State>): void {
+    const existing = this.cache.get(streamName);
+    // A read that raced with an append must not replace the newer state the append left.
+    if (existing && (existing.revision ?? -1n) > (cached.revision ?? -1n)) return;
+    this.cache.delete(streamName);
+    this.cache.set(streamName, cached);
+    while (this.cache.size > this.cacheSize) {
+      const oldest = this.cache.keys().next().value;
+      if (oldest === undefined || this.queues.has(oldest)) break;
+      this.cache.delete(oldest);
+    }
+  }
+}
+
+function rememberCommand(commands: Map<string, RecordedCommand>, recorded: RecordedEvent): void {
+  const extra = recorded.metadata.extra;
+  const key = extra?.idempotencyKey;
+  const requestHash = extra?.requestHash;
+  if (typeof key !== 'string' || typeof requestHash !== 'string') return;
+  const existing = commands.get(key);
+  if (existing && existing.requestHash === requestHash && existing.lastRevision + 1n === recorded.revision) {
+    existing.lastRevision = recorded.revision;
+    existing.position = recorded.position;
+    return;
+  }
+  commands.set(key, { requestHash, firstRevision: recorded.revision, lastRevision: recorded.revision, position: recorded.position });
+}
+
+async function jitter(attempt: number): Promise<void> {
+  const delayMs = Math.random() * Math.min(5 * 2 ** attempt, 200);
+  await new Promise((resolve) => setTimeout(resolve, delayMs));
+}

@@ -1,0 +1,99 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { normalizeEmail, validateEmail, validateName, type CustomerEvent } from '../../domain/customer.js';
+import { HttpProblem } from '../../shared/http/problem.js';
+import { assertOwner } from '../../shared/auth/plugin.js';
+import { deterministicId } from '../commandHandler.js';
+import { commandContext, IdempotencyHeaders, nowIso, Position, problemResponses, Uuid } from '../http.js';
+import { customerStream, emailReservationStream } from '../streams.js';
+import type { WriteSide } from '../writeSide.js';
+
+const RegisterBody = Type.Object(
+  {
+    email: Type.String({ minLength: 3, maxLength: 254 }),
+    firstName: Type.String({ minLength: 1, maxLength: 100 }),
+    lastName: Type.String({ minLength: 1, maxLength: 100 }),
+  },
+  { additionalProperties: false },
+);
+const CustomerCreated = Type.Object({
+  id: Uuid,
+  email: Type.String(),
+  firstName: Type.String(),
+  lastName: Type.String(),
+  status: Type.String(),
+  position: Position,
+});
+const StatusChanged = Type.Object({ id: Uuid, status: Type.String(), position: Position });
+const SuspendBody = Type.Object({ reason: Type.Optional(Type.String({ maxLength: 500 })) }, { additionalProperties: false });
+const IdParams = Type.Object({ id: Uuid }, { additionalProperties: false });
+
+const notFound = () => new HttpProblem(404, 'customer_not_found', 'no such customer');
+
+export async function customerRoutes(app: FastifyInstance, { write }: { write: WriteSide }): Promise<void> {
+  app.post(
+    '/v1/customers',
+    {
+      config: { access: { roles: ['admin'] } },
+      schema: {
+        tags: ['customers'],
+        summary: 'Register a customer (status pending_verification)',
+        headers: IdempotencyHeaders,
+        body: RegisterBody,
+        response: { 201: CustomerCreated, ...problemResponses(400, 401, 403, 409, 422) },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body as { email: string; firstName: string; lastName: string };
+      const context = commandContext(request);
+      const customerId = deterministicId('customer', context.idempotencyKey);
+      const stream = customerStream(customerId);
+      // A key reused with another body must be refused before it reserves anything.
+      const earlier = await write.customers.findCommand(stream, context.idempotencyKey);
+      if (earlier && earlier.requestHash !== context.requestHash) throw new HttpProblem(422, 'idempotency_key_reused', 'this idempotency key was already used with a different request');
+      // Everything the registration could refuse is checked before the email is reserved.
+      validateName(body.firstName, 'firstName');
+      validateName(body.lastName, 'lastName');
+      const emailNormalized = normalizeEmail(validateEmail(body.email));
+      const now = nowIso();
+      await write.emails.handle(emailReservationStream(emailNormalized), { type: 'ReserveEmail', data: { emailNormalized, customerId, now } }, context);
+      const result = await write.customers.handle(stream, { type: 'RegisterCustomer', data: { customerId, email: body.email, firstName: body.firstName, lastName: body.lastName, now } }, context);
+      const registered = result.events.find((event): event is Extract<CustomerEvent, { type: 'CustomerRegistered' }> => event.type === 'CustomerRegistered');
+      if (!registered) throw new HttpProblem(409, 'already_exists', 'this customer already exists');
+      return reply
+        .status(201)
+        .header('location', `/v1/customers/${customerId}`)
+        .send({ id: customerId, email: registered.data.email, firstName: registered.data.firstName, lastName: registered.data.lastName, status: 'pending_verification', position: result.position.toString() });
+    },
+  );
+
+  const transitions = [
+    { action: 'activate', type: 'ActivateCustomer', status: 'active' },
+    { action: 'suspend', type: 'SuspendCustomer', status: 'suspended' },
+    { action: 'reactivate', type: 'ReactivateCustomer', status: 'active' },
+  ] as const;
+  for (const transition of transitions) {
+    app.post(
+      `/v1/customers/:id/${transition.action}`,
+      {
+        config: { access: { roles: ['admin'] } },
+        schema: {
+          tags: ['customers'],
+          summary: `${transition.action[0]!.toUpperCase()}${transition.action.slice(1)} a customer`,
+          headers: IdempotencyHeaders,
+          params: IdParams,
+          ...(transition.action === 'suspend' ? { body: SuspendBody } : {}),
+          response: { 200: StatusChanged, ...problemResponses(400, 401, 403, 404, 409, 422) },
+        },
+      },
+      async (request) => {
+        const { id } = request.params as { id: string };
+        assertOwner(request, undefined, notFound());
+        const context = commandContext(request);
+        const data = { customerId: id, now: nowIso(), ...(transition.action === 'suspend' ? { reason: (request.body as { reason?: string } | undefined)?.reason ?? null } : {}) };
+        const result = await write.customers.handle(customerStream(id), { type: transition.type, data } as never, context);
+        return { id, status: transition.status, position: result.position.toString() };
+      },
+    );
+  }
+}

@@ -1,0 +1,55 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { Type, type TSchema } from '@sinclair/typebox';
+import type { FastifyRequest } from 'fastify';
+import { actorOf } from '../shared/auth/principal.js';
+import { principalOf } from '../shared/auth/plugin.js';
+import { HttpProblem } from '../shared/http/problem.js';
+import { requestFingerprint, type CommandContext } from './commandHandler.js';
+
+export const Uuid = Type.String({ format: 'uuid', maxLength: 36 });
+/** A decimal string in major units; the currency's exponent is checked by the domain. */
+export const Amount = Type.String({ pattern: '^(0|[1-9][0-9]{0,20})(\\.[0-9]{1,10})?$', maxLength: 32, description: 'decimal string in major units, e.g. "12.34"' });
+export const Currency = Type.String({ pattern: '^[A-Z]{3}$', description: 'ISO 4217 code' });
+export const OptionalText = (maxLength: number) => Type.Optional(Type.Union([Type.String({ maxLength }), Type.Null()]));
+export const Position = Type.String({ pattern: '^[0-9]+$', description: 'global log position of the events written; pass as minPosition to read your writes' });
+
+export const IdempotencyHeaders = Type.Object(
+  { 'idempotency-key': Type.String({ minLength: 1, maxLength: 200, pattern: '^[\\x21-\\x7E]+$' }) },
+  { additionalProperties: true },
+);
+
+export const problemResponses = (...statuses: number[]): Record<number, TSchema> =>
+  Object.fromEntries(statuses.map((status) => [status, Type.Ref('Problem')]));
+
+/**
+ * The command's context: the idempotency key scoped to the principal (a key never crosses
+ * principals) and a fingerprint of the request so that a reused key with another request is refused.
+ */
+export function commandContext(request: FastifyRequest, body: unknown = request.body): CommandContext {
+  const principal = principalOf(request);
+  const key = request.headers['idempotency-key'];
+  if (typeof key !== 'string' || key.length === 0) throw new HttpProblem(400, 'missing_idempotency_key', 'the Idempotency-Key header is required');
+  return {
+    idempotencyKey: `${actorOf(principal)}:${key}`,
+    requestHash: requestFingerprint(request.method, request.routeOptions.url, request.params, body),
+    actor: actorOf(principal),
+    correlationId: typeof request.headers['x-correlation-id'] === 'string' ? request.headers['x-correlation-id'].slice(0, 100) : request.id,
+  };
+}
+
+export function nowIso(): string {
+  return new Date().toISOString();
+}
+
+/** Client timestamps are normalised to the domain's form: UTC, milliseconds. */
+export function normaliseInstant(value: string, field: string): string {
+  const ms = Date.parse(value);
+  if (Number.isNaN(ms)) throw new HttpProblem(400, 'invalid_timestamp', `${field} is not a valid date-time`);
+  return new Date(ms).toISOString();
+}
+
+export function sha256Hex(value: string): string {
+  return createHash('sha256').update(value).digest('hex');
+}
+
+export { randomUUID };

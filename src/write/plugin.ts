@@ -1,0 +1,12 @@
+import type { FastifyInstance } from 'fastify';
+import { accountRoutes } from './accounts/routes.js';
+import { customerRoutes } from './customers/routes.js';
+import { movementRoutes } from './movements/routes.js';
+import type { WriteSide } from './writeSide.js';
+
+/** The command API: every mutating /v1 route. */
+export async function writeApi(app: FastifyInstance, options: { write: WriteSide }): Promise<void> {
+  await app.register(customerRoutes, options);
+  await app.register(accountRoutes, options);
+  await app.register(movementRoutes, options);
+}

@@ -1,0 +1,234 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { client, openFundedAccount, startTestLedger, type TestLedger } from '../support/ledger.js';
+
+describe('command API', () => {
+  let ledger: TestLedger;
+  let admin: ReturnType<typeof client>;
+  let teller: ReturnType<typeof client>;
+  let tokens: { admin: string; teller: string };
+
+  beforeAll(async () => {
+    ledger = await startTestLedger({ roles: ['write-api'] });
+    tokens = { admin: await ledger.token('admin'), teller: await ledger.token('teller') };
+    admin = client(ledger.app, tokens.admin);
+    teller = client(ledger.app, tokens.teller);
+  });
+  afterAll(async () => {
+    await ledger?.close();
+  });
+
+  async function storedEventCount(): Promise<number> {
+    const { rows } = await ledger.runtime.pool.query<{ count: bigint }>('select count(*) from ledger_events');
+    return Number(rows[0]!.count);
+  }
+
+  describe('customers', () => {
+    it('registers a customer as pending verification, with a position', async () => {
+      const response = await admin.post('/v1/customers', { email: `Ada.${randomUUID()}@Example.com`, firstName: 'Ada', lastName: 'Lovelace' });
+      expect(response.statusCode).toBe(201);
+      const body = response.json<{ id: string; status: string; position: string }>();
+      expect(body.status).toBe('pending_verification');
+      expect(body.position).toMatch(/^[0-9]+$/);
+      expect(response.headers.location).toBe(`/v1/customers/${body.id}`);
+    });
+
+    it('walks every lifecycle transition and refuses the illegal ones', async () => {
+      const { id } = (await admin.post('/v1/customers', { email: `${randomUUID()}@example.com`, firstName: 'Grace', lastName: 'Hopper' })).json<{ id: string }>();
+      expect((await admin.post(`/v1/customers/${id}/reactivate`)).statusCode).toBe(422);
+      expect((await admin.post(`/v1/customers/${id}/activate`)).json()).toMatchObject({ status: 'active' });
+      expect((await admin.post(`/v1/customers/${id}/suspend`, { reason: 'kyc review' })).json()).toMatchObject({ status: 'suspended' });
+      const illegal = await admin.post(`/v1/customers/${id}/activate`);
+      expect(illegal.statusCode).toBe(422);
+      expect(illegal.headers['content-type']).toContain('application/problem+json');
+      expect(illegal.json()).toMatchObject({ status: 422, code: 'invalid_state_transition' });
+      expect((await admin.post(`/v1/customers/${id}/reactivate`)).json()).toMatchObject({ status: 'active' });
+      expect((await admin.post(`/v1/customers/${randomUUID()}/activate`)).statusCode).toBe(404);
+    });
+
+    it('keeps emails unique, case-insensitively, in the event store', async () => {
+      const email = `unique.${randomUUID()}@example.com`;
+      expect((await admin.post('/v1/customers', { email, firstName: 'A', lastName: 'B' })).statusCode).toBe(201);
+      const before = await storedEventCount();
+      const duplicate = await admin.post('/v1/customers', { email: `  ${email.toUpperCase()} `, firstName: 'C', lastName: 'D' });
+      expect(duplicate.statusCode).toBe(409);
+      expect(duplicate.json()).toMatchObject({ code: 'email_taken' });
+      expect(await storedEventCount()).toBe(before);
+    });
+
+    it.each([
+      ['an unknown field', { email: 'x@example.com', firstName: 'A', lastName: 'B', isAdmin: true }],
+      ['a number for a string', { email: 'x@example.com', firstName: 5, lastName: 'B' }],
+      ['a missing field', { email: 'x@example.com', firstName: 'A' }],
+      ['a bad email', { email: 'not-an-email', firstName: 'A', lastName: 'B' }],
+      ['a control character in a name', { email: 'y@example.com', firstName: 'A\u0007', lastName: 'B' }],
+    ])('refuses %s with a 400 problem and writes nothing', async (_label, body) => {
+      const before = await storedEventCount();
+      const response = await admin.post('/v1/customers', body);
+      expect(response.statusCode).toBe(400);
+      expect(response.headers['content-type']).toContain('application/problem+json');
+      expect(await storedEventCount()).toBe(before);
+    });
+
+    it('refuses malformed JSON and a missing idempotency key', async () => {
+      expect((await admin.post('/v1/customers', '{"email":')).statusCode).toBe(400);
+      const missingKey = await ledger.app.inject({ method: 'POST', url: '/v1/customers', headers: { authorization: `Bearer ${tokens.admin}`, 'content-type': 'application/json' }, payload: { email: 'k@example.com', firstName: 'A', lastName: 'B' } });
+      expect(missingKey.statusCode).toBe(400);
+    });
+  });
+
+  describe('accounts', () => {
+    it('opens an account only for an active customer', async () => {
+      const { id } = (await admin.post('/v1/customers', { email: `${randomUUID()}@example.com`, firstName: 'A', lastName: 'B' })).json<{ id: string }>();
+      const pending = await teller.post('/v1/accounts', { customerId: id, currency: 'EUR', type: 'checking' });
+      expect(pending.statusCode).toBe(422);
+      expect(pending.json()).toMatchObject({ code: 'customer_not_active' });
+      await admin.post(`/v1/customers/${id}/activate`);
+      const opened = await teller.post('/v1/accounts', { customerId: id, currency: 'JPY', type: 'savings' });
+      expect(opened.statusCode).toBe(201);
+      expect(opened.json()).toMatchObject({ customerId: id, currency: 'JPY', type: 'savings', status: 'active', overdraftLimit: '0' });
+      expect((await teller.post('/v1/accounts', { customerId: randomUUID(), currency: 'EUR', type: 'checking' })).statusCode).toBe(404);
+      expect((await teller.post('/v1/accounts', { customerId: id, currency: 'XXZ', type: 'checking' })).statusCode).toBe(400);
+      expect((await teller.post('/v1/accounts', { customerId: id, currency: 'EUR', type: 'gold' })).statusCode).toBe(400);
+    });
+
+    it('freezes (credits only), unfreezes and closes only at zero', async () => {
+      const { accountId } = await openFundedAccount(ledger.app, tokens, { deposit: '10.00' });
+      expect((await teller.post(`/v1/accounts/${accountId}/freeze`, { reason: 'fraud check' })).json()).toMatchObject({ status: 'frozen' });
+      expect((await teller.post(`/v1/accounts/${accountId}/deposits`, { amount: '1.00', currency: 'EUR' })).statusCode).toBe(201);
+      const debit = await teller.post(`/v1/accounts/${accountId}/withdrawals`, { amount: '1.00', currency: 'EUR' });
+      expect(debit.statusCode).toBe(422);
+      expect(debit.json()).toMatchObject({ code: 'account_frozen' });
+      expect((await teller.post(`/v1/accounts/${accountId}/unfreeze`)).json()).toMatchObject({ status: 'active' });
+      expect((await admin.post(`/v1/accounts/${accountId}/close`)).json()).toMatchObject({ code: 'balance_not_zero' });
+      await teller.post(`/v1/accounts/${accountId}/withdrawals`, { amount: '11', currency: 'EUR' });
+      expect((await admin.post(`/v1/accounts/${accountId}/close`)).json()).toMatchObject({ status: 'closed' });
+      expect((await teller.post(`/v1/accounts/${accountId}/deposits`, { amount: '1', currency: 'EUR' })).json()).toMatchObject({ code: 'account_closed' });
+      expect((await teller.post(`/v1/accounts/${randomUUID()}/freeze`)).statusCode).toBe(404);
+    });
+
+    it('lets staff set an overdraft and honours it to the minor unit', async () => {
+      const { accountId } = await openFundedAccount(ledger.app, tokens, { deposit: '5.00' });
+      expect((await admin.post(`/v1/accounts/${accountId}/overdraft`, { overdraftLimit: '10.00' })).json()).toMatchObject({ overdraftLimit: '10.00' });
+      expect((await teller.post(`/v1/accounts/${accountId}/withdrawals`, { amount: '15.01', currency: 'EUR' })).statusCode).toBe(422);
+      const atLimit = await teller.post(`/v1/accounts/${accountId}/withdrawals`, { amount: '15.00', currency: 'EUR' });
+      expect(atLimit.json()).toMatchObject({ balanceAfter: '-10.00' });
+    });
+  });
+
+  describe('movements', () => {
+    it('deposits and withdraws with exact decimal strings per currency', async () => {
+      const eur = await openFundedAccount(ledger.app, tokens);
+      expect((await teller.post(`/v1/accounts/${eur.accountId}/deposits`, { amount: '12.34', currency: 'EUR', reference: 'r-1', description: 'cash' })).json()).toMatchObject({ amount: '12.34', balanceAfter: '12.34', type: 'deposit' });
+      expect((await teller.post(`/v1/accounts/${eur.accountId}/withdrawals`, { amount: '2.3', currency: 'EUR' })).json()).toMatchObject({ amount: '2.30', balanceAfter: '10.04' });
+      const jpy = await openFundedAccount(ledger.app, tokens, { currency: 'JPY' });
+      expect((await teller.post(`/v1/accounts/${jpy.accountId}/deposits`, { amount: '500', currency: 'JPY' })).json()).toMatchObject({ amount: '500', balanceAfter: '500' });
+      const kwd = await openFundedAccount(ledger.app, tokens, { currency: 'KWD' });
+      expect((await teller.post(`/v1/accounts/${kwd.accountId}/deposits`, { amount: '1.005', currency: 'KWD' })).json()).toMatchObject({ amount: '1.005' });
+    });
+
+    it.each([
+      ['a JSON number', 500, 'EUR', 400],
+      ['an exponent', '1e3', 'EUR', 400],
+      ['too many decimals', '12.345', 'EUR', 400],
+      ['decimals for JPY', '500.0', 'JPY', 400],
+      ['zero', '0.00', 'EUR', 400],
+      ['a negative', '-1.00', 'EUR', 400],
+      ['a leading plus', '+1.00', 'EUR', 400],
+      ['over the maximum', '100000000000000.00', 'EUR', 400],
+      ['an unknown currency', '1.00', 'ABC', 400],
+      ['another currency than the account', '1.00', 'USD', 422],
+    ])('refuses %s and writes nothing', async (_label, amount, currency, status) => {
+      const { accountId } = await openFundedAccount(ledger.app, tokens, { currency: currency === 'JPY' ? 'JPY' : 'EUR' });
+      const before = await storedEventCount();
+      const response = await teller.post(`/v1/accounts/${accountId}/deposits`, { amount, currency });
+      expect(response.statusCode).toBe(status);
+      expect(response.headers['content-type']).toContain('application/problem+json');
+      expect(await storedEventCount()).toBe(before);
+    });
+
+    it('places, partially captures and releases holds', async () => {
+      const { accountId } = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+      const holdId = randomUUID();
+      const expiresAt = new Date(Date.now() + 60_000).toISOString();
+      const placed = await teller.post(`/v1/accounts/${accountId}/holds`, { holdId, amount: '30.00', currency: 'EUR', expiresAt });
+      expect(placed.statusCode).toBe(201);
+      expect(placed.json()).toMatchObject({ held: '30.00', available: '70.00' });
+      expect((await teller.post(`/v1/accounts/${accountId}/withdrawals`, { amount: '70.01', currency: 'EUR' })).json()).toMatchObject({ code: 'insufficient_funds' });
+      const captured = await teller.post(`/v1/accounts/${accountId}/holds/${holdId}/capture`, { amount: '12.50' });
+      expect(captured.json()).toMatchObject({ captured: '12.50', released: '17.50', balanceAfter: '87.50', held: '0.00' });
+      expect((await teller.post(`/v1/accounts/${accountId}/holds/${holdId}/release`)).json()).toMatchObject({ code: 'hold_not_active' });
+      const second = randomUUID();
+      await teller.post(`/v1/accounts/${accountId}/holds`, { holdId: second, amount: '5.00', currency: 'EUR', expiresAt });
+      expect((await teller.post(`/v1/accounts/${accountId}/holds/${second}/release`)).json()).toMatchObject({ status: 'released', released: '5.00' });
+      expect((await teller.post(`/v1/accounts/${accountId}/holds/${randomUUID()}/capture`)).json()).toMatchObject({ code: 'hold_not_found' });
+      expect((await teller.post(`/v1/accounts/${accountId}/holds`, { holdId: randomUUID(), amount: '1.00', currency: 'EUR', expiresAt: '2001-01-01T00:00:00Z' })).statusCode).toBe(400);
+    });
+  });
+
+  describe('idempotency', () => {
+    it('the same key and body answers the same and writes once; another body gets a 422', async () => {
+      const { accountId } = await openFundedAccount(ledger.app, tokens);
+      const key = randomUUID();
+      const first = await teller.post(`/v1/accounts/${accountId}/deposits`, { amount: '10.00', currency: 'EUR' }, { 'idempotency-key': key });
+      const before = await storedEventCount();
+      const again = await teller.post(`/v1/accounts/${accountId}/deposits`, { amount: '10.00', currency: 'EUR' }, { 'idempotency-key': key });
+      expect(again.statusCode).toBe(201);
+      expect(again.json()).toEqual(first.json());
+      expect(await storedEventCount()).toBe(before);
+      const other = await teller.post(`/v1/accounts/${accountId}/deposits`, { amount: '11.00', currency: 'EUR' }, { 'idempotency-key': key });
+      expect(other.statusCode).toBe(422);
+      expect(other.json()).toMatchObject({ code: 'idempotency_key_reused' });
+      expect(await storedEventCount()).toBe(before);
+    });
+
+    it('replays after a restart of the app and from another instance', async () => {
+      const { accountId } = await openFundedAccount(ledger.app, tokens);
+      const key = randomUUID();
+      const first = await teller.post(`/v1/accounts/${accountId}/deposits`, { amount: '7.00', currency: 'EUR' }, { 'idempotency-key': key });
+      const restarted = await ledger.restart(['write-api']);
+      const before = await storedEventCount();
+      const replay = await client(restarted.app, tokens.teller).post(`/v1/accounts/${accountId}/deposits`, { amount: '7.00', currency: 'EUR' }, { 'idempotency-key': key });
+      expect(replay.statusCode).toBe(201);
+      expect(replay.json()).toEqual(first.json());
+      expect(await storedEventCount()).toBe(before);
+      await restarted.close();
+    });
+
+    it('a customer registration replays to the same customer', async () => {
+      const key = randomUUID();
+      const body = { email: `${randomUUID()}@example.com`, firstName: 'A', lastName: 'B' };
+      const first = await admin.post('/v1/customers', body, { 'idempotency-key': key });
+      const again = await admin.post('/v1/customers', body, { 'idempotency-key': key });
+      expect(again.json()).toEqual(first.json());
+      const changed = await admin.post('/v1/customers', { ...body, email: `${randomUUID()}@example.com` }, { 'idempotency-key': key });
+      expect(changed.statusCode).toBe(422);
+    });
+  });
+
+  describe('concurrency', () => {
+    it('50 concurrent withdrawals that can pay for only 10: exactly 10 succeed, the balance ends at zero', async () => {
+      const { accountId } = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+      const responses = await Promise.all(Array.from({ length: 50 }, () => teller.post(`/v1/accounts/${accountId}/withdrawals`, { amount: '10.00', currency: 'EUR' })));
+      const succeeded = responses.filter((response) => response.statusCode === 201);
+      expect(succeeded).toHaveLength(10);
+      expect(responses.filter((response) => response.statusCode === 422).every((response) => response.json().code === 'insufficient_funds')).toBe(true);
+      expect(responses.filter((response) => response.statusCode === 422)).toHaveLength(40);
+      const balances = succeeded.map((response) => response.json<{ balanceAfter: string }>().balanceAfter).sort();
+      expect(balances[0]).toBe('0.00');
+    });
+
+    it('two instances withdrawing from one account never overdraw it', async () => {
+      const { accountId } = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+      const other = await ledger.restart(['write-api']);
+      const clients = [teller, client(other.app, tokens.teller)];
+      const responses = await Promise.all(Array.from({ length: 30 }, (_, index) => clients[index % 2]!.post(`/v1/accounts/${accountId}/withdrawals`, { amount: '10.00', currency: 'EUR' })));
+      const succeeded = responses.filter((response) => response.statusCode === 201).length;
+      expect(succeeded).toBeLessThanOrEqual(10);
+      expect(responses.every((response) => [201, 409, 422].includes(response.statusCode))).toBe(true);
+      const { rows } = await ledger.runtime.pool.query<{ n: bigint }>(`select count(*) as n from ledger_events where stream_name = $1 and event_type = 'FundsWithdrawn'`, [`account-${accountId}`]);
+      expect(Number(rows[0]!.n)).toBe(succeeded);
+      await other.close();
+    });
+  });
+});
