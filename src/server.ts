@@ -8,6 +8,11 @@ import { authPlugin } from './shared/auth/plugin.js';
 import { createTokenVerifier, type TokenVerifier } from './shared/auth/keys.js';
 import { createWriteSide, type WriteSide } from './write/writeSide.js';
 import { writeApi } from './write/plugin.js';
+import { startProjector } from './projections/projector.js';
+import { readApi } from './read/plugin.js';
+import { commandContext } from './write/http.js';
+import { securityPlugin, unverifiedTokenReaderForBenchmark } from './shared/security/plugin.js';
+import { hardenedServerOptions } from './shared/security/hardening.js';
 
 export type Role = 'write-api' | 'read-api' | 'projector' | 'process-manager';
 export const ROLES: readonly Role[] = ['write-api', 'read-api', 'projector', 'process-manager'];
@@ -29,6 +34,8 @@ export interface Ledger {
 export interface LedgerOptions {
   /** Tests pass their own verifier; otherwise it follows the JWT_* configuration. */
   verifier?: TokenVerifier;
+  /** bench/security-overhead.bench.ts only: no signature check, rate limit, cache or hardening. Never set from the environment. */
+  securityDisabledForBenchmark?: boolean;
 }
 
 /**
@@ -42,10 +49,12 @@ export async function buildLedger(runtime: Runtime, roles: readonly Role[], opti
     bodyLimitBytes: config.BODY_LIMIT_BYTES,
     requestTimeoutMs: config.REQUEST_TIMEOUT_MS,
     title: 'Ledger API',
+    serverOptions: hardenedServerOptions,
   });
   const workers: Worker[] = [];
   app.decorate('runtime', runtime);
-  await app.register(authPlugin, { verifier: options.verifier ?? createTokenVerifier(config) });
+  if (!options.securityDisabledForBenchmark) await app.register(securityPlugin, { config, logger: runtime.logger, idempotencyScope: (request) => commandContext(request) });
+  await app.register(authPlugin, { verifier: options.verifier ?? (options.securityDisabledForBenchmark ? unverifiedTokenReaderForBenchmark : createTokenVerifier(config)) });
   const write = createWriteSide(runtime.store, { retryLimit: config.COMMAND_RETRY_LIMIT });
 
   app.get('/health/live', { schema: { hide: true, response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({ status: 'ok' as const }));
@@ -62,6 +71,7 @@ export async function buildLedger(runtime: Runtime, roles: readonly Role[], opti
       checks.database = 'unreachable';
       ready = false;
     }
+    checks.redis = app.hasDecorator('security') ? app.security.redis() : { state: 'disabled' };
     for (const worker of workers) {
       const health = worker.health();
       checks[worker.name] = health;
@@ -76,7 +86,11 @@ export async function buildLedger(runtime: Runtime, roles: readonly Role[], opti
         await app.register(writeApi, { write });
         break;
       case 'read-api':
+        await app.register(readApi, { runtime });
+        break;
       case 'projector':
+        workers.push(...startProjector(runtime));
+        break;
       case 'process-manager':
         break;
       default: {

@@ -37,11 +37,13 @@ export type BusinessRuleCode =
   | 'balance_limit_exceeded'
   | 'invalid_state_transition'
   | 'hold_already_exists'
-  | 'already_exists';
+  | 'already_exists'
+  | 'same_account_transfer'
+  | 'cross_currency_transfer';
 
 export type ConflictCode = 'email_taken';
 
-export type NotFoundCode = 'customer_not_found' | 'account_not_found';
+export type NotFoundCode = 'customer_not_found' | 'account_not_found' | 'transfer_not_found';
 
 export type DomainErrorCode = ValidationErrorCode | BusinessRuleCode | ConflictCode | NotFoundCode;
 

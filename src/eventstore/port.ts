@@ -87,6 +87,7 @@ export interface SubscribeOptions {
 }
 
 export interface Batch {
+  /** May be empty when only the checkpoint moved (nothing matched the filter). */
   events: RecordedEvent[];
   /**
    * Checkpoint to store once the batch is applied. It may be past the last event when filtered

@@ -50,6 +50,7 @@ const DEFAULT_BATCH_SIZE = 500;
 const PENDING_RETRY_MIN_MS = 2;
 const PENDING_RETRY_MAX_MS = 50;
 const LISTENER_RECONNECT_MAX_MS = 5_000;
+const EMPTY_BATCH_INTERVAL_MS = 50;
 
 export class PostgresEventStore implements EventStore {
   readonly kind = 'postgres' as const;
@@ -57,6 +58,7 @@ export class PostgresEventStore implements EventStore {
   private readonly pollIntervalMs: number;
   private readonly logger: Logger | undefined;
   private listener: pg.Client | undefined;
+  private notifier: pg.Client | undefined;
   private listenerStarting: Promise<void> | undefined;
   private notifyInFlight = false;
   private notifyAgain = false;
@@ -174,6 +176,7 @@ export class PostgresEventStore implements EventStore {
       let checkpoint = options.after ?? 0n;
       let pendingDelayMs = PENDING_RETRY_MIN_MS;
       let wasCaughtUp = false;
+      let lastEmptyBatchMs = 0;
       while (!stopped && !this.closed) {
         wakeRequested = false;
         const horizon = await this.pool.query<{ safe: string; pending: boolean }>(
@@ -191,15 +194,24 @@ export class PostgresEventStore implements EventStore {
         const drained = events.length < batchSize;
         // When the page was short, nothing else matches up to `safe`: filtered-out events need no re-scan.
         const nextCheckpoint = drained && safe > checkpoint ? safe : (events.at(-1)?.position ?? checkpoint);
+        let deferred = false;
         if (events.length > 0) {
           assertIncreasing(checkpoint, events);
           await handler({ events, checkpoint: nextCheckpoint });
+          checkpoint = nextCheckpoint;
+        } else if (nextCheckpoint > checkpoint && Date.now() - lastEmptyBatchMs >= EMPTY_BATCH_INTERVAL_MS) {
+          // Nothing matched the filter up to `safe`: say so (rarely), so a filtered subscriber's
+          // checkpoint keeps up with the log and readers waiting for a position are not held back.
+          lastEmptyBatchMs = Date.now();
+          await handler({ events: [], checkpoint: nextCheckpoint });
+          checkpoint = nextCheckpoint;
+        } else if (nextCheckpoint > checkpoint) {
+          deferred = true;
         }
-        checkpoint = nextCheckpoint;
         if (!drained || stopped) continue;
         if (!wasCaughtUp || events.length > 0) options.onCaughtUp?.(checkpoint);
         wasCaughtUp = true;
-        if (pending) {
+        if (pending || deferred) {
           // Committed-or-running rows above the horizon: an older transaction is still open. Poll soon.
           await sleep(pendingDelayMs);
           pendingDelayMs = Math.min(pendingDelayMs * 2, PENDING_RETRY_MAX_MS);
@@ -226,7 +238,10 @@ export class PostgresEventStore implements EventStore {
     return subscription;
   }
 
-  /** Wakes every local subscriber at once and tells other processes through one coalesced NOTIFY. */
+  /**
+   * Wakes every local subscriber at once and tells other processes through one coalesced NOTIFY,
+   * sent on a connection of its own so appends never wait for it.
+   */
   private announceAppend(): void {
     this.wakeups.emit('wake');
     if (this.notifyInFlight) {
@@ -236,8 +251,7 @@ export class PostgresEventStore implements EventStore {
     this.notifyInFlight = true;
     const send = (): void => {
       this.notifyAgain = false;
-      this.pool
-        .query('select pg_notify($1, $2)', [NOTIFY_CHANNEL, String(process.pid)])
+      this.notify()
         .catch((error: unknown) => this.logger?.warn({ err: error }, 'event store notify failed; subscribers fall back to polling'))
         .finally(() => {
           if (this.notifyAgain && !this.closed) send();
@@ -245,6 +259,22 @@ export class PostgresEventStore implements EventStore {
         });
     };
     send();
+  }
+
+  private async notify(): Promise<void> {
+    if (!this.notifier) {
+      const client = new pg.Client({ connectionString: this.connectionString, connectionTimeoutMillis: 5_000, application_name: 'ledger notifier' });
+      client.on('error', () => {
+        if (this.notifier === client) this.notifier = undefined;
+      });
+      await client.connect();
+      if (this.closed) {
+        await client.end();
+        return;
+      }
+      this.notifier = client;
+    }
+    await this.notifier.query('select pg_notify($1, $2)', [NOTIFY_CHANNEL, String(process.pid)]);
   }
 
   private ensureListener(): Promise<void> {
@@ -290,8 +320,11 @@ export class PostgresEventStore implements EventStore {
     await Promise.all([...this.subscriptions].map((subscription) => subscription.stop()));
     await this.listenerStarting?.catch(() => undefined);
     const listener = this.listener;
+    const notifier = this.notifier;
     this.listener = undefined;
+    this.notifier = undefined;
     await listener?.end().catch(() => undefined);
+    await notifier?.end().catch(() => undefined);
   }
 }
 

@@ -55,30 +55,35 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       v_existing int;
       v_matching int;
       v_offsets int;
+      v_ids uuid[];
       v_first_revision bigint;
       v_last_revision bigint;
       v_last_position bigint;
     begin
       -- Idempotent retry: every id already stored, in this stream, consecutive, same type and data.
-      select count(*)::int,
-             (count(*) filter (where e.stream_name = p_stream and e.event_type = x.value->>'type' and e.data = x.value->'data'))::int,
-             count(distinct e.stream_revision - x.ordinality)::int,
-             min(e.stream_revision), max(e.stream_revision), max(e.position)
-        into v_existing, v_matching, v_offsets, v_first_revision, v_last_revision, v_last_position
-        from jsonb_array_elements(p_events) with ordinality x
-        join ledger_events e on e.event_id = (x.value->>'id')::uuid;
-      if v_existing > 0 then
-        if v_existing <> v_count or v_matching <> v_count or v_offsets <> 1 then
-          raise exception using errcode = 'LE002', message = 'event id reused with different content or position';
+      -- The cheap index probe comes first; the full comparison runs only for a real retry.
+      select array_agg((x.value->>'id')::uuid) into v_ids from jsonb_array_elements(p_events) x;
+      if exists (select 1 from ledger_events e where e.event_id = any (v_ids)) then
+        select count(*)::int,
+               (count(*) filter (where e.stream_name = p_stream and e.event_type = x.value->>'type' and e.data = x.value->'data'))::int,
+               count(distinct e.stream_revision - x.ordinality)::int,
+               min(e.stream_revision), max(e.stream_revision), max(e.position)
+          into v_existing, v_matching, v_offsets, v_first_revision, v_last_revision, v_last_position
+          from jsonb_array_elements(p_events) with ordinality x
+          join ledger_events e on e.event_id = (x.value->>'id')::uuid;
+        if v_existing > 0 then
+          if v_existing <> v_count or v_matching <> v_count or v_offsets <> 1 then
+            raise exception using errcode = 'LE002', message = 'event id reused with different content or position';
+          end if;
+          if (p_expected_kind = 0 and v_first_revision <> p_expected + 1)
+             or (p_expected_kind = 2 and v_first_revision <> 0)
+             or (p_expected_kind = 3 and v_first_revision = 0) then
+            select revision into v_current from ledger_streams where stream_name = p_stream;
+            raise exception using errcode = 'LE001', message = 'wrong expected revision', detail = coalesce(v_current::text, '');
+          end if;
+          return query select v_last_revision, v_last_position, true;
+          return;
         end if;
-        if (p_expected_kind = 0 and v_first_revision <> p_expected + 1)
-           or (p_expected_kind = 2 and v_first_revision <> 0)
-           or (p_expected_kind = 3 and v_first_revision = 0) then
-          select revision into v_current from ledger_streams where stream_name = p_stream;
-          raise exception using errcode = 'LE001', message = 'wrong expected revision', detail = coalesce(v_current::text, '');
-        end if;
-        return query select v_last_revision, v_last_position, true;
-        return;
       end if;
 
       if p_expected_kind = 2 then

@@ -1,0 +1,234 @@
+import pg from 'pg';
+import { sql, type Kysely, type Transaction } from 'kysely';
+import type { Logger } from 'pino';
+import type { Batch, EventStore, RecordedEvent, Subscription } from '../eventstore/port.js';
+import type { Worker } from '../server.js';
+import { liveTables, type Projection } from './projection.js';
+
+export const PROGRESS_CHANNEL = 'projection_progress';
+/** Every batch takes this lock shared; a rebuild's swap takes it exclusive for a moment. */
+export const swapLockKey = (name: string) => sql`hashtext(${`projection-swap:${name}`})`;
+
+export type RunnerState = 'starting' | 'standby' | 'active' | 'failing' | 'stopped';
+
+export interface RunnerOptions {
+  batchSize: number;
+  logger: Logger;
+  /** How often a standby tries to become active. */
+  lockRetryMs?: number;
+  /** Without exclusivity several runners apply at once; the checkpoint guard still keeps effects exactly-once. */
+  exclusive?: boolean;
+  /** Test hook: called inside the batch transaction after the rows are written, before commit. */
+  beforeCommit?: (batch: Batch) => Promise<void>;
+}
+
+export interface ProjectionStatus {
+  name: string;
+  state: RunnerState;
+  position: string;
+  failingEventId: string | null;
+  failingError: string | null;
+  lagEvents: number | null;
+  lagSeconds: number | null;
+}
+
+class CheckpointMovedError extends Error {}
+
+class PoisonEventError extends Error {
+  constructor(
+    readonly event: RecordedEvent,
+    readonly failure: unknown,
+  ) {
+    super(`projection failed on event ${event.id} at position ${event.position}: ${failure instanceof Error ? failure.message : String(failure)}`);
+  }
+}
+
+const MAX_BACKOFF_MS = 30_000;
+
+/**
+ * Runs one projection: holds a PostgreSQL advisory lock so exactly one runner per projection is
+ * active (others stand by and take over when the holder's session dies), subscribes from the stored
+ * checkpoint, and commits each batch's rows with its checkpoint in one transaction.
+ */
+export class ProjectionRunner implements Worker {
+  readonly name: string;
+  private state: RunnerState = 'starting';
+  private position = 0n;
+  private stopped = false;
+  private subscription: Subscription | undefined;
+  private lockClient: pg.Client | undefined;
+  private failingEventId: string | null = null;
+  private failingError: string | null = null;
+  private isolate = false;
+  private loop: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+
+  constructor(
+    private readonly projection: Projection,
+    private readonly db: Kysely<unknown>,
+    private readonly store: EventStore,
+    private readonly databaseUrl: string,
+    private readonly options: RunnerOptions,
+  ) {
+    this.name = `projection:${projection.name}`;
+  }
+
+  start(): this {
+    this.loop ??= this.run();
+    return this;
+  }
+
+  health() {
+    return {
+      ok: this.state !== 'failing',
+      detail: { state: this.state, position: this.position.toString(), ...(this.failingEventId ? { failingEventId: this.failingEventId, error: this.failingError } : {}) },
+    };
+  }
+
+  get currentState(): RunnerState {
+    return this.state;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wake?.();
+    await this.subscription?.stop();
+    await this.loop?.catch(() => undefined);
+    await this.releaseLock();
+    this.state = 'stopped';
+  }
+
+  /** Simulates a crash for tests: the session (and its lock) dies without a graceful stop. */
+  async crash(): Promise<void> {
+    this.stopped = true;
+    this.lockClient?.connection.stream.destroy();
+    this.lockClient = undefined;
+    await this.subscription?.stop();
+    await this.loop?.catch(() => undefined);
+    this.state = 'stopped';
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    while (!this.stopped) {
+      try {
+        if (this.options.exclusive !== false && !(await this.tryLock())) {
+          this.state = 'standby';
+          await this.sleep(this.options.lockRetryMs ?? 1_000);
+          continue;
+        }
+        this.position = await ensureCheckpoint(this.db, this.projection.name);
+        if (this.state !== 'failing') this.state = 'active';
+        this.options.logger.info({ projection: this.projection.name, position: this.position.toString() }, 'projection active');
+        this.subscription = this.store.subscribe(
+          { after: this.position, filter: this.projection.filter, batchSize: this.isolate ? 1 : this.options.batchSize },
+          (batch) => this.applyBatch(batch),
+        );
+        await this.subscription.done;
+        failures = 0;
+      } catch (error) {
+        if (this.stopped) break;
+        await this.releaseLock();
+        if (error instanceof CheckpointMovedError) {
+          this.options.logger.info({ projection: this.projection.name }, 'checkpoint moved by another runner or a rebuild; resubscribing');
+          continue;
+        }
+        failures += 1;
+        this.isolate = true;
+        if (error instanceof PoisonEventError) {
+          this.state = 'failing';
+          this.failingEventId = error.event.id;
+          this.failingError = error.failure instanceof Error ? error.failure.message : String(error.failure);
+          await recordFailure(this.db, this.projection.name, error).catch(() => undefined);
+          this.options.logger.error({ projection: this.projection.name, eventId: error.event.id, position: error.event.position.toString(), err: error.failure }, 'projection stopped at a poison event');
+        } else {
+          this.options.logger.warn({ projection: this.projection.name, err: error }, 'projection interrupted; retrying');
+        }
+        await this.sleep(Math.min(250 * 2 ** Math.min(failures, 8), MAX_BACKOFF_MS));
+      }
+    }
+  }
+
+  private async applyBatch(batch: Batch): Promise<void> {
+    const previous = this.position;
+    await this.db.transaction().execute(async (trx) => {
+      await sql`select pg_advisory_xact_lock_shared(${swapLockKey(this.projection.name)})`.execute(trx);
+      await advanceCheckpoint(trx, this.projection.name, previous, batch);
+      try {
+        if (batch.events.length > 0) await this.projection.apply(trx, batch.events, liveTables);
+      } catch (error) {
+        // A failed batch is retried one event at a time, so the event that fails is named exactly.
+        if (batch.events.length === 1) throw new PoisonEventError(batch.events[0]!, error);
+        throw error;
+      }
+      await sql`select pg_notify(${PROGRESS_CHANNEL}, ${`${this.projection.name}:${batch.checkpoint}`})`.execute(trx);
+        await this.options.beforeCommit?.(batch);
+    });
+    this.position = batch.checkpoint;
+    if (this.isolate || this.state === 'failing') {
+      this.isolate = false;
+      this.state = 'active';
+      this.failingEventId = null;
+      this.failingError = null;
+      // Back to full batches: resubscribe from the new checkpoint.
+      throw new CheckpointMovedError();
+    }
+  }
+
+  private async tryLock(): Promise<boolean> {
+    if (this.lockClient) return true;
+    const client = new pg.Client({ connectionString: this.databaseUrl, connectionTimeoutMillis: 5_000, application_name: `ledger ${this.name}` });
+    client.on('error', () => {
+      // Our session died, and with it the lock: stop applying; another runner may take over.
+      this.lockClient = undefined;
+      void this.subscription?.stop();
+    });
+    await client.connect();
+    const result = await client.query<{ locked: boolean }>(`select pg_try_advisory_lock(hashtext($1)) as locked`, [`projection-leader:${this.projection.name}`]);
+    if (result.rows[0]?.locked) {
+      this.lockClient = client;
+      return true;
+    }
+    await client.end();
+    return false;
+  }
+
+  private async releaseLock(): Promise<void> {
+    const client = this.lockClient;
+    this.lockClient = undefined;
+    await client?.end().catch(() => undefined);
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      const wake = () => done();
+      this.wake = wake;
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  }
+}
+
+export async function ensureCheckpoint(db: Kysely<unknown> | Transaction<unknown>, name: string): Promise<bigint> {
+  await sql`insert into projection_checkpoints (name) values (${name}) on conflict (name) do nothing`.execute(db);
+  const result = await sql<{ position: bigint }>`select position from projection_checkpoints where name = ${name}`.execute(db);
+  return result.rows[0]!.position;
+}
+
+/** Moves the checkpoint from exactly `previous`; any other value means someone else applied meanwhile. */
+async function advanceCheckpoint(trx: Transaction<unknown>, name: string, previous: bigint, batch: Batch): Promise<void> {
+  if (batch.checkpoint <= previous) throw new Error(`checkpoint must increase: ${batch.checkpoint} after ${previous}`);
+  const lastEventAt = batch.events.at(-1)?.metadata.recordedAt ?? null;
+  const result = await sql`update projection_checkpoints
+      set position = ${batch.checkpoint}, updated_at = now(), last_event_at = coalesce(${lastEventAt}::timestamptz, last_event_at),
+          failing_event_id = null, failing_error = null
+    where name = ${name} and position = ${previous}`.execute(trx);
+  if (Number(result.numAffectedRows ?? 0n) !== 1) throw new CheckpointMovedError();
+}
+
+async function recordFailure(db: Kysely<unknown>, name: string, error: PoisonEventError): Promise<void> {
+  await sql`update projection_checkpoints set failing_event_id = ${error.event.id}, failing_error = ${error.message.slice(0, 1000)}, updated_at = now() where name = ${name}`.execute(db);
+}

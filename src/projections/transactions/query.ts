@@ -1,0 +1,38 @@
+import type { Kysely, Selectable } from 'kysely';
+import type { ReadDatabase } from '../database.js';
+import type { AccountTransactionsTable, TransactionStatus, TransactionType } from './table.js';
+
+export type TransactionRow = Selectable<AccountTransactionsTable>;
+
+export interface TransactionFilter {
+  accountId: string;
+  from?: Date;
+  to?: Date;
+  type?: TransactionType;
+  status?: TransactionStatus;
+  /** Bounds on the absolute amount, in minor units. */
+  minAmountMinor?: bigint;
+  maxAmountMinor?: bigint;
+  /** Keyset: only rows strictly older than this position. */
+  beforePosition?: bigint;
+  limit: number;
+}
+
+/** Newest first by log position, keyset-paged: no OFFSET, so new rows never shift a page. */
+export async function listTransactions(db: Kysely<ReadDatabase>, filter: TransactionFilter): Promise<TransactionRow[]> {
+  let query = db.selectFrom('account_transactions').selectAll().where('account_id', '=', filter.accountId);
+  if (filter.beforePosition !== undefined) query = query.where('position', '<', filter.beforePosition);
+  if (filter.from) query = query.where('occurred_at', '>=', filter.from);
+  if (filter.to) query = query.where('occurred_at', '<=', filter.to);
+  if (filter.type) query = query.where('type', '=', filter.type);
+  if (filter.status) query = query.where('status', '=', filter.status);
+  if (filter.minAmountMinor !== undefined) {
+    const min = filter.minAmountMinor;
+    query = query.where((eb) => eb.or([eb('amount_minor', '>=', min), eb('amount_minor', '<=', -min)]));
+  }
+  if (filter.maxAmountMinor !== undefined) {
+    const max = filter.maxAmountMinor;
+    query = query.where('amount_minor', '<=', max).where('amount_minor', '>=', -max);
+  }
+  return query.orderBy('position', 'desc').limit(filter.limit).execute();
+}

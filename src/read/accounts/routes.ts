@@ -1,0 +1,179 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { formatAmount, parseAmount } from '../../domain/money.js';
+import { findAccount, type AccountRow } from '../../projections/accounts/query.js';
+import { listTransactions, type TransactionRow } from '../../projections/transactions/query.js';
+import { TRANSACTION_STATUSES, TRANSACTION_TYPES, type TransactionStatus, type TransactionType } from '../../projections/transactions/table.js';
+import { assertOwner } from '../../shared/auth/plugin.js';
+import { HttpProblem } from '../../shared/http/problem.js';
+import { awaitPosition, MinPositionQuery } from '../http.js';
+import type { ReadContext } from '../plugin.js';
+
+const Uuid = Type.String({ format: 'uuid', maxLength: 36 });
+const Problems = { 400: Type.Ref('Problem'), 401: Type.Ref('Problem'), 403: Type.Ref('Problem'), 404: Type.Ref('Problem'), 503: Type.Ref('Problem') };
+
+export const AccountView = Type.Object({
+  id: Type.String(),
+  customerId: Type.String(),
+  currency: Type.String(),
+  type: Type.String(),
+  status: Type.String(),
+  balance: Type.String(),
+  available: Type.String(),
+  held: Type.String(),
+  overdraftLimit: Type.String(),
+  openedAt: Type.String(),
+  updatedAt: Type.String(),
+  position: Type.String(),
+});
+
+const TransactionView = Type.Object({
+  id: Type.String(),
+  type: Type.String(),
+  amount: Type.String(),
+  currency: Type.String(),
+  balanceAfter: Type.Union([Type.String(), Type.Null()]),
+  status: Type.String(),
+  counterpartyAccountId: Type.Union([Type.String(), Type.Null()]),
+  transferId: Type.Union([Type.String(), Type.Null()]),
+  holdId: Type.Union([Type.String(), Type.Null()]),
+  reference: Type.Union([Type.String(), Type.Null()]),
+  description: Type.Union([Type.String(), Type.Null()]),
+  occurredAt: Type.String(),
+  eventId: Type.String(),
+  position: Type.String(),
+});
+
+const TransactionsQuery = Type.Object(
+  {
+    from: Type.Optional(Type.String({ maxLength: 40 })),
+    to: Type.Optional(Type.String({ maxLength: 40 })),
+    type: Type.Optional(Type.Union(TRANSACTION_TYPES.map((type) => Type.Literal(type)))),
+    status: Type.Optional(Type.Union(TRANSACTION_STATUSES.map((status) => Type.Literal(status)))),
+    minAmount: Type.Optional(Type.String({ maxLength: 32 })),
+    maxAmount: Type.Optional(Type.String({ maxLength: 32 })),
+    limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
+    cursor: Type.Optional(Type.String({ maxLength: 512 })),
+    ...MinPositionQuery,
+  },
+  { additionalProperties: false },
+);
+
+export function accountView(row: AccountRow) {
+  return {
+    id: row.account_id,
+    customerId: row.customer_id,
+    currency: row.currency,
+    type: row.account_type,
+    status: row.status,
+    balance: formatAmount(row.balance_minor, row.currency),
+    available: formatAmount(row.available_minor, row.currency),
+    held: formatAmount(row.held_minor, row.currency),
+    overdraftLimit: formatAmount(row.overdraft_limit_minor, row.currency),
+    openedAt: row.opened_at.toISOString(),
+    updatedAt: row.updated_at.toISOString(),
+    position: row.last_position.toString(),
+  };
+}
+
+function transactionView(row: TransactionRow) {
+  return {
+    id: row.id,
+    type: row.type,
+    amount: formatAmount(row.amount_minor, row.currency),
+    currency: row.currency,
+    balanceAfter: row.balance_after_minor === null ? null : formatAmount(row.balance_after_minor, row.currency),
+    status: row.status,
+    counterpartyAccountId: row.counterparty_account_id,
+    transferId: row.transfer_id,
+    holdId: row.hold_id,
+    reference: row.reference,
+    description: row.description,
+    occurredAt: row.occurred_at.toISOString(),
+    eventId: row.event_id,
+    position: row.position.toString(),
+  };
+}
+
+const notFound = () => new HttpProblem(404, 'account_not_found', 'no such account');
+
+/** The account a caller may see: a customer's view of anyone else's account is a 404. */
+async function visibleAccount(context: ReadContext, request: FastifyRequest, accountId: string): Promise<AccountRow> {
+  const account = await findAccount(context.db, accountId);
+  assertOwner(request, account?.customer_id, notFound());
+  if (!account) throw notFound();
+  return account;
+}
+
+function parseDate(value: string | undefined, field: string): Date | undefined {
+  if (value === undefined) return undefined;
+  const ms = /^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(value) ? Date.parse(value) : Number.NaN;
+  if (Number.isNaN(ms)) throw new HttpProblem(400, 'invalid_date', `${field} is not a valid date`);
+  return new Date(ms);
+}
+
+function parseBound(value: string | undefined, currency: string, field: string): bigint | undefined {
+  if (value === undefined) return undefined;
+  try {
+    return parseAmount(value, currency);
+  } catch {
+    throw new HttpProblem(400, 'invalid_amount', `${field} must be a positive decimal amount in ${currency}`);
+  }
+}
+
+export async function accountReadRoutes(app: FastifyInstance, context: ReadContext): Promise<void> {
+  app.get(
+    '/v1/accounts/:id',
+    {
+      config: { access: { roles: ['customer', 'teller', 'auditor', 'admin'], ownership: 'account-param' } },
+      schema: {
+        tags: ['accounts'],
+        summary: 'An account with its balance, available and held amounts',
+        params: Type.Object({ id: Uuid }, { additionalProperties: false }),
+        querystring: Type.Object({ ...MinPositionQuery }, { additionalProperties: false }),
+        response: { 200: AccountView, ...Problems },
+      },
+    },
+    async (request) => {
+      const { id } = request.params as { id: string };
+      await awaitPosition(request, context.progress, 'accounts', context.readWaitTimeoutMs);
+      return accountView(await visibleAccount(context, request, id));
+    },
+  );
+
+  app.get(
+    '/v1/accounts/:id/transactions',
+    {
+      config: { access: { roles: ['customer', 'teller', 'auditor', 'admin'], ownership: 'account-param' } },
+      schema: {
+        tags: ['accounts'],
+        summary: 'Transaction history, newest first, keyset-paged',
+        params: Type.Object({ id: Uuid }, { additionalProperties: false }),
+        querystring: TransactionsQuery,
+        response: { 200: Type.Object({ items: Type.Array(TransactionView), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...Problems },
+      },
+    },
+    async (request) => {
+      const { id } = request.params as { id: string };
+      const query = request.query as { from?: string; to?: string; type?: TransactionType; status?: TransactionStatus; minAmount?: string; maxAmount?: string; limit: number; cursor?: string };
+      const from = parseDate(query.from, 'from');
+      const to = parseDate(query.to, 'to');
+      if (from && to && from > to) throw new HttpProblem(400, 'invalid_date_range', 'from must not be after to');
+      let beforePosition: bigint | undefined;
+      if (query.cursor !== undefined) {
+        const cursor = context.cursors.decode(query.cursor);
+        if (cursor.a !== id || typeof cursor.p !== 'string' || !/^[0-9]{1,20}$/.test(cursor.p)) throw new HttpProblem(400, 'invalid_cursor', 'the cursor does not belong to this listing');
+        beforePosition = BigInt(cursor.p);
+      }
+      await awaitPosition(request, context.progress, 'transactions', context.readWaitTimeoutMs);
+      const account = await visibleAccount(context, request, id);
+      const minAmountMinor = parseBound(query.minAmount, account.currency, 'minAmount');
+      const maxAmountMinor = parseBound(query.maxAmount, account.currency, 'maxAmount');
+      if (minAmountMinor !== undefined && maxAmountMinor !== undefined && minAmountMinor > maxAmountMinor) throw new HttpProblem(400, 'invalid_amount_range', 'minAmount must not exceed maxAmount');
+      const rows = await listTransactions(context.db, { accountId: id, from, to, type: query.type, status: query.status, minAmountMinor, maxAmountMinor, beforePosition, limit: query.limit + 1 });
+      const page = rows.slice(0, query.limit);
+      const nextCursor = rows.length > query.limit ? context.cursors.encode({ a: id, p: page.at(-1)!.position.toString() }) : null;
+      return { items: page.map(transactionView), nextCursor };
+    },
+  );
+}

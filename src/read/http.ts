@@ -1,0 +1,51 @@
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { Type } from '@sinclair/typebox';
+import type { FastifyRequest } from 'fastify';
+import { HttpProblem } from '../shared/http/problem.js';
+import type { ProjectionProgress } from './progress.js';
+
+export const MinPositionQuery = { minPosition: Type.Optional(Type.String({ pattern: '^[0-9]{1,20}$', description: 'wait until the read model has applied this log position' })) };
+
+/** Bounded read-your-writes wait; a read model that has not caught up answers 503, never stale data as fresh. */
+export async function awaitPosition(request: FastifyRequest, progress: ProjectionProgress, projection: string, timeoutMs: number): Promise<void> {
+  const fromQuery = (request.query as { minPosition?: string } | undefined)?.minPosition;
+  const fromHeader = request.headers['x-min-position'];
+  const raw = fromQuery ?? (typeof fromHeader === 'string' ? fromHeader : undefined);
+  if (raw === undefined) return;
+  if (!/^[0-9]{1,20}$/.test(raw)) throw new HttpProblem(400, 'invalid_min_position', 'minPosition must be a log position from a command answer');
+  const reached = await progress.waitFor(projection, BigInt(raw), timeoutMs);
+  if (!reached) throw new HttpProblem(503, 'read_model_behind', `the ${projection} read model has not reached position ${raw} yet`, { 'retry-after': '1' });
+}
+
+/** Opaque, tamper-evident keyset cursors: base64url(JSON) plus an HMAC over it. */
+export class CursorCodec {
+  private readonly key: Buffer;
+  constructor(secret: string) {
+    this.key = createHash('sha256').update('ledger-cursor\u0000').update(secret).digest();
+  }
+
+  encode(value: Record<string, string>): string {
+    const body = Buffer.from(JSON.stringify(value)).toString('base64url');
+    return `${body}.${this.sign(body)}`;
+  }
+
+  decode(cursor: string): Record<string, string> {
+    const invalid = new HttpProblem(400, 'invalid_cursor', 'the cursor is malformed or was altered');
+    const [body, signature, ...rest] = cursor.split('.');
+    if (!body || !signature || rest.length > 0 || cursor.length > 512) throw invalid;
+    const expected = Buffer.from(this.sign(body));
+    const given = Buffer.from(signature);
+    if (expected.length !== given.length || !timingSafeEqual(expected, given)) throw invalid;
+    try {
+      const value = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as unknown;
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) throw invalid;
+      return value as Record<string, string>;
+    } catch {
+      throw invalid;
+    }
+  }
+
+  private sign(body: string): string {
+    return createHmac('sha256', this.key).update(body).digest('base64url');
+  }
+}

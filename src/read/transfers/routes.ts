@@ -1,0 +1,69 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { formatAmount } from '../../domain/money.js';
+import { findAccount } from '../../projections/accounts/query.js';
+import { findTransfer } from '../../projections/transfers/query.js';
+import { principalOf } from '../../shared/auth/plugin.js';
+import { HttpProblem } from '../../shared/http/problem.js';
+import { awaitPosition, MinPositionQuery } from '../http.js';
+import type { ReadContext } from '../plugin.js';
+
+const TransferView = Type.Object({
+  id: Type.String(),
+  status: Type.Union([Type.Literal('pending'), Type.Literal('completed'), Type.Literal('failed')]),
+  stage: Type.String(),
+  reason: Type.Optional(Type.String()),
+  fromAccountId: Type.String(),
+  toAccountId: Type.String(),
+  amount: Type.String(),
+  currency: Type.String(),
+  description: Type.Union([Type.String(), Type.Null()]),
+  requestedAt: Type.String(),
+  finishedAt: Type.Union([Type.String(), Type.Null()]),
+  timeline: Type.Array(Type.Object({ stage: Type.String(), at: Type.String(), position: Type.String(), reason: Type.Optional(Type.String()) })),
+  position: Type.String(),
+});
+
+const notFound = () => new HttpProblem(404, 'transfer_not_found', 'no such transfer');
+
+export async function transferReadRoutes(app: FastifyInstance, context: ReadContext): Promise<void> {
+  app.get(
+    '/v1/transfers/:id',
+    {
+      config: { access: { roles: ['customer', 'teller', 'auditor', 'admin'], ownership: 'transfer-param' } },
+      schema: {
+        tags: ['transfers'],
+        summary: 'A transfer with its status and timeline',
+        params: Type.Object({ id: Type.String({ format: 'uuid', maxLength: 36 }) }, { additionalProperties: false }),
+        querystring: Type.Object({ ...MinPositionQuery }, { additionalProperties: false }),
+        response: { 200: TransferView, 400: Type.Ref('Problem'), 401: Type.Ref('Problem'), 403: Type.Ref('Problem'), 404: Type.Ref('Problem'), 503: Type.Ref('Problem') },
+      },
+    },
+    async (request) => {
+      const { id } = request.params as { id: string };
+      await awaitPosition(request, context.progress, 'transfers', context.readWaitTimeoutMs);
+      const transfer = await findTransfer(context.db, id);
+      if (!transfer) throw notFound();
+      const principal = principalOf(request);
+      if (principal.role === 'customer') {
+        const [from, to] = await Promise.all([findAccount(context.db, transfer.from_account_id), findAccount(context.db, transfer.to_account_id)]);
+        if (from?.customer_id !== principal.subject && to?.customer_id !== principal.subject) throw notFound();
+      }
+      return {
+        id: transfer.transfer_id,
+        status: transfer.status,
+        stage: transfer.stage,
+        ...(transfer.reason ? { reason: transfer.reason } : {}),
+        fromAccountId: transfer.from_account_id,
+        toAccountId: transfer.to_account_id,
+        amount: formatAmount(transfer.amount_minor, transfer.currency),
+        currency: transfer.currency,
+        description: transfer.description,
+        requestedAt: transfer.requested_at.toISOString(),
+        finishedAt: transfer.finished_at?.toISOString() ?? null,
+        timeline: transfer.timeline,
+        position: transfer.last_position.toString(),
+      };
+    },
+  );
+}

@@ -1,0 +1,98 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { client, openFundedAccount, startTestLedger, type TestLedger } from '../support/ledger.js';
+
+describe('query API', () => {
+  let ledger: TestLedger;
+  let tokens: { admin: string; teller: string; auditor: string };
+  let teller: ReturnType<typeof client>;
+  let auditor: ReturnType<typeof client>;
+
+  beforeAll(async () => {
+    ledger = await startTestLedger({ env: { READ_WAIT_TIMEOUT_MS: '3000', PROJECTION_BATCH_SIZE: '50' } });
+    tokens = { admin: await ledger.token('admin'), teller: await ledger.token('teller'), auditor: await ledger.token('auditor') };
+    teller = client(ledger.app, tokens.teller);
+    auditor = client(ledger.app, tokens.auditor);
+  });
+  afterAll(async () => {
+    await ledger?.close();
+  });
+
+  it('reads an account with its balances once the projection has passed the write (read-your-writes)', async () => {
+    const { accountId, customerId } = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+    const hold = await teller.post(`/v1/accounts/${accountId}/holds`, { holdId: randomUUID(), amount: '25.50', currency: 'EUR', expiresAt: new Date(Date.now() + 60_000).toISOString() });
+    const position = hold.json<{ position: string }>().position;
+    const account = await auditor.get(`/v1/accounts/${accountId}?minPosition=${position}`);
+    expect(account.statusCode).toBe(200);
+    expect(account.json()).toMatchObject({ id: accountId, customerId, currency: 'EUR', status: 'active', balance: '100.00', held: '25.50', available: '74.50' });
+    const viaHeader = await auditor.get(`/v1/customers/${customerId}/accounts`, { 'x-min-position': position });
+    expect(viaHeader.json<{ items: unknown[] }>().items).toHaveLength(1);
+    const customer = await auditor.get(`/v1/customers/${customerId}?minPosition=${position}`);
+    expect(customer.json()).toMatchObject({ id: customerId, status: 'active', firstName: 'Ada' });
+  });
+
+  it('answers 503 with Retry-After when the read model does not reach minPosition in time', async () => {
+    const started = Date.now();
+    const response = await auditor.get(`/v1/accounts/${randomUUID()}?minPosition=99999999999999999999`);
+    expect(response.statusCode).toBe(503);
+    expect(response.headers['retry-after']).toBe('1');
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it('lists history newest first with keyset pages that return every row exactly once while rows are added', async () => {
+    const { accountId } = await openFundedAccount(ledger.app, tokens);
+    let last = '';
+    for (let index = 1; index <= 25; index++) last = (await teller.post(`/v1/accounts/${accountId}/deposits`, { amount: `${index}.00`, currency: 'EUR' })).json<{ position: string }>().position;
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const response = await auditor.get(`/v1/accounts/${accountId}/transactions?limit=7&minPosition=${last}${cursor ? `&cursor=${cursor}` : ''}`);
+      expect(response.statusCode).toBe(200);
+      const body = response.json<{ items: { id: string; amount: string; position: string }[]; nextCursor: string | null }>();
+      seen.push(...body.items.map((item) => item.id));
+      cursor = body.nextCursor;
+      // New rows arrive between pages; they are newer than the cursor and never shift a page.
+      if (pages++ === 0) await teller.post(`/v1/accounts/${accountId}/deposits`, { amount: '0.01', currency: 'EUR' });
+    } while (cursor);
+    expect(seen).toHaveLength(25);
+    expect(new Set(seen).size).toBe(25);
+    const first = await auditor.get(`/v1/accounts/${accountId}/transactions?limit=1`);
+    expect(first.json<{ items: { amount: string; balanceAfter: string; type: string }[] }>().items[0]).toMatchObject({ type: 'deposit' });
+  });
+
+  it('filters by type, amount and date, and refuses bad filters and tampered cursors', async () => {
+    const { accountId } = await openFundedAccount(ledger.app, tokens);
+    await teller.post(`/v1/accounts/${accountId}/deposits`, { amount: '50.00', currency: 'EUR' });
+    const last = (await teller.post(`/v1/accounts/${accountId}/withdrawals`, { amount: '20.00', currency: 'EUR' })).json<{ position: string }>().position;
+    const withdrawals = await auditor.get(`/v1/accounts/${accountId}/transactions?type=withdrawal&minPosition=${last}`);
+    expect(withdrawals.json<{ items: { amount: string; balanceAfter: string }[] }>().items).toEqual([expect.objectContaining({ amount: '-20.00', balanceAfter: '30.00' })]);
+    const big = await auditor.get(`/v1/accounts/${accountId}/transactions?minAmount=30`);
+    expect(big.json<{ items: { amount: string }[] }>().items.map((item) => item.amount)).toEqual(['50.00']);
+    const today = new Date().toISOString().slice(0, 10);
+    expect((await auditor.get(`/v1/accounts/${accountId}/transactions?from=${today}`)).json<{ items: unknown[] }>().items).toHaveLength(2);
+    for (const bad of ['from=yesterday', 'from=2026-02-01&to=2026-01-01', 'type=bribe', 'minAmount=1e3', 'limit=201', 'limit=0', 'cursor=abc', "cursor=' OR 1=1 --", 'unknown=1', 'minAmount=5&maxAmount=1']) {
+      const response = await auditor.get(`/v1/accounts/${accountId}/transactions?${bad}`);
+      expect(response.statusCode, bad).toBe(400);
+      expect(response.headers['content-type']).toContain('application/problem+json');
+    }
+    // A cursor made for one account is refused on another, and an altered one is refused everywhere.
+    const { accountId: other } = await openFundedAccount(ledger.app, tokens);
+    await teller.post(`/v1/accounts/${other}/deposits`, { amount: '1.00', currency: 'EUR' });
+    const page = (await auditor.get(`/v1/accounts/${accountId}/transactions?limit=1`)).json<{ nextCursor: string }>();
+    expect((await auditor.get(`/v1/accounts/${other}/transactions?cursor=${page.nextCursor}`)).statusCode).toBe(400);
+    const tampered = `${page.nextCursor.slice(0, 5)}${page.nextCursor[5] === 'A' ? 'B' : 'A'}${page.nextCursor.slice(6)}`;
+    expect((await auditor.get(`/v1/accounts/${accountId}/transactions?cursor=${tampered}`)).statusCode).toBe(400);
+  });
+
+  it('hides other customers\' accounts from a customer with a 404', async () => {
+    const mine = await openFundedAccount(ledger.app, tokens, { deposit: '1.00' });
+    const theirs = await openFundedAccount(ledger.app, tokens, { deposit: '1.00' });
+    const customer = client(ledger.app, await ledger.token('customer', mine.customerId));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect((await customer.get(`/v1/accounts/${mine.accountId}`)).statusCode).toBe(200);
+    expect((await customer.get(`/v1/accounts/${theirs.accountId}`)).statusCode).toBe(404);
+    expect((await customer.get(`/v1/accounts/${theirs.accountId}/transactions`)).statusCode).toBe(404);
+    expect((await customer.get(`/v1/customers/${theirs.customerId}`)).statusCode).toBe(404);
+  });
+});
