@@ -10,6 +10,7 @@ import { createWriteSide, type WriteSide } from './write/writeSide.js';
 import { writeApi } from './write/plugin.js';
 import { startProjector } from './projections/projector.js';
 import { readApi } from './read/plugin.js';
+import { startProcessManager } from './write/transfers/processManager.js';
 import { commandContext } from './write/http.js';
 import { securityPlugin, unverifiedTokenReaderForBenchmark } from './shared/security/plugin.js';
 import { hardenedServerOptions } from './shared/security/hardening.js';
@@ -83,7 +84,7 @@ export async function buildLedger(runtime: Runtime, roles: readonly Role[], opti
   for (const role of roles) {
     switch (role) {
       case 'write-api':
-        await app.register(writeApi, { write });
+        await app.register(writeApi, { write, timings: { deadlineMs: config.TRANSFER_DEADLINE_MS, holdGraceMs: config.TRANSFER_HOLD_GRACE_MS } });
         break;
       case 'read-api':
         await app.register(readApi, { runtime });
@@ -92,6 +93,7 @@ export async function buildLedger(runtime: Runtime, roles: readonly Role[], opti
         workers.push(...startProjector(runtime));
         break;
       case 'process-manager':
+        workers.push(startProcessManager(write, runtime.db, runtime.store, runtime.databaseUrl, { logger: runtime.logger, batchSize: config.PROJECTION_BATCH_SIZE }));
         break;
       default: {
         const unknownRole: never = role;

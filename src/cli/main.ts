@@ -3,6 +3,8 @@ import { ConfigError, loadConfig } from '../config.js';
 import { createLogger } from '../shared/logger.js';
 import { openRuntime } from '../runtime.js';
 import { buildLedger, ROLES, type Role } from '../server.js';
+import { mintToken, resolveHmacSecret } from '../shared/auth/keys.js';
+import { PRINCIPAL_ROLES, type PrincipalRole } from '../shared/auth/principal.js';
 
 const USAGE = `usage: ledger <command>
 
@@ -12,9 +14,40 @@ const USAGE = `usage: ledger <command>
   projector             the read-model projections only
   process-manager       the transfer process manager only
   migrate               apply database migrations and exit
+  token --sub ID --role ROLE [--ttl 1h]
+                        print an HS256 bearer token (roles: ${PRINCIPAL_ROLES.join(', ')};
+                        ttl: 30s, 15m, 1h, 7d; at most 30d)
 `;
 
-export const COMMANDS = ['start', 'write-api', 'read-api', 'projector', 'process-manager', 'migrate'] as const;
+export const COMMANDS = ['start', 'write-api', 'read-api', 'projector', 'process-manager', 'migrate', 'token'] as const;
+
+const TTL_UNITS_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3_600, d: 86_400 };
+const TTL_SECONDS_MAX = 30 * 86_400;
+
+/** `30s`, `15m`, `1h`, `7d`: a positive whole number of one unit, at most 30 days. */
+export function parseTtlSeconds(text: string): number {
+  const match = /^([1-9][0-9]{0,7})([smhd])$/.exec(text);
+  const seconds = match ? Number(match[1]) * TTL_UNITS_SECONDS[match[2]!]! : NaN;
+  if (!Number.isSafeInteger(seconds) || seconds > TTL_SECONDS_MAX) throw new UsageError(`--ttl must look like 30s, 15m, 1h or 7d and be at most 30d (got ${JSON.stringify(text)})`);
+  return seconds;
+}
+
+async function printToken(args: string[], config: ReturnType<typeof loadConfig>): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({ args, options: { sub: { type: 'string' }, role: { type: 'string' }, ttl: { type: 'string', default: '1h' } }, allowPositionals: false }));
+  } catch (error) {
+    throw new UsageError(`token: ${(error as Error).message.split('\n')[0]}`);
+  }
+  const subject = values.sub?.trim();
+  if (!subject || subject.length > 200) throw new UsageError('token: --sub ID is required (1..200 characters)');
+  if (!values.role || !PRINCIPAL_ROLES.includes(values.role as PrincipalRole)) throw new UsageError(`token: --role must be one of ${PRINCIPAL_ROLES.join(', ')}${values.role ? ` (got ${JSON.stringify(values.role)})` : ''}`);
+  const ttlSeconds = parseTtlSeconds(values.ttl);
+  const secret = resolveHmacSecret(config);
+  if (!secret) throw new UsageError('token: minting needs an HS256 secret, but JWT_PUBLIC_KEY or JWT_JWKS_URL is configured');
+  const token = await mintToken(secret, { subject, role: values.role as PrincipalRole }, { ttlSeconds, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE });
+  process.stdout.write(`${token}\n`);
+}
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
@@ -23,6 +56,7 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   const config = loadConfig();
+  if (command === 'token') return printToken(rest, config);
   const logger = createLogger(config.LOG_LEVEL);
   parseArgs({ args: rest, options: {}, allowPositionals: true });
   switch (command) {

@@ -35,16 +35,18 @@ export const FREEZE_REASON_LENGTH_MAX = 500;
 export type AccountType = 'checking' | 'savings';
 export const accountTypes: readonly AccountType[] = Object.freeze(['checking', 'savings'] as const);
 
-export type TransferHoldRejectionReason = 'insufficient_funds' | 'account_frozen' | 'account_closed' | 'currency_mismatch' | 'amount_limit_exceeded';
-export type TransferCreditRejectionReason = 'account_closed' | 'currency_mismatch' | 'balance_limit_exceeded';
+/** `deadline_exceeded` and `hold_expired` are recorded by the process manager's fences, never decided here. */
+export type TransferHoldRejectionReason = 'insufficient_funds' | 'account_frozen' | 'account_closed' | 'currency_mismatch' | 'amount_limit_exceeded' | 'deadline_exceeded';
+export type TransferCreditRejectionReason = 'account_closed' | 'currency_mismatch' | 'balance_limit_exceeded' | 'deadline_exceeded' | 'hold_expired';
 export const transferHoldRejectionReasons: readonly TransferHoldRejectionReason[] = Object.freeze([
   'insufficient_funds',
   'account_frozen',
   'account_closed',
   'currency_mismatch',
   'amount_limit_exceeded',
+  'deadline_exceeded',
 ] as const);
-export const transferCreditRejectionReasons: readonly TransferCreditRejectionReason[] = Object.freeze(['account_closed', 'currency_mismatch', 'balance_limit_exceeded'] as const);
+export const transferCreditRejectionReasons: readonly TransferCreditRejectionReason[] = Object.freeze(['account_closed', 'currency_mismatch', 'balance_limit_exceeded', 'deadline_exceeded', 'hold_expired'] as const);
 
 // ---------------------------------------------------------------- Commands
 

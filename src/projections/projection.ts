@@ -12,6 +12,11 @@ export interface Projection {
   /** The live tables this projection owns, in creation order. */
   tables: readonly string[];
   filter: GlobalFilter;
+  /**
+   * Side effects of a batch that must not run inside its transaction (the process manager's
+   * commands). They run before the transaction and must be idempotent: after a crash they run again.
+   */
+  beforeTransaction?(events: readonly RecordedEvent[]): Promise<void>;
   apply(trx: Transaction<unknown>, events: readonly RecordedEvent[], tables: TableNames): Promise<void>;
 }
 

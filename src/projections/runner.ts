@@ -151,6 +151,14 @@ export class ProjectionRunner implements Worker {
 
   private async applyBatch(batch: Batch): Promise<void> {
     const previous = this.position;
+    if (batch.events.length > 0 && this.projection.beforeTransaction) {
+      try {
+        await this.projection.beforeTransaction(batch.events);
+      } catch (error) {
+        if (batch.events.length === 1) throw new PoisonEventError(batch.events[0]!, error);
+        throw error;
+      }
+    }
     await this.db.transaction().execute(async (trx) => {
       await sql`select pg_advisory_xact_lock_shared(${swapLockKey(this.projection.name)})`.execute(trx);
       await advanceCheckpoint(trx, this.projection.name, previous, batch);

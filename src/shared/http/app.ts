@@ -25,6 +25,8 @@ export interface HttpAppOptions {
   bodyLimitBytes: number;
   requestTimeoutMs: number;
   title: string;
+  /** Extra options for Fastify's constructor (bounded headers, a client error handler). */
+  serverOptions?: Partial<FastifyServerOptions>;
 }
 
 export async function createHttpApp(options: HttpAppOptions): Promise<FastifyInstance> {
@@ -39,6 +41,7 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
     genReqId: () => crypto.randomUUID(),
     requestIdHeader: false,
     ajv: { customOptions: STRICT_BODY },
+    ...options.serverOptions,
   };
   const app = Fastify(serverOptions) as unknown as FastifyInstance;
   const bodyAjv = ajvWith(STRICT_BODY);

@@ -1,6 +1,7 @@
 import { Migrator, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
 import * as eventStoreSchema from '../../eventstore/postgres/schema.js';
 import { readModelMigrations } from '../../projections/migrations.js';
+import * as processManager from '../../write/transfers/processManager.js';
 
 /**
  * Every migration, named with a date prefix so they sort in the order they were written.
@@ -11,6 +12,7 @@ export function allMigrations(): Record<string, Migration> {
   return {
     '2026-11-25-0001-event-store': { up: eventStoreSchema.up },
     ...readModelMigrations,
+    '2026-11-25-0200-transfer-deadlines': { up: processManager.up },
   };
 }
 

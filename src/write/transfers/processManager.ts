@@ -1,0 +1,347 @@
+import { sql, type Kysely, type Transaction } from 'kysely';
+import type { Logger } from 'pino';
+import type { AccountEvent } from '../../domain/account.js';
+import { DomainError } from '../../domain/errors.js';
+import type { TransferEvent, TransferFailureReason } from '../../domain/transfer.js';
+import type { EventStore, RecordedEvent } from '../../eventstore/port.js';
+import { expiredActiveHolds } from '../../projections/accounts/query.js';
+import type { ReadDatabase } from '../../projections/database.js';
+import type { Projection } from '../../projections/projection.js';
+import { ProjectionRunner } from '../../projections/runner.js';
+import type { Worker } from '../../server.js';
+import type { CommandContext } from '../commandHandler.js';
+import { nowIso } from '../http.js';
+import { accountStream, STREAM_PREFIX, transferStream } from '../streams.js';
+import type { WriteSide } from '../writeSide.js';
+
+export const PROCESS_MANAGER_NAME = 'transfer-process-manager';
+const ACTOR = 'system:process-manager';
+const REACTION_CONCURRENCY = 64;
+const TIMER_BATCH = 200;
+
+/** The steps of a transfer, each run at most once in effect; tests crash the manager after each. */
+export type TransferStep =
+  | 'reserve'
+  | 'record-reservation'
+  | 'release-late-hold'
+  | 'fail'
+  | 'credit'
+  | 'record-credit'
+  | 'compensate'
+  | 'release'
+  | 'capture'
+  | 'complete'
+  | 'fence-reservation'
+  | 'fence-credit';
+
+export async function up(db: Kysely<unknown>): Promise<void> {
+  // The durable deadline timer: survives restarts, unlike setTimeout.
+  await sql`
+    create table if not exists transfer_deadlines (
+      transfer_id text primary key,
+      deadline_at timestamptz not null,
+      next_check_at timestamptz not null
+    )`.execute(db);
+  await sql`create index if not exists transfer_deadlines_due on transfer_deadlines (next_check_at)`.execute(db);
+}
+
+const ACCOUNT_REACTIONS = ['HoldPlaced', 'HoldCaptured', 'HoldReleased', 'HoldExpired', 'TransferHoldRejected', 'TransferCredited', 'TransferCreditRejected'] as const;
+const TRANSFER_REACTIONS = ['TransferRequested', 'TransferFundsReserved', 'TransferDestinationCredited', 'TransferCompensationStarted', 'TransferCompleted', 'TransferFailed'] as const;
+
+export interface ProcessManagerOptions {
+  logger: Logger;
+  batchSize: number;
+  /** Test hook: runs after a step's command succeeded, before anything else; a throw simulates a crash there. */
+  afterStep?: (step: TransferStep, transferId: string) => Promise<void>;
+  exclusive?: boolean;
+  timerIntervalMs?: number;
+}
+
+/**
+ * Drives each transfer from the global log: reserve on the source, credit the destination from
+ * clearing, capture the hold into clearing, complete; or compensate and fail. Each reaction is a
+ * normal command with a deterministic idempotency key, and every account step is idempotent per
+ * transfer in the domain, so redelivery, crashes between steps and concurrent managers change
+ * nothing. The checkpoint commits after the reactions, with the deadline rows.
+ */
+export class TransferProcessManager {
+  readonly projection: Projection;
+
+  constructor(
+    private readonly write: WriteSide,
+    private readonly options: ProcessManagerOptions,
+  ) {
+    this.projection = {
+      name: PROCESS_MANAGER_NAME,
+      tables: ['transfer_deadlines'],
+      filter: { streamPrefixes: [STREAM_PREFIX.account, STREAM_PREFIX.transfer], eventTypes: [...ACCOUNT_REACTIONS, ...TRANSFER_REACTIONS] },
+      beforeTransaction: (events) => this.react(events),
+      apply: (trx, events) => this.recordDeadlines(trx, events),
+    };
+  }
+
+  /** Reactions per transfer run in log order; different transfers run concurrently (bounded). */
+  async react(events: readonly RecordedEvent[]): Promise<void> {
+    const byTransfer = new Map<string, RecordedEvent[]>();
+    for (const event of events) {
+      const transferId = transferIdOf(event);
+      if (!transferId) continue;
+      const list = byTransfer.get(transferId) ?? [];
+      list.push(event);
+      byTransfer.set(transferId, list);
+    }
+    const queues = [...byTransfer.values()];
+    let next = 0;
+    const workers = Array.from({ length: Math.min(REACTION_CONCURRENCY, queues.length) }, async () => {
+      while (next < queues.length) {
+        const queue = queues[next++]!;
+        for (const event of queue) await this.reactTo(event);
+      }
+    });
+    await Promise.all(workers);
+  }
+
+  private async reactTo(recorded: RecordedEvent): Promise<void> {
+    if (recorded.streamName.startsWith(STREAM_PREFIX.transfer)) {
+      const event = { type: recorded.type, data: recorded.data } as TransferEvent;
+      const data = event.data;
+      switch (event.type) {
+        case 'TransferRequested':
+          return this.step('reserve', data.transferId, recorded, () =>
+            this.write.accounts.handle(accountStream(data.fromAccountId), {
+              type: 'PlaceTransferHold',
+              data: { accountId: data.fromAccountId, transferId: data.transferId, currency: data.currency, amountMinor: data.amountMinor, expiresAt: event.data.holdExpiresAt, now: nowIso() },
+            }, this.context(data.transferId, 'reserve', recorded)),
+          );
+        case 'TransferFundsReserved':
+          return this.step('credit', data.transferId, recorded, () =>
+            this.write.accounts.handle(accountStream(data.toAccountId), {
+              type: 'CreditTransfer',
+              data: { accountId: data.toAccountId, transferId: data.transferId, fromAccountId: data.fromAccountId, currency: data.currency, amountMinor: data.amountMinor, description: null, now: nowIso() },
+            }, this.context(data.transferId, 'credit', recorded)),
+          );
+        case 'TransferDestinationCredited':
+          return this.step('capture', data.transferId, recorded, () =>
+            this.write.accounts.handle(accountStream(data.fromAccountId), {
+              type: 'CaptureTransferHold',
+              data: { accountId: data.fromAccountId, transferId: data.transferId, toAccountId: data.toAccountId, now: nowIso() },
+            }, this.context(data.transferId, 'capture', recorded)),
+          );
+        case 'TransferCompensationStarted': {
+          let released = true;
+          await this.step('release', data.transferId, recorded, async () => {
+            const result = await this.write.accounts.handle(accountStream(data.fromAccountId), {
+              type: 'ReleaseTransferHold',
+              data: { accountId: data.fromAccountId, transferId: data.transferId, now: nowIso() },
+            }, this.context(data.transferId, 'release', recorded));
+            released = result.events.length > 0 || result.replayed;
+          });
+          // The hold had already ended (expired): no HoldReleased will come to drive the failure.
+          if (!released) await this.fail(data.transferId, event.data.reason, recorded);
+          return;
+        }
+        case 'TransferCompleted':
+        case 'TransferFailed':
+          return;
+        default:
+          return;
+      }
+    }
+
+    const event = { type: recorded.type, data: recorded.data } as AccountEvent;
+    switch (event.type) {
+      case 'HoldPlaced': {
+        const transferId = event.data.transferId!;
+        const transfer = await this.write.transfers.load(transferStream(transferId));
+        if (transfer.state.status === 'failed') {
+          // The reservation lost a race with the deadline: give the funds back.
+          return this.step('release-late-hold', transferId, recorded, () =>
+            this.write.accounts.handle(accountStream(event.data.accountId), { type: 'ReleaseTransferHold', data: { accountId: event.data.accountId, transferId, now: nowIso() } }, this.context(transferId, 'release-late-hold', recorded)),
+          );
+        }
+        return this.step('record-reservation', transferId, recorded, () =>
+          this.write.transfers.handle(transferStream(transferId), { type: 'RecordReservation', data: { transferId, now: nowIso() } }, this.context(transferId, 'record-reservation', recorded)),
+        );
+      }
+      case 'TransferHoldRejected':
+        return this.fail(event.data.transferId, event.data.reason, recorded);
+      case 'TransferCredited':
+        return this.step('record-credit', event.data.transferId, recorded, () =>
+          this.write.transfers.handle(transferStream(event.data.transferId), { type: 'RecordCredit', data: { transferId: event.data.transferId, now: nowIso() } }, this.context(event.data.transferId, 'record-credit', recorded)),
+        );
+      case 'TransferCreditRejected':
+        return this.step('compensate', event.data.transferId, recorded, () =>
+          this.write.transfers.handle(transferStream(event.data.transferId), {
+            type: 'StartCompensation',
+            data: { transferId: event.data.transferId, reason: event.data.reason, now: nowIso() },
+          }, this.context(event.data.transferId, 'compensate', recorded)),
+        );
+      case 'HoldCaptured':
+        return this.step('complete', event.data.transferId!, recorded, () =>
+          this.write.transfers.handle(transferStream(event.data.transferId!), { type: 'CompleteTransfer', data: { transferId: event.data.transferId!, now: nowIso() } }, this.context(event.data.transferId!, 'complete', recorded)),
+        );
+      case 'HoldReleased':
+        return this.fail(event.data.transferId!, 'deadline_exceeded', recorded);
+      case 'HoldExpired': {
+        const transferId = event.data.transferId!;
+        const { state } = await this.write.transfers.load(transferStream(transferId));
+        if (state.status === 'reserved') {
+          // The credit may be in flight: fence it; its outcome then decides between capture and failure.
+          return this.step('fence-credit', transferId, recorded, () =>
+            this.write.accounts.handle(accountStream(state.toAccountId), {
+              type: 'RejectTransferCredit',
+              data: { accountId: state.toAccountId, transferId, fromAccountId: state.fromAccountId, currency: state.currency, amountMinor: state.amountMinor, reason: 'hold_expired', now: nowIso() },
+            }, this.context(transferId, 'fence-credit', recorded)),
+          );
+        }
+        return this.fail(transferId, 'hold_expired', recorded);
+      }
+      default:
+        return;
+    }
+  }
+
+  private async fail(transferId: string, reason: TransferFailureReason, recorded: RecordedEvent): Promise<void> {
+    const transfer = await this.write.transfers.load(transferStream(transferId));
+    if (transfer.state.status === 'credited') {
+      // Past the point of no return the hold must be captured, not failed; this is a case for an operator.
+      this.options.logger.error({ transferId, eventId: recorded.id }, 'transfer hold ended after the destination was credited; clearing needs manual review');
+      return;
+    }
+    return this.step('fail', transferId, recorded, () =>
+      this.write.transfers.handle(transferStream(transferId), { type: 'FailTransfer', data: { transferId, reason, now: nowIso() } }, this.context(transferId, 'fail', recorded)),
+    );
+  }
+
+  private async step(step: TransferStep, transferId: string, recorded: RecordedEvent, run: () => Promise<unknown>): Promise<void> {
+    try {
+      await run();
+    } catch (error) {
+      // A step the domain refuses (for example a transfer whose source vanished) is logged, not retried forever.
+      if (error instanceof DomainError) {
+        this.options.logger.warn({ transferId, step, code: error.code, eventId: recorded.id }, 'transfer step refused');
+        return;
+      }
+      throw error;
+    }
+    await this.options.afterStep?.(step, transferId);
+  }
+
+  private context(transferId: string, step: string, recorded: RecordedEvent): CommandContext {
+    return { idempotencyKey: `pm:${transferId}:${step}`, requestHash: step, actor: ACTOR, correlationId: transferId, causationId: recorded.id };
+  }
+
+  private async recordDeadlines(trx: Transaction<unknown>, events: readonly RecordedEvent[]): Promise<void> {
+    for (const recorded of events) {
+      if (recorded.type === 'TransferRequested') {
+        const { transferId, deadlineAt } = recorded.data as { transferId: string; deadlineAt: string };
+        await sql`insert into transfer_deadlines (transfer_id, deadline_at, next_check_at) values (${transferId}, ${deadlineAt}, ${deadlineAt})
+          on conflict (transfer_id) do nothing`.execute(trx);
+      } else if (recorded.type === 'TransferCompleted' || recorded.type === 'TransferFailed') {
+        await sql`delete from transfer_deadlines where transfer_id = ${(recorded.data as { transferId: string }).transferId}`.execute(trx);
+      }
+    }
+  }
+
+  /**
+   * Fences transfers past their deadline: the pending step on the account gets a rejection outcome
+   * unless its real outcome got there first. Whichever is recorded drives the normal flow.
+   */
+  async fireDeadlines(db: Kysely<unknown>, now = new Date()): Promise<number> {
+    const due = await sql<{ transfer_id: string }>`
+      select transfer_id from transfer_deadlines where next_check_at <= ${now} order by next_check_at limit ${TIMER_BATCH}`.execute(db);
+    for (const { transfer_id: transferId } of due.rows) {
+      const { state } = await this.write.transfers.load(transferStream(transferId));
+      if (state.status === 'none' || state.status === 'completed' || state.status === 'failed') {
+        await sql`delete from transfer_deadlines where transfer_id = ${transferId}`.execute(db);
+        continue;
+      }
+      const fake = { id: `deadline:${transferId}` } as RecordedEvent;
+      if (state.status === 'requested') {
+        await this.step('fence-reservation', transferId, fake, () =>
+          this.write.accounts.handle(accountStream(state.fromAccountId), {
+            type: 'RejectTransferHold',
+            data: { accountId: state.fromAccountId, transferId, currency: state.currency, amountMinor: state.amountMinor, reason: 'deadline_exceeded', now: nowIso() },
+          }, this.context(transferId, 'fence-reservation', fake)),
+        );
+      } else if (state.status === 'reserved') {
+        await this.step('fence-credit', transferId, fake, () =>
+          this.write.accounts.handle(accountStream(state.toAccountId), {
+            type: 'RejectTransferCredit',
+            data: { accountId: state.toAccountId, transferId, fromAccountId: state.fromAccountId, currency: state.currency, amountMinor: state.amountMinor, reason: 'deadline_exceeded', now: nowIso() },
+          }, this.context(transferId, 'fence-credit', fake)),
+        );
+      }
+      await sql`update transfer_deadlines set next_check_at = ${new Date(now.getTime() + 5_000)} where transfer_id = ${transferId}`.execute(db);
+    }
+    return due.rows.length;
+  }
+
+  /** Records HoldExpired for holds past their expiry, so they stop showing as held anywhere. */
+  async expireHolds(db: Kysely<ReadDatabase>, now = new Date()): Promise<number> {
+    const holds = await expiredActiveHolds(db, now, TIMER_BATCH);
+    for (const hold of holds) {
+      const fake = { id: `expiry:${hold.account_id}:${hold.hold_id}` } as RecordedEvent;
+      await this.step('release', hold.transfer_id ?? hold.hold_id, fake, () =>
+        this.write.accounts.handle(accountStream(hold.account_id), { type: 'ExpireHold', data: { accountId: hold.account_id, holdId: hold.hold_id, now: nowIso() } }, {
+          idempotencyKey: `sweeper:${hold.hold_id}:expire`,
+          requestHash: 'expire',
+          actor: 'system:hold-sweeper',
+          correlationId: hold.transfer_id ?? hold.hold_id,
+        }),
+      );
+    }
+    return holds.length;
+  }
+}
+
+function transferIdOf(event: RecordedEvent): string | undefined {
+  const transferId = (event.data as { transferId?: unknown }).transferId;
+  return typeof transferId === 'string' ? transferId : undefined;
+}
+
+/** The process-manager role: the reaction runner plus the durable deadline and hold-expiry timers. */
+export function startProcessManager(
+  write: WriteSide,
+  db: Kysely<ReadDatabase>,
+  store: EventStore,
+  databaseUrl: string,
+  options: ProcessManagerOptions,
+): Worker & { manager: TransferProcessManager; runner: ProjectionRunner } {
+  const manager = new TransferProcessManager(write, options);
+  const runner = new ProjectionRunner(manager.projection, db as unknown as Kysely<unknown>, store, databaseUrl, {
+    batchSize: options.batchSize,
+    logger: options.logger,
+    exclusive: options.exclusive,
+  }).start();
+  let stopped = false;
+  let timerError: string | null = null;
+  const timers = (async () => {
+    while (!stopped) {
+      await new Promise((resolve) => setTimeout(resolve, options.timerIntervalMs ?? 500));
+      if (stopped || (options.exclusive !== false && runner.currentState !== 'active')) continue;
+      try {
+        await manager.fireDeadlines(db as unknown as Kysely<unknown>);
+        await manager.expireHolds(db);
+        timerError = null;
+      } catch (error) {
+        timerError = error instanceof Error ? error.message : String(error);
+        options.logger.warn({ err: error }, 'transfer timers failed; retrying');
+      }
+    }
+  })();
+  return {
+    name: 'process-manager',
+    manager,
+    runner,
+    health: () => {
+      const health = runner.health();
+      return { ok: health.ok, detail: { ...health.detail, ...(timerError ? { timerError } : {}) } };
+    },
+    async stop() {
+      stopped = true;
+      await runner.stop();
+      await timers;
+    },
+  };
+}

@@ -1,0 +1,76 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { parseAmount } from '../../domain/money.js';
+import { BusinessRuleError } from '../../domain/errors.js';
+import { actorOf } from '../../shared/auth/principal.js';
+import { assertOwner, principalOf } from '../../shared/auth/plugin.js';
+import { HttpProblem } from '../../shared/http/problem.js';
+import { requestFingerprint } from '../commandHandler.js';
+import { Amount, Currency, nowIso, OptionalText, Position, problemResponses, Uuid } from '../http.js';
+import { accountStream, transferStream } from '../streams.js';
+import type { WriteSide } from '../writeSide.js';
+
+const TransferBody = Type.Object(
+  { transferId: Uuid, fromAccountId: Uuid, toAccountId: Uuid, amount: Amount, currency: Currency, description: OptionalText(500) },
+  { additionalProperties: false },
+);
+const Accepted = Type.Object({ id: Uuid, status: Type.Literal('pending'), position: Position });
+
+export interface TransferTimings {
+  deadlineMs: number;
+  holdGraceMs: number;
+}
+
+/**
+ * POST /v1/transfers records TransferRequested and nothing else; the process manager moves the
+ * money. The client's transfer id is the idempotency key.
+ */
+export async function transferRoutes(app: FastifyInstance, { write, timings }: { write: WriteSide; timings: TransferTimings }): Promise<void> {
+  app.post(
+    '/v1/transfers',
+    {
+      config: { access: { roles: ['customer', 'teller'], ownership: 'transfer-source' } },
+      schema: {
+        tags: ['transfers'],
+        summary: 'Request a transfer between two accounts of one currency (202; follow Location)',
+        body: TransferBody,
+        response: { 202: Accepted, ...problemResponses(400, 401, 403, 404, 409, 422) },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body as { transferId: string; fromAccountId: string; toAccountId: string; amount: string; currency: string; description?: string | null };
+      const principal = principalOf(request);
+      const amountMinor = parseAmount(body.amount, body.currency);
+      if (body.fromAccountId === body.toAccountId) throw new BusinessRuleError('same_account_transfer', 'a transfer needs two different accounts');
+      const [from, to] = await Promise.all([write.accounts.load(accountStream(body.fromAccountId)), write.accounts.load(accountStream(body.toAccountId))]);
+      const missing = (what: string) => new HttpProblem(404, 'account_not_found', `no such ${what} account`);
+      assertOwner(request, from.state.status === 'none' ? undefined : from.state.customerId, missing('source'));
+      if (from.state.status === 'none') throw missing('source');
+      if (to.state.status === 'none') throw missing('destination');
+      if (from.state.currency !== to.state.currency) throw new BusinessRuleError('cross_currency_transfer', 'transfers between currencies are not supported');
+      if (body.currency !== from.state.currency) throw new BusinessRuleError('currency_mismatch', `the accounts hold ${from.state.currency}`);
+
+      const now = nowIso();
+      const deadlineAt = new Date(Date.parse(now) + timings.deadlineMs).toISOString();
+      const holdExpiresAt = new Date(Date.parse(now) + timings.deadlineMs + timings.holdGraceMs).toISOString();
+      const actor = actorOf(principal);
+      const context = {
+        idempotencyKey: `${actor}:transfer:${body.transferId}`,
+        requestHash: requestFingerprint('POST', '/v1/transfers', body),
+        actor,
+        correlationId: body.transferId,
+      };
+      let result;
+      try {
+        result = await write.transfers.handle(transferStream(body.transferId), {
+          type: 'RequestTransfer',
+          data: { transferId: body.transferId, fromAccountId: body.fromAccountId, toAccountId: body.toAccountId, currency: body.currency, amountMinor, description: body.description ?? null, deadlineAt, holdExpiresAt, now },
+        }, context);
+      } catch (error) {
+        if (error instanceof BusinessRuleError && error.code === 'already_exists') throw new HttpProblem(409, 'transfer_exists', 'a transfer with this id already exists');
+        throw error;
+      }
+      return reply.status(202).header('location', `/v1/transfers/${body.transferId}`).send({ id: body.transferId, status: 'pending', position: result.position.toString() });
+    },
+  );
+}

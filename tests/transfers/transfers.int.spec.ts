@@ -1,0 +1,95 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { client, openFundedAccount, startTestLedger, type TestLedger } from '../support/ledger.js';
+
+async function until<T>(probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (done(value) || Date.now() > deadline) return value;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe('transfers', () => {
+  let ledger: TestLedger;
+  let tokens: { admin: string; teller: string };
+  let teller: ReturnType<typeof client>;
+  let auditor: ReturnType<typeof client>;
+
+  beforeAll(async () => {
+    ledger = await startTestLedger({ env: { PROJECTION_BATCH_SIZE: '100', TRANSFER_DEADLINE_MS: '5000' } });
+    tokens = { admin: await ledger.token('admin'), teller: await ledger.token('teller') };
+    teller = client(ledger.app, tokens.teller);
+    auditor = client(ledger.app, await ledger.token('auditor'));
+  });
+  afterAll(async () => {
+    await ledger?.close();
+  });
+
+  const settled = (id: string) =>
+    until(
+      () => auditor.get(`/v1/transfers/${id}`),
+      (response) => response.statusCode === 200 && response.json<{ status: string }>().status !== 'pending',
+    );
+
+  it('moves money: reserve, credit, capture, complete; balances and history follow', async () => {
+    const from = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+    const to = await openFundedAccount(ledger.app, tokens);
+    const customer = client(ledger.app, await ledger.token('customer', from.customerId));
+    const transferId = randomUUID();
+    const accepted = await customer.post('/v1/transfers', { transferId, fromAccountId: from.accountId, toAccountId: to.accountId, amount: '40.00', currency: 'EUR', description: 'rent' });
+    expect(accepted.statusCode).toBe(202);
+    expect(accepted.headers.location).toBe(`/v1/transfers/${transferId}`);
+    const transfer = await settled(transferId);
+    expect(transfer.json()).toMatchObject({ id: transferId, status: 'completed', amount: '40.00' });
+    expect(transfer.json<{ timeline: { stage: string }[] }>().timeline.map((entry) => entry.stage)).toEqual(['requested', 'reserved', 'credited', 'completed']);
+    const position = transfer.json<{ position: string }>().position;
+    expect((await auditor.get(`/v1/accounts/${from.accountId}?minPosition=${position}`)).json()).toMatchObject({ balance: '60.00', held: '0.00', available: '60.00' });
+    expect((await auditor.get(`/v1/accounts/${to.accountId}?minPosition=${position}`)).json()).toMatchObject({ balance: '40.00' });
+    const history = await auditor.get(`/v1/accounts/${from.accountId}/transactions?type=transfer_out&minPosition=${position}`);
+    expect(history.json<{ items: unknown[] }>().items).toEqual([expect.objectContaining({ amount: '-40.00', balanceAfter: '60.00', status: 'completed', counterpartyAccountId: to.accountId })]);
+    const incoming = await auditor.get(`/v1/accounts/${to.accountId}/transactions?minPosition=${position}`);
+    expect(incoming.json<{ items: unknown[] }>().items).toEqual([expect.objectContaining({ type: 'transfer_in', amount: '40.00', status: 'completed' })]);
+    // The same request again is the same transfer.
+    const again = await customer.post('/v1/transfers', { transferId, fromAccountId: from.accountId, toAccountId: to.accountId, amount: '40.00', currency: 'EUR', description: 'rent' });
+    expect(again.statusCode).toBe(202);
+  });
+
+  it('fails a transfer the source cannot pay, and moves nothing', async () => {
+    const from = await openFundedAccount(ledger.app, tokens, { deposit: '10.00' });
+    const to = await openFundedAccount(ledger.app, tokens);
+    const transferId = randomUUID();
+    await teller.post('/v1/transfers', { transferId, fromAccountId: from.accountId, toAccountId: to.accountId, amount: '10.01', currency: 'EUR' });
+    const transfer = await settled(transferId);
+    expect(transfer.json()).toMatchObject({ status: 'failed', reason: 'insufficient_funds' });
+  });
+
+  it('compensates when the destination refuses the credit: the hold is released', async () => {
+    const from = await openFundedAccount(ledger.app, tokens, { deposit: '50.00' });
+    const to = await openFundedAccount(ledger.app, tokens);
+    await teller.post(`/v1/accounts/${to.accountId}/withdrawals`, { amount: '0.01', currency: 'EUR' }).catch(() => undefined);
+    await client(ledger.app, tokens.admin).post(`/v1/accounts/${to.accountId}/close`);
+    const transferId = randomUUID();
+    await teller.post('/v1/transfers', { transferId, fromAccountId: from.accountId, toAccountId: to.accountId, amount: '20.00', currency: 'EUR' });
+    const transfer = await settled(transferId);
+    expect(transfer.json()).toMatchObject({ status: 'failed', reason: 'account_closed' });
+    expect(transfer.json<{ timeline: { stage: string }[] }>().timeline.map((entry) => entry.stage)).toEqual(['requested', 'reserved', 'compensating', 'failed']);
+    const position = transfer.json<{ position: string }>().position;
+    expect((await auditor.get(`/v1/accounts/${from.accountId}?minPosition=${position}`)).json()).toMatchObject({ balance: '50.00', held: '0.00', available: '50.00' });
+  });
+
+  it('rejects same-account and cross-currency transfers up front with a 422', async () => {
+    const eur = await openFundedAccount(ledger.app, tokens, { deposit: '10.00' });
+    const usd = await openFundedAccount(ledger.app, tokens, { currency: 'USD' });
+    const same = await teller.post('/v1/transfers', { transferId: randomUUID(), fromAccountId: eur.accountId, toAccountId: eur.accountId, amount: '1.00', currency: 'EUR' });
+    expect(same.statusCode).toBe(422);
+    expect(same.json()).toMatchObject({ code: 'same_account_transfer' });
+    const cross = await teller.post('/v1/transfers', { transferId: randomUUID(), fromAccountId: eur.accountId, toAccountId: usd.accountId, amount: '1.00', currency: 'EUR' });
+    expect(cross.statusCode).toBe(422);
+    expect(cross.json()).toMatchObject({ code: 'cross_currency_transfer' });
+    const other = await openFundedAccount(ledger.app, tokens);
+    const stranger = client(ledger.app, await ledger.token('customer', other.customerId));
+    expect((await stranger.post('/v1/transfers', { transferId: randomUUID(), fromAccountId: eur.accountId, toAccountId: other.accountId, amount: '1.00', currency: 'EUR' })).statusCode).toBe(404);
+  });
+});
