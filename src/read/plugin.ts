@@ -5,6 +5,7 @@ import type { ReadDatabase } from '../projections/database.js';
 import type { Runtime } from '../runtime.js';
 import { resolveHmacSecret } from '../shared/auth/keys.js';
 import { accountReadRoutes } from './accounts/routes.js';
+import { auditRoutes } from './audit/routes.js';
 import { customerReadRoutes } from './customers/routes.js';
 import { CursorCodec } from './http.js';
 import { ProjectionProgress } from './progress.js';
@@ -29,4 +30,5 @@ export async function readApi(app: FastifyInstance, { runtime }: { runtime: Runt
   await app.register(accountReadRoutes, context);
   await app.register(transferReadRoutes, context);
   await app.register(customerReadRoutes, context);
+  await app.register(auditRoutes, { store: runtime.store });
 }

@@ -1,0 +1,106 @@
+import type { Kysely } from 'kysely';
+import type { Runtime } from '../runtime.js';
+import { MAX_PAGE_SIZE, type EventStore, type RecordedEvent } from '../eventstore/port.js';
+import { assertValidStreamName } from '../eventstore/port.js';
+import { projectionStatuses } from '../projections/checkpoints.js';
+import { rebuildProjection, type RebuildProgress } from '../projections/rebuild.js';
+import { PROJECTIONS, projectionNamed } from '../projections/registry.js';
+import { clearingLedgerAccount, createTrialBalance, trialBalance, trialBalanceTotals } from '../domain/ledger.js';
+import { encodeJson, type JsonObject } from '../shared/json.js';
+
+/** `ledger projections status`: each projection's checkpoint, lag and failure. */
+export async function printProjectionStatus(runtime: Runtime): Promise<void> {
+  const statuses = await projectionStatuses(runtime.db as unknown as Kysely<unknown>, runtime.store, PROJECTIONS);
+  const rows = statuses.map((status) => ({
+    projection: status.name,
+    position: status.position.toString(),
+    'lag events': status.lagEvents === null ? '?' : String(status.lagEvents),
+    'lag s': status.lagSeconds.toFixed(1),
+    state: status.failingEventId ? `failing at event ${status.failingEventId}` : 'ok',
+  }));
+  console.table(rows);
+}
+
+/** `ledger projections rebuild [name]` and `ledger audit verify [name]`. Returns the rows found different. */
+export async function rebuildOrVerify(runtime: Runtime, mode: 'rebuild' | 'verify', name?: string): Promise<number> {
+  const projections = name ? [projectionNamed(name)] : PROJECTIONS;
+  let differences = 0;
+  for (const projection of projections) {
+    const report = progressReporter(mode, projection.name);
+    const result = await rebuildProjection(runtime.db as unknown as Kysely<unknown>, runtime.store, projection, mode, report.update);
+    report.done();
+    const rate = result.elapsedMs > 0 ? Math.round((result.events / result.elapsedMs) * 1000) : result.events;
+    if (mode === 'verify') {
+      differences += result.differences ?? 0;
+      runtime.logger.info({ projection: projection.name, events: result.events, position: result.position.toString(), differences: result.differences, eventsPerSecond: rate }, result.differences ? 'read model differs from the log' : 'read model matches the log');
+    } else {
+      runtime.logger.info({ projection: projection.name, events: result.events, position: result.position.toString(), elapsedMs: result.elapsedMs, eventsPerSecond: rate }, 'projection rebuilt and swapped in');
+    }
+  }
+  return differences;
+}
+
+/** A progress bar on a terminal (events/s, ETA); plain log lines otherwise. */
+function progressReporter(mode: string, projection: string) {
+  const started = Date.now();
+  let lastLogMs = 0;
+  const tty = process.stderr.isTTY === true;
+  return {
+    update(progress: RebuildProgress) {
+      const elapsedSeconds = (Date.now() - started) / 1000;
+      const rate = elapsedSeconds > 0 ? progress.events / elapsedSeconds : 0;
+      if (tty) {
+        process.stderr.write(`\r${mode} ${projection}: ${progress.events} events, ${Math.round(rate)}/s   `);
+      } else if (Date.now() - lastLogMs > 2_000) {
+        lastLogMs = Date.now();
+        process.stderr.write(`${JSON.stringify({ mode, projection, events: progress.events, eventsPerSecond: Math.round(rate) })}\n`);
+      }
+    },
+    done() {
+      if (tty) process.stderr.write('\n');
+    },
+  };
+}
+
+/** Every event of the log, in order, page by page. */
+export async function* wholeLog(store: EventStore): AsyncGenerator<RecordedEvent> {
+  let after = 0n;
+  for (;;) {
+    const page = await store.readAll({ after, maxCount: MAX_PAGE_SIZE });
+    for (const event of page) yield event;
+    if (page.length < MAX_PAGE_SIZE) return;
+    after = page.at(-1)!.position;
+  }
+}
+
+/** `ledger audit trial-balance`: the sum of every leg in the log, per currency; zero or it fails. */
+export async function printTrialBalance(runtime: Runtime): Promise<boolean> {
+  const trial = createTrialBalance();
+  let events = 0;
+  for await (const event of wholeLog(runtime.store)) {
+    trialBalance([event], trial);
+    events += 1;
+  }
+  let balanced = true;
+  process.stdout.write(`events\t${events}\ncurrency\tsum of legs\tclearing (money in flight)\tverdict\n`);
+  for (const [currency, total] of trialBalanceTotals(trial)) {
+    if (total !== 0n) balanced = false;
+    const clearing = trial.get(currency)?.get(clearingLedgerAccount(currency)) ?? 0n;
+    process.stdout.write(`${currency}\t${total.toString()}\t${clearing.toString()}\t${total === 0n ? 'balanced' : 'NOT BALANCED'}\n`);
+  }
+  return balanced;
+}
+
+/** `ledger audit replay STREAM`: the stream's events as JSON lines, bigints tagged. */
+export async function printStream(runtime: Runtime, streamName: string): Promise<void> {
+  assertValidStreamName(streamName);
+  let fromRevision = 0n;
+  for (;;) {
+    const page = await runtime.store.readStream(streamName, { fromRevision, maxCount: MAX_PAGE_SIZE });
+    for (const event of page) {
+      process.stdout.write(`${encodeJson({ revision: event.revision, position: event.position, id: event.id, type: event.type, schemaVersion: event.schemaVersion, data: event.data, metadata: event.metadata as unknown as JsonObject })}\n`);
+    }
+    if (page.length < MAX_PAGE_SIZE) return;
+    fromRevision = page.at(-1)!.revision + 1n;
+  }
+}

@@ -1,0 +1,114 @@
+import { sql, type Kysely } from 'kysely';
+import { MAX_PAGE_SIZE, type EventStore, type RecordedEvent } from '../eventstore/port.js';
+import { createShadowTables, shadowTables, type Projection } from './projection.js';
+import { ensureCheckpoint, swapLockKey } from './runner.js';
+
+export interface RebuildProgress {
+  projection: string;
+  events: number;
+  position: bigint;
+  target: bigint;
+}
+
+export interface RebuildResult {
+  projection: string;
+  events: number;
+  position: bigint;
+  /** Rows that differ between the rebuilt and the live tables (verify only). */
+  differences?: number;
+  elapsedMs: number;
+}
+
+const UNLOCKED_CATCH_UP_ROUNDS_MAX = 5;
+const LOCKED_GAP_EVENTS = 5_000;
+
+/**
+ * Rebuilds a projection from position 0 into shadow tables beside the live ones, then either
+ * swaps them in (`rebuild`) or compares them with the live tables (`verify`).
+ *
+ * The shadow first catches up, unlocked, with the live projection's checkpoint. The last stretch
+ * runs under the projection's swap lock, which every live batch takes shared: the live projector
+ * pauses for that moment only, the shadow reaches exactly the live checkpoint, and the rename (or
+ * the comparison) happens at one position. Readers keep reading the old tables until the commit.
+ */
+export async function rebuildProjection(
+  db: Kysely<unknown>,
+  store: EventStore,
+  projection: Projection,
+  mode: 'rebuild' | 'verify',
+  onProgress?: (progress: RebuildProgress) => void,
+): Promise<RebuildResult> {
+  const started = Date.now();
+  await createShadowTables(db, projection);
+  let position = 0n;
+  let events = 0;
+  try {
+    for (let round = 0; round < UNLOCKED_CATCH_UP_ROUNDS_MAX; round++) {
+      const target = await ensureCheckpoint(db, projection.name);
+      const applied = await applyUpTo(db, store, projection, position, target, (count, at) => onProgress?.({ projection: projection.name, events: events + count, position: at, target }));
+      events += applied.events;
+      position = applied.position;
+      if (applied.events < LOCKED_GAP_EVENTS) break;
+    }
+    let differences: number | undefined;
+    await db.transaction().execute(async (trx) => {
+      await sql`select pg_advisory_xact_lock(${swapLockKey(projection.name)})`.execute(trx);
+      const target = await ensureCheckpoint(trx, projection.name);
+      const applied = await applyUpTo(trx, store, projection, position, target);
+      events += applied.events;
+      position = target;
+      if (mode === 'verify') {
+        differences = 0;
+        for (const table of projection.tables) differences += await countDifferences(trx, table, shadowTables(table));
+        return;
+      }
+      for (const table of projection.tables) {
+        await sql`alter table ${sql.table(table)} rename to ${sql.table(`${table}__old`)}`.execute(trx);
+        await sql`alter table ${sql.table(shadowTables(table))} rename to ${sql.table(table)}`.execute(trx);
+        await sql`drop table ${sql.table(`${table}__old`)}`.execute(trx);
+      }
+    });
+    return { projection: projection.name, events, position, ...(differences === undefined ? {} : { differences }), elapsedMs: Date.now() - started };
+  } finally {
+    for (const table of projection.tables) await sql`drop table if exists ${sql.table(shadowTables(table))}`.execute(db);
+  }
+}
+
+/** Applies every matching event in (after, target] to the shadow tables, one transaction per page. */
+async function applyUpTo(
+  db: Kysely<unknown>,
+  store: EventStore,
+  projection: Projection,
+  after: bigint,
+  target: bigint,
+  onPage?: (events: number, position: bigint) => void,
+): Promise<{ events: number; position: bigint }> {
+  let position = after;
+  let count = 0;
+  while (position < target) {
+    const page = await store.readAll({ after: position, maxCount: MAX_PAGE_SIZE, filter: projection.filter });
+    const inRange: RecordedEvent[] = page.filter((event) => event.position <= target);
+    if (inRange.length > 0) {
+      await (db.isTransaction ? applyPage(db, projection, inRange) : db.transaction().execute((trx) => applyPage(trx, projection, inRange)));
+      count += inRange.length;
+      position = inRange.at(-1)!.position;
+      onPage?.(count, position);
+    }
+    if (inRange.length < page.length || page.length < MAX_PAGE_SIZE) break;
+  }
+  return { events: count, position: target > position ? target : position };
+}
+
+async function applyPage(db: Kysely<unknown>, projection: Projection, events: RecordedEvent[]): Promise<void> {
+  await projection.apply(db as never, events, shadowTables);
+}
+
+async function countDifferences(db: Kysely<unknown>, live: string, rebuilt: string): Promise<number> {
+  const result = await sql<{ differences: bigint }>`
+    select count(*) as differences from (
+      (select * from ${sql.table(live)} except all select * from ${sql.table(rebuilt)})
+      union all
+      (select * from ${sql.table(rebuilt)} except all select * from ${sql.table(live)})
+    ) difference`.execute(db);
+  return Number(result.rows[0]?.differences ?? 0n);
+}
