@@ -39,8 +39,15 @@ export async function projectionStatuses(db: Kysely<unknown>, store: EventStore,
     const lagSeconds = next[0] ? Math.max(0, (Date.now() - Date.parse(next[0].metadata.recordedAt)) / 1000) : 0;
     let lagEvents: number | null = null;
     if (store.kind === 'postgres') {
+      const types = [...(projection.filter.eventTypes ?? [])];
+      const prefixes = (projection.filter.streamPrefixes ?? []).map((prefix) => `${prefix.replace(/[\\%_]/g, '\\$&')}%`);
       const counted = await sql<{ behind: bigint }>`
-        select count(*) as behind from (select 1 from ledger_events where position > ${position} and position <= ledger_safe_position() limit ${LAG_COUNT_BOUND}) pending`.execute(db);
+        select count(*) as behind from (
+          select 1 from ledger_events
+           where position > ${position} and position <= ledger_safe_position()
+             and (cardinality(${types}::text[]) = 0 or event_type = any(${types}::text[]))
+             and (cardinality(${prefixes}::text[]) = 0 or stream_name like any(${prefixes}::text[]))
+           limit ${LAG_COUNT_BOUND}) pending`.execute(db);
       lagEvents = Number(counted.rows[0]?.behind ?? 0n);
     }
     statuses.push({

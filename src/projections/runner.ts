@@ -60,6 +60,9 @@ export class ProjectionRunner implements Worker {
   private failingEventId: string | null = null;
   private failingError: string | null = null;
   private isolate = false;
+  /** The last event of the newest batch of several events; a failure isolates events up to it. */
+  private attemptedUntil = 0n;
+  private isolateUntil = 0n;
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
 
@@ -135,6 +138,7 @@ export class ProjectionRunner implements Worker {
         }
         failures += 1;
         this.isolate = true;
+        this.isolateUntil = this.attemptedUntil;
         if (error instanceof PoisonEventError) {
           this.state = 'failing';
           this.failingEventId = error.event.id;
@@ -151,6 +155,7 @@ export class ProjectionRunner implements Worker {
 
   private async applyBatch(batch: Batch): Promise<void> {
     const previous = this.position;
+    if (batch.events.length > 1) this.attemptedUntil = batch.events.at(-1)!.position;
     if (batch.events.length > 0 && this.projection.beforeTransaction) {
       try {
         await this.projection.beforeTransaction(batch.events);
@@ -173,6 +178,9 @@ export class ProjectionRunner implements Worker {
         await this.options.beforeCommit?.(batch);
     });
     this.position = batch.checkpoint;
+    // Stay on one-event batches until past the batch that failed: otherwise every good event before
+    // a poison one costs a failed full batch and a doubled backoff, and the poison is never reached.
+    if (this.isolate && this.state !== 'failing' && this.position < this.isolateUntil) return;
     if (this.isolate || this.state === 'failing') {
       this.isolate = false;
       this.state = 'active';

@@ -4,14 +4,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rebuildProjection } from '../../src/projections/rebuild.js';
 import { PROJECTIONS } from '../../src/projections/registry.js';
 import { client, openFundedAccount, startTestLedger, type TestLedger } from '../support/ledger.js';
+import { storeVariants } from '../support/variants.js';
 
-describe('projection rebuilds', () => {
+describe.each(storeVariants('projection rebuilds'))('projection rebuilds on $name', ({ env: storeEnv }) => {
   let ledger: TestLedger;
   let db: Kysely<unknown>;
   let tokens: { admin: string; teller: string };
 
   beforeAll(async () => {
-    ledger = await startTestLedger({ env: { PROJECTION_BATCH_SIZE: '50' } });
+    ledger = await startTestLedger({ env: { ...storeEnv, PROJECTION_BATCH_SIZE: '50' } });
     db = ledger.runtime.db as unknown as Kysely<unknown>;
     tokens = { admin: await ledger.token('admin'), teller: await ledger.token('teller') };
   });

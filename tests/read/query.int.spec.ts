@@ -1,15 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { client, openFundedAccount, startTestLedger, type TestLedger } from '../support/ledger.js';
+import { storeVariants } from '../support/variants.js';
 
-describe('query API', () => {
+describe.each(storeVariants('query API'))('query API on $name', ({ env: storeEnv }) => {
   let ledger: TestLedger;
   let tokens: { admin: string; teller: string; auditor: string };
   let teller: ReturnType<typeof client>;
   let auditor: ReturnType<typeof client>;
 
   beforeAll(async () => {
-    ledger = await startTestLedger({ env: { READ_WAIT_TIMEOUT_MS: '3000', PROJECTION_BATCH_SIZE: '50' } });
+    ledger = await startTestLedger({ env: { ...storeEnv, READ_WAIT_TIMEOUT_MS: '3000', PROJECTION_BATCH_SIZE: '50' } });
     tokens = { admin: await ledger.token('admin'), teller: await ledger.token('teller'), auditor: await ledger.token('auditor') };
     teller = client(ledger.app, tokens.teller);
     auditor = client(ledger.app, tokens.auditor);

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { client, openFundedAccount, startTestLedger, type TestLedger } from '../support/ledger.js';
+import { storeVariants } from '../support/variants.js';
 
 async function until<T>(probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 15_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -11,14 +12,14 @@ async function until<T>(probe: () => Promise<T>, done: (value: T) => boolean, ti
   }
 }
 
-describe('transfers', () => {
+describe.each(storeVariants('transfers'))('transfers on $name', ({ env: storeEnv }) => {
   let ledger: TestLedger;
   let tokens: { admin: string; teller: string };
   let teller: ReturnType<typeof client>;
   let auditor: ReturnType<typeof client>;
 
   beforeAll(async () => {
-    ledger = await startTestLedger({ env: { PROJECTION_BATCH_SIZE: '100', TRANSFER_DEADLINE_MS: '5000' } });
+    ledger = await startTestLedger({ env: { ...storeEnv, PROJECTION_BATCH_SIZE: '100', TRANSFER_DEADLINE_MS: '5000' } });
     tokens = { admin: await ledger.token('admin'), teller: await ledger.token('teller') };
     teller = client(ledger.app, tokens.teller);
     auditor = client(ledger.app, await ledger.token('auditor'));

@@ -36,6 +36,9 @@ export function createPool(connectionString: string, options: PoolOptions): pg.P
   });
   // An idle client that loses its connection must not crash the process; the pool replaces it.
   pool.on('error', () => undefined);
+  // A checked-out client whose connection dies between queries (for example idle in a transaction)
+  // emits 'error' too; the failure reaches its owner through the next query instead.
+  pool.on('connect', (client) => client.on('error', () => undefined));
   return pool;
 }
 

@@ -1,0 +1,335 @@
+import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Batch } from '../../src/eventstore/port.js';
+import { accountsProjection } from '../../src/projections/accounts/projection.js';
+import { projectionStatuses } from '../../src/projections/checkpoints.js';
+import { customersProjection } from '../../src/projections/customers/projection.js';
+import { createShadowTables, shadowTables, type Projection } from '../../src/projections/projection.js';
+import { PROJECTIONS } from '../../src/projections/registry.js';
+import type { ProjectionRunner } from '../../src/projections/runner.js';
+import { accountStream } from '../../src/write/streams.js';
+import {
+  buildReference,
+  checkpointOf,
+  customerMonth,
+  customerMonths,
+  deposit,
+  differencesFromReference,
+  namedKysely,
+  noDifferences,
+  openProjectionEnv,
+  readEverything,
+  settledHead,
+  sleep,
+  snapshot,
+  waitForCheckpoints,
+  waitUntil,
+  type ProjectionEnv,
+} from './helpers.js';
+
+describe('projection runtime', () => {
+  let env: ProjectionEnv | undefined;
+  const cleanups: (() => Promise<void>)[] = [];
+
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+    await env?.close();
+    env = undefined;
+  });
+
+  async function open(): Promise<ProjectionEnv> {
+    env = await openProjectionEnv();
+    return env;
+  }
+
+  async function expectMatchesReference(current: ProjectionEnv, projections: readonly Projection[] = PROJECTIONS): Promise<void> {
+    for (const projection of projections) {
+      expect(await buildReference(current, projection), `${projection.name} has events`).toBeGreaterThan(0);
+      expect(await differencesFromReference(current.db, projection), projection.name).toEqual(noDifferences(projection));
+    }
+  }
+
+  it('ends with the same rows when every projection is given the same events twice', async () => {
+    const current = await open();
+    await customerMonths(current.write, 3);
+    const head = await settledHead(current.db);
+
+    // Directly: the whole log applied twice, then again in overlapping slices, into shadow tables.
+    for (const projection of PROJECTIONS) {
+      const events = await readEverything(current.store, projection.filter);
+      expect(events.length, projection.name).toBeGreaterThan(5);
+      await createShadowTables(current.db, projection);
+      await current.db.transaction().execute((trx) => projection.apply(trx, events, shadowTables));
+      const once = await snapshot(current.db, [projection], shadowTables);
+      for (const table of projection.tables) expect(once[table]!.length, table).toBeGreaterThan(0);
+      await current.db.transaction().execute((trx) => projection.apply(trx, events, shadowTables));
+      expect(await snapshot(current.db, [projection], shadowTables), `${projection.name} applied twice`).toEqual(once);
+      for (let start = 0; start < events.length; start += 7) {
+        await current.db.transaction().execute((trx) => projection.apply(trx, events.slice(start, start + 11), shadowTables));
+      }
+      expect(await snapshot(current.db, [projection], shadowTables), `${projection.name} replayed in overlapping slices`).toEqual(once);
+    }
+
+    // Through runners: a clean run, then the checkpoint reset to 0 with the rows kept.
+    const first = PROJECTIONS.map((projection) => current.runner(projection, { batchSize: 25 }).start());
+    await waitForCheckpoints(current.db, PROJECTIONS, head);
+    await Promise.all(first.map((runner) => runner.stop()));
+    const clean = await snapshot(current.db);
+    await expectMatchesReference(current);
+
+    await sql`update projection_checkpoints set position = 0`.execute(current.db);
+    let reapplied = 0;
+    const again = PROJECTIONS.map((projection) =>
+      current.runner(projection, { batchSize: 25, beforeCommit: async (batch) => void (reapplied += batch.events.length) }).start(),
+    );
+    await waitForCheckpoints(current.db, PROJECTIONS, head);
+    await Promise.all(again.map((runner) => runner.stop()));
+    expect(reapplied).toBeGreaterThanOrEqual((await Promise.all(PROJECTIONS.map((projection) => readEverything(current.store, projection.filter)))).flat().length);
+    expect(await snapshot(current.db)).toEqual(clean);
+  });
+
+  it('a batch that dies before its commit leaves neither rows nor checkpoint, and a fresh runner ends exactly as a clean run', async () => {
+    const current = await open();
+    await customerMonths(current.write, 4);
+    const head = await settledHead(current.db);
+
+    const batchSize = 5;
+    const crashes = PROJECTIONS.map((projection) => {
+      const batches: Batch[] = [];
+      let crashed!: () => void;
+      const crashedOnce = new Promise<void>((resolve) => (crashed = resolve));
+      const runner = current.runner(projection, {
+        batchSize,
+        beforeCommit: async (batch) => {
+          batches.push(batch);
+          if (batches.length === 3) {
+            crashed();
+            throw new Error('simulated crash between the rows and the commit');
+          }
+        },
+      });
+      return { projection, runner: runner.start(), batches, crashedOnce };
+    });
+    await Promise.all(crashes.map(({ crashedOnce }) => crashedOnce));
+    await Promise.all(crashes.map(({ runner }) => runner.stop()));
+
+    for (const { projection, batches } of crashes) {
+      expect(batches.slice(0, 3).map((batch) => batch.events.length), projection.name).toEqual([batchSize, batchSize, batchSize]);
+      const lastCommitted = batches[1]!.checkpoint;
+      expect((await checkpointOf(current.db, projection.name))?.position, projection.name).toBe(lastCommitted);
+      // The rows are exactly those of the two committed batches: nothing of the third survived.
+      await buildReference(current, projection, lastCommitted);
+      expect(await differencesFromReference(current.db, projection), projection.name).toEqual(noDifferences(projection));
+    }
+
+    PROJECTIONS.forEach((projection) => current.runner(projection, { batchSize }).start());
+    await waitForCheckpoints(current.db, PROJECTIONS, head);
+    await expectMatchesReference(current);
+  });
+
+  describe('when the active projector is killed mid-batch while writes continue', () => {
+    type KillPoint = 'before its batch transaction' | 'inside its batch transaction';
+
+    /**
+     * Leaders (each on a pool of its own) apply slow batches while standbys wait and writers keep
+     * writing. On its third batch with events after that, each leader is killed at `point` and the
+     * batch lingers, so the dead leader's batch overlaps the takeover. Returns how many dead
+     * leaders still committed that lingering batch.
+     */
+    async function killLeaderMidBatch(point: KillPoint, kill: (runner: ProjectionRunner, applicationName: string) => Promise<void>, lingerMs: number): Promise<number> {
+      const current = await open();
+      await customerMonths(current.write, 1);
+
+      let armed = false;
+      const killedAt = new Map<string, number>();
+      const positionAtKill = new Map<ProjectionRunner, bigint>();
+      const kills: Promise<void>[] = [];
+      const active = PROJECTIONS.map((projection) => {
+        const applicationName = `projector-leader-${projection.name}-${randomUUID().slice(0, 8)}`;
+        const leader = namedKysely(current, applicationName);
+        cleanups.push(() => leader.db.destroy());
+        let batches = 0;
+        const killOnThirdBatch = async (events: number): Promise<boolean> => {
+          if (armed && events > 0) batches += 1;
+          if (batches !== 3 || killedAt.has(projection.name)) return false;
+          killedAt.set(projection.name, Date.now());
+          positionAtKill.set(runner, BigInt(runner.health().detail.position));
+          kills.push(kill(runner, applicationName));
+          await sleep(lingerMs);
+          return true;
+        };
+        const leaderProjection: Projection =
+          point === 'before its batch transaction'
+            ? { ...projection, beforeTransaction: async (events) => void (await killOnThirdBatch(events.length)) }
+            : projection;
+        const runner: ProjectionRunner = current.runner(leaderProjection, {
+          db: leader.db,
+          batchSize: 5,
+          beforeCommit: async (batch) => {
+            if (point === 'inside its batch transaction' && (await killOnThirdBatch(batch.events.length))) return;
+            await sleep(30);
+          },
+        });
+        return runner.start();
+      });
+      await waitUntil(() => active.every((runner) => runner.currentState === 'active'), 'the first runners lead');
+      const standbys = PROJECTIONS.map((projection) => current.runner(projection, { batchSize: 5, lockRetryMs: 200 }).start());
+      await waitUntil(() => standbys.every((runner) => runner.currentState === 'standby'), 'the second runners stand by');
+
+      let lateCommits = -1;
+      let writing = true;
+      const writer = (async () => {
+        while (writing) await customerMonth(current.write);
+      })();
+      armed = true;
+      try {
+        await waitUntil(() => killedAt.size === PROJECTIONS.length, 'every leader was killed mid-batch', 20_000);
+        const tookOverAt = new Map<string, number>();
+        await waitUntil(() => {
+          standbys.forEach((runner, index) => {
+            if (runner.currentState === 'active' && !tookOverAt.has(PROJECTIONS[index]!.name)) tookOverAt.set(PROJECTIONS[index]!.name, Date.now());
+          });
+          return tookOverAt.size === PROJECTIONS.length;
+        }, 'every standby took over', 10_000);
+        for (const projection of PROJECTIONS) expect(tookOverAt.get(projection.name)! - killedAt.get(projection.name)!, projection.name).toBeLessThan(5_000);
+        await Promise.all(kills);
+        expect(active.map((runner) => runner.currentState)).toEqual(PROJECTIONS.map(() => 'stopped'));
+        // A runner's position moves only after its commit succeeded.
+        lateCommits = active.filter((runner) => BigInt(runner.health().detail.position) > positionAtKill.get(runner)!).length;
+        // Keep writing a little while the new leaders run.
+        await sleep(300);
+      } finally {
+        writing = false;
+        await writer;
+      }
+
+      const head = await settledHead(current.db);
+      await waitForCheckpoints(current.db, PROJECTIONS, head);
+      await Promise.all(standbys.map((runner) => runner.stop()));
+      await expectMatchesReference(current);
+      return lateCommits;
+    }
+
+    it('lock lost before the batch transaction: the standby applies the batch and the checkpoint guard refuses the dead leader\'s copy', async () => {
+      const lateCommits = await killLeaderMidBatch('before its batch transaction', (runner) => runner.crash(), 1_500);
+      expect(lateCommits).toBe(0);
+    });
+
+    it('lock lost inside the batch transaction: the dead leader\'s batch commits late, the standby continues after it, nothing is lost or doubled', async () => {
+      const lateCommits = await killLeaderMidBatch('inside its batch transaction', (runner) => runner.crash(), 1_000);
+      expect(lateCommits).toBe(PROJECTIONS.length);
+    });
+
+    it('whole process dies inside the batch transaction: its open batch leaves nothing behind and the standby redoes it', async () => {
+      const lateCommits = await killLeaderMidBatch(
+        'inside its batch transaction',
+        async (runner, applicationName) => {
+          const crashing = runner.crash();
+          const { rows } = await sql<{ killed: boolean }>`select pg_terminate_backend(pid) as killed from pg_stat_activity
+            where datname = current_database() and application_name = ${applicationName}`.execute(env!.db);
+          expect(rows.length).toBeGreaterThan(0);
+          await crashing;
+        },
+        1_000,
+      );
+      expect(lateCommits).toBe(0);
+    });
+  });
+
+  it('two runners started together: exactly one is active and the other stands by, until the active one stops', async () => {
+    const current = await open();
+    await customerMonths(current.write, 1);
+    const runners = [current.runner(customersProjection, { lockRetryMs: 100 }), current.runner(customersProjection, { lockRetryMs: 100 })];
+    runners.forEach((runner) => runner.start());
+    await waitUntil(() => runners.every((runner) => runner.currentState !== 'starting'), 'both runners decided');
+    for (let check = 0; check < 10; check++) {
+      expect(runners.map((runner) => runner.currentState).sort()).toEqual(['active', 'standby']);
+      await sleep(50);
+    }
+    const leader = runners.find((runner) => runner.currentState === 'active')!;
+    const standby = runners.find((runner) => runner.currentState === 'standby')!;
+    await leader.stop();
+    await waitUntil(() => standby.currentState === 'active', 'the standby takes over after a graceful stop', 3_000);
+    const head = await settledHead(current.db);
+    await waitForCheckpoints(current.db, [customersProjection], head);
+    await expectMatchesReference(current, [customersProjection]);
+  });
+
+  it('a poison event stops the projection visibly, just before it, even with more good events behind it', async () => {
+    const current = await open();
+    const { accountIds } = await customerMonth(current.write);
+    const poisonId = randomUUID();
+    const ghost = randomUUID();
+    // A deposit to an account that was never opened: valid JSON, valid type, impossible history.
+    const poison = await current.store.append(
+      accountStream(ghost),
+      [
+        {
+          id: poisonId,
+          type: 'FundsDeposited',
+          data: { accountId: ghost, transactionId: randomUUID(), currency: 'EUR', amountMinor: 5_00n, reference: null, description: null, balanceAfterMinor: 5_00n, legs: [], at: new Date().toISOString() },
+        },
+      ],
+      { expectedRevision: 'no_stream' },
+    );
+    await deposit(current.write, accountIds[0]!, 7_00n);
+    const later = await customerMonth(current.write);
+    await settledHead(current.db);
+
+    // One large batch holds the good events, the poison and the good events after it.
+    const runner = current.runner(accountsProjection, { batchSize: 200 }).start();
+    await waitUntil(() => !runner.health().ok, 'the runner reports the poison event', 10_000);
+    expect(runner.health()).toMatchObject({ ok: false, detail: { state: 'failing', failingEventId: poisonId } });
+
+    const checkpoint = await checkpointOf(current.db, accountsProjection.name);
+    expect(checkpoint?.failing_event_id).toBe(poisonId);
+    expect(checkpoint!.position).toBeLessThan(poison.position);
+    const next = await current.store.readAll({ after: checkpoint!.position, maxCount: 1, filter: accountsProjection.filter });
+    expect(next.map((event) => event.id), 'the checkpoint stops just before the poison event').toEqual([poisonId]);
+    // Rows are exactly those of the events before the poison.
+    await buildReference(current, accountsProjection, poison.position - 1n);
+    expect(await differencesFromReference(current.db, accountsProjection)).toEqual(noDifferences(accountsProjection));
+    const { rows } = await sql<{ account_id: string }>`select account_id from account_balances`.execute(current.db);
+    expect(rows.map((row) => row.account_id).sort()).toEqual([...accountIds].sort());
+    expect(rows.map((row) => row.account_id)).not.toContain(later.accountIds[0]);
+
+    const [status] = await projectionStatuses(current.db, current.store, [accountsProjection]);
+    expect(status).toMatchObject({ name: 'accounts', failingEventId: poisonId });
+    expect(status!.lagEvents).toBeGreaterThan(0);
+    expect(status!.lagSeconds).toBeGreaterThanOrEqual(0);
+
+    // More good events arrive; the projection stays stopped at the same place.
+    await deposit(current.write, accountIds[0]!, 1_00n);
+    await sleep(1_200);
+    expect(runner.health()).toMatchObject({ ok: false, detail: { failingEventId: poisonId } });
+    expect((await checkpointOf(current.db, accountsProjection.name))?.position).toBe(checkpoint!.position);
+  });
+
+  it('reports lag in events and seconds while a runner is stopped, and none once it has caught up', async () => {
+    const current = await open();
+    await customerMonths(current.write, 1);
+    let head = await settledHead(current.db);
+    const first = PROJECTIONS.map((projection) => current.runner(projection).start());
+    await waitForCheckpoints(current.db, PROJECTIONS, head);
+    await Promise.all(first.map((runner) => runner.stop()));
+
+    await customerMonth(current.write);
+    head = await settledHead(current.db);
+    const behind = await projectionStatuses(current.db, current.store, PROJECTIONS);
+    expect(behind.map((status) => status.name)).toEqual(PROJECTIONS.map((projection) => projection.name));
+    for (const status of behind) {
+      expect(status.lagEvents, status.name).toBeGreaterThan(0);
+      expect(status.lagSeconds, status.name).toBeGreaterThanOrEqual(0);
+      expect(status.lagSeconds, status.name).toBeLessThan(60);
+      expect(status.failingEventId).toBeNull();
+    }
+
+    PROJECTIONS.forEach((projection) => current.runner(projection).start());
+    await waitForCheckpoints(current.db, PROJECTIONS, head);
+    await waitUntil(async () => (await projectionStatuses(current.db, current.store, PROJECTIONS)).every((status) => status.lagEvents === 0), 'no projection lags');
+    for (const status of await projectionStatuses(current.db, current.store, PROJECTIONS)) {
+      expect(status, status.name).toMatchObject({ lagEvents: 0, lagSeconds: 0, failingEventId: null });
+    }
+  });
+});
