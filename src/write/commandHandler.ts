@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { v5 as uuidv5 } from 'uuid';
 import type { Decider } from '../domain/decider.js';
 import type { JsonObject } from '../shared/json.js';
-import { ConcurrencyError, MAX_EVENTS_PER_APPEND, MAX_PAGE_SIZE, type EventStore, type RecordedEvent } from '../eventstore/port.js';
+import { ConcurrencyError, IdempotencyConflictError, MAX_EVENTS_PER_APPEND, MAX_PAGE_SIZE, type EventStore, type RecordedEvent } from '../eventstore/port.js';
 import { HttpProblem } from '../shared/http/problem.js';
 
 /**
@@ -153,13 +153,18 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
   }
 
   private async runBatch(streamName: string, batch: Pending<State, Command, Event>[]): Promise<void> {
+    // A cached stream is trusted: the append's expected revision proves it current, and a stale
+    // cache costs one conflict and an incremental read, not a read before every command.
     let cached = this.cache.get(streamName);
+    let stale = cached === undefined;
     for (let attempt = 1; ; attempt++) {
-      try {
-        cached = await this.refresh(streamName, cached);
-      } catch (error) {
-        batch.forEach((pending) => pending.reject(error));
-        return;
+      if (stale || cached === undefined) {
+        try {
+          cached = await this.refresh(streamName, cached);
+        } catch (error) {
+          batch.forEach((pending) => pending.reject(error));
+          return;
+        }
       }
       const outcome = this.decideBatch(streamName, cached, batch);
       if (outcome.toAppend.length === 0) {
@@ -175,10 +180,12 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
         outcome.settle(result.position);
         return;
       } catch (error) {
-        if (error instanceof ConcurrencyError && attempt < this.options.retryLimit) {
-          this.cache.delete(streamName);
-          cached = undefined;
-          await jitter(attempt);
+        // Another writer moved the stream (or already wrote a repeat of one of these commands):
+        // catch up from the cache and decide again.
+        const retryable = error instanceof ConcurrencyError || (error instanceof IdempotencyConflictError && attempt === 1);
+        if (retryable && attempt < this.options.retryLimit) {
+          stale = true;
+          if (attempt > 1) await jitter(attempt);
           continue;
         }
         this.cache.delete(streamName);
@@ -192,7 +199,8 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
   /** Decides each pending command in order over the evolving state; collects what to append. */
   private decideBatch(streamName: string, cached: CachedStream<State>, batch: Pending<State, Command, Event>[]) {
     let state = cached.state;
-    const commands = new Map(cached.commands);
+    // New keys are layered over the stream's map and merged into it only once the append succeeded.
+    const added = new Map<string, RecordedCommand>();
     const toAppend: { id: string; type: string; data: JsonObject; metadata: { correlationId: string; causationId?: string; actor: string; extra: JsonObject } }[] = [];
     const settlements: ((position: bigint) => void)[] = [];
     const fresh: RecordedCommand[] = [];
@@ -201,7 +209,7 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
 
     for (const pending of batch) {
       const { context } = pending;
-      const earlier = commands.get(context.idempotencyKey);
+      const earlier = added.get(context.idempotencyKey) ?? cached.commands.get(context.idempotencyKey);
       if (earlier) {
         if (earlier.requestHash !== context.requestHash) {
           settlements.push(() => pending.reject(new HttpProblem(422, 'idempotency_key_reused', 'this idempotency key was already used with a different request')));
@@ -238,7 +246,7 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
       if (events.length > 0) {
         const firstRevision = nextRevision + BigInt(toAppend.length - events.length);
         const recorded: RecordedCommand = { requestHash: context.requestHash, firstRevision, lastRevision: firstRevision + BigInt(events.length - 1), position: -1n };
-        commands.set(context.idempotencyKey, recorded);
+        added.set(context.idempotencyKey, recorded);
         fresh.push(recorded);
       }
       settlements.push((position) => pending.resolve({ events, position, replayed: false }));
@@ -248,7 +256,8 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
       toAppend,
       apply: (revision: bigint, position: bigint): CachedStream<State> => {
         for (const recorded of fresh) recorded.position = position;
-        return { state, revision, position, commands };
+        for (const [key, recorded] of added) cached.commands.set(key, recorded);
+        return { state, revision, position, commands: cached.commands };
       },
       settle: (position: bigint) => {
         settlements.forEach((settle) => settle(position));
@@ -272,7 +281,7 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
     let state = current.state;
     let revision = current.revision;
     let position = current.position;
-    const commands = new Map(current.commands);
+    const added = new Map<string, RecordedCommand>();
     for (;;) {
       const page = await this.store.readStream(streamName, { fromRevision: revision === undefined ? 0n : revision + 1n, maxCount: MAX_PAGE_SIZE });
       for (const recorded of page) {
@@ -281,11 +290,12 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
         state = this.decider.evolve(state, { type: recorded.type, data: recorded.data } as Event);
         revision = recorded.revision;
         position = recorded.position;
-        rememberCommand(commands, recorded);
+        rememberCommand(current.commands, added, recorded);
       }
       if (page.length < MAX_PAGE_SIZE) break;
     }
-    current = { state, revision, position, commands };
+    for (const [key, recorded] of added) current.commands.set(key, recorded);
+    current = { state, revision, position, commands: current.commands };
     return current;
   }
 
@@ -303,18 +313,17 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
   }
 }
 
-function rememberCommand(commands: Map<string, RecordedCommand>, recorded: RecordedEvent): void {
+function rememberCommand(known: ReadonlyMap<string, RecordedCommand>, added: Map<string, RecordedCommand>, recorded: RecordedEvent): void {
   const extra = recorded.metadata.extra;
   const key = extra?.idempotencyKey;
   const requestHash = extra?.requestHash;
   if (typeof key !== 'string' || typeof requestHash !== 'string') return;
-  const existing = commands.get(key);
+  const existing = added.get(key) ?? known.get(key);
   if (existing && existing.requestHash === requestHash && existing.lastRevision + 1n === recorded.revision) {
-    existing.lastRevision = recorded.revision;
-    existing.position = recorded.position;
+    added.set(key, { ...existing, lastRevision: recorded.revision, position: recorded.position });
     return;
   }
-  commands.set(key, { requestHash, firstRevision: recorded.revision, lastRevision: recorded.revision, position: recorded.position });
+  added.set(key, { requestHash, firstRevision: recorded.revision, lastRevision: recorded.revision, position: recorded.position });
 }
 
 async function jitter(attempt: number): Promise<void> {

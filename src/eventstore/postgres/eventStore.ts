@@ -84,10 +84,12 @@ export class PostgresEventStore implements EventStore {
 
     for (let attempt = 0; ; attempt++) {
       try {
-        const result = await this.pool.query<{ next_revision: string; last_position: string; duplicate: boolean }>(
-          'select next_revision::text, last_position::text, duplicate from ledger_append($1, $2, $3, $4::jsonb)',
-          [streamName, kind, expected, payload],
-        );
+        // Named, so each connection parses and plans it once.
+        const result = await this.pool.query<{ next_revision: string; last_position: string; duplicate: boolean }>({
+          name: 'ledger_append',
+          text: 'select next_revision::text, last_position::text, duplicate from ledger_append($1, $2, $3, $4::jsonb)',
+          values: [streamName, kind, expected, payload],
+        });
         const row = result.rows[0];
         if (!row) throw new EventStoreError('ledger_append returned no row');
         if (!row.duplicate) this.announceAppend();
@@ -107,12 +109,13 @@ export class PostgresEventStore implements EventStore {
     const limit = clampPageSize(options.maxCount);
     const backwards = options.direction === 'backwards';
     const from = options.fromRevision ?? (backwards ? BigInt(Number.MAX_SAFE_INTEGER) : 0n);
-    const result = await this.pool.query<EventRow>(
-      `select ${EVENT_COLUMNS} from ledger_events
+    const result = await this.pool.query<EventRow>({
+      name: backwards ? 'ledger_read_stream_backwards' : 'ledger_read_stream',
+      text: `select ${EVENT_COLUMNS} from ledger_events
         where stream_name = $1 and stream_revision ${backwards ? '<=' : '>='} $2
         order by ledger_events.stream_revision ${backwards ? 'desc' : 'asc'} limit $3`,
-      [streamName, from.toString(), limit],
-    );
+      values: [streamName, from.toString(), limit],
+    });
     return result.rows.map(toRecordedEvent);
   }
 

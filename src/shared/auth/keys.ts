@@ -13,6 +13,7 @@ export interface TokenVerifier {
 
 const SECRET_FILE = 'jwt-secret';
 const JWKS_TIMEOUT_MS = 5_000;
+const VERIFIED_TOKENS_MAX = 10_000;
 
 /** The HS256 secret: JWT_SECRET, or one generated once into the data folder for the embedded default. */
 export function resolveHmacSecret(config: Config): Uint8Array | undefined {
@@ -47,8 +48,13 @@ export function createTokenVerifier(config: Config): TokenVerifier {
     key = resolveHmacSecret(config)!;
     algorithms = ['HS256'];
   }
+  // Verified tokens are remembered until they expire: signature checks dominate a request's CPU.
+  const verified = new Map<string, { principal: Principal; expiresAtMs: number }>();
   return {
     async verify(token: string): Promise<Principal> {
+      const known = verified.get(token);
+      if (known && known.expiresAtMs > Date.now()) return known.principal;
+      if (known) verified.delete(token);
       let payload;
       try {
         ({ payload } = await jwtVerify(token, key as Uint8Array, { ...options, algorithms }));
@@ -58,7 +64,10 @@ export function createTokenVerifier(config: Config): TokenVerifier {
       const role = payload.role;
       if (typeof payload.sub !== 'string' || payload.sub.length === 0 || payload.sub.length > 200) throw new TokenError('token has no subject');
       if (typeof role !== 'string' || !PRINCIPAL_ROLES.includes(role as PrincipalRole)) throw new TokenError('token has no valid role');
-      return { subject: payload.sub, role: role as PrincipalRole };
+      const principal: Principal = { subject: payload.sub, role: role as PrincipalRole };
+      if (verified.size >= VERIFIED_TOKENS_MAX) verified.delete(verified.keys().next().value!);
+      verified.set(token, { principal, expiresAtMs: (payload.exp ?? 0) * 1000 });
+      return principal;
     },
   };
 }
