@@ -165,7 +165,9 @@ export async function accountReadRoutes(app: FastifyInstance, context: ReadConte
         if (cursor.a !== id || typeof cursor.p !== 'string' || !/^[0-9]{1,20}$/.test(cursor.p)) throw new HttpProblem(400, 'invalid_cursor', 'the cursor does not belong to this listing');
         beforePosition = BigInt(cursor.p);
       }
+      // The listing reads two read models: both must have passed the position.
       await awaitPosition(request, context.progress, 'transactions', context.readWaitTimeoutMs);
+      await awaitPosition(request, context.progress, 'accounts', context.readWaitTimeoutMs);
       const account = await visibleAccount(context, request, id);
       const minAmountMinor = parseBound(query.minAmount, account.currency, 'minAmount');
       const maxAmountMinor = parseBound(query.maxAmount, account.currency, 'maxAmount');

@@ -70,6 +70,7 @@ export async function customerReadRoutes(app: FastifyInstance, context: ReadCont
     async (request) => {
       const { id } = request.params as { id: string };
       await awaitPosition(request, context.progress, 'accounts', context.readWaitTimeoutMs);
+      await awaitPosition(request, context.progress, 'customers', context.readWaitTimeoutMs);
       await visibleCustomer(context, request, id);
       return { items: (await accountsOfCustomer(context.db, id)).map(accountView) };
     },
