@@ -2,6 +2,7 @@ import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Logger } from 'pino';
 import type { AccountEvent } from '../../domain/account.js';
 import { DomainError } from '../../domain/errors.js';
+import type { CurrencyCode } from '../../domain/money.js';
 import type { TransferEvent, TransferFailureReason } from '../../domain/transfer.js';
 import type { EventStore, RecordedEvent } from '../../eventstore/port.js';
 import { expiredActiveHolds } from '../../projections/accounts/query.js';
@@ -107,6 +108,8 @@ export class TransferProcessManager {
       const data = event.data;
       switch (event.type) {
         case 'TransferRequested':
+          // Reacting past the deadline (the manager was down): the timer row does not exist yet, so fence here.
+          if (Date.parse(event.data.deadlineAt) <= Date.now()) return this.fenceReservation(data, recorded);
           return this.step('reserve', data.transferId, recorded, () =>
             this.write.accounts.handle(accountStream(data.fromAccountId), {
               type: 'PlaceTransferHold',
@@ -258,12 +261,7 @@ export class TransferProcessManager {
       }
       const fake = { id: `deadline:${transferId}` } as RecordedEvent;
       if (state.status === 'requested') {
-        await this.step('fence-reservation', transferId, fake, () =>
-          this.write.accounts.handle(accountStream(state.fromAccountId), {
-            type: 'RejectTransferHold',
-            data: { accountId: state.fromAccountId, transferId, currency: state.currency, amountMinor: state.amountMinor, reason: 'deadline_exceeded', now: nowIso() },
-          }, this.context(transferId, 'fence-reservation', fake)),
-        );
+        await this.fenceReservation(state, fake);
       } else if (state.status === 'reserved') {
         await this.step('fence-credit', transferId, fake, () =>
           this.write.accounts.handle(accountStream(state.toAccountId), {
@@ -275,6 +273,17 @@ export class TransferProcessManager {
       await sql`update transfer_deadlines set next_check_at = ${new Date(now.getTime() + 5_000)} where transfer_id = ${transferId}`.execute(db);
     }
     return due.rows.length;
+  }
+
+  /** Records the deadline's rejection on the source unless its hold got there first; whichever is recorded drives the flow. */
+  private fenceReservation(transfer: { transferId: string; fromAccountId: string; currency: CurrencyCode; amountMinor: bigint }, recorded: RecordedEvent): Promise<void> {
+    const { transferId, fromAccountId, currency, amountMinor } = transfer;
+    return this.step('fence-reservation', transferId, recorded, () =>
+      this.write.accounts.handle(accountStream(fromAccountId), {
+        type: 'RejectTransferHold',
+        data: { accountId: fromAccountId, transferId, currency, amountMinor, reason: 'deadline_exceeded', now: nowIso() },
+      }, this.context(transferId, 'fence-reservation', recorded)),
+    );
   }
 
   /** Records HoldExpired for holds past their expiry, so they stop showing as held anywhere. */

@@ -1,0 +1,596 @@
+/**
+ * Issue 5's guarantees for transfers, against real PostgreSQL: a crash after any step, a repeated
+ * delivery of any event and a second manager running at once each leave every transfer terminal
+ * with each effect recorded exactly once; a missed deadline fails the transfer and gives the funds
+ * back; and under load the books balance. The checks fold the event store directly.
+ */
+import { randomUUID } from 'node:crypto';
+import { pino } from 'pino';
+import { sql, type Kysely } from 'kysely';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { AccountEvent } from '../../src/domain/account.js';
+import { formatAmount } from '../../src/domain/money.js';
+import { isTerminal, type TransferState } from '../../src/domain/transfer.js';
+import type { RecordedEvent } from '../../src/eventstore/port.js';
+import { accountStream, transferStream } from '../../src/write/streams.js';
+import { startProcessManager, TransferProcessManager, type ProcessManagerOptions, type TransferStep } from '../../src/write/transfers/processManager.js';
+import { createWriteSide, type WriteSide } from '../../src/write/writeSide.js';
+import { client, openFundedAccount, startTestLedger, type TestLedger } from '../support/ledger.js';
+import {
+  accountOf,
+  boundedAll,
+  deadlineRowExists,
+  effectsOf,
+  eventsByTransfer,
+  ledgerTotals,
+  moneyOf,
+  readAllEvents,
+  readWholeStream,
+  transferOf,
+  until,
+  withTimeout,
+} from './audit.js';
+
+const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+const WITHOUT_MANAGER = ['write-api', 'read-api', 'projector'] as const;
+const SETTLE_TIMEOUT_MS = 20_000;
+
+type ManagerWorker = ReturnType<typeof startProcessManager>;
+
+/** A process manager as its own process would run it: its own write side, so no warm cache is shared. */
+function managerFor(ledger: TestLedger, running: ManagerWorker[], options: Partial<ProcessManagerOptions> = {}): ManagerWorker {
+  const { runtime } = ledger;
+  const write = createWriteSide(runtime.store, { retryLimit: runtime.config.COMMAND_RETRY_LIMIT });
+  const worker = startProcessManager(write, runtime.db, runtime.store, runtime.databaseUrl, { logger, batchSize: 50, timerIntervalMs: 200, ...options });
+  running.push(worker);
+  return worker;
+}
+
+function freshWriteSide(ledger: TestLedger): WriteSide {
+  return createWriteSide(ledger.runtime.store, { retryLimit: ledger.runtime.config.COMMAND_RETRY_LIMIT });
+}
+
+/** An afterStep hook that throws once, right after `step` succeeded for `transferId`. */
+function crashOnceAfter(step: TransferStep, transferId: string, observe?: () => Promise<void>) {
+  let fired = false;
+  let signal: () => void = () => undefined;
+  const crashed = new Promise<void>((resolve) => {
+    signal = resolve;
+  });
+  const afterStep = async (done: TransferStep, id: string) => {
+    if (fired || done !== step || id !== transferId) return;
+    fired = true;
+    await observe?.();
+    signal();
+    throw new Error(`simulated crash right after ${step}`);
+  };
+  return { afterStep, crashed };
+}
+
+async function settled(ledger: TestLedger, transferId: string): Promise<TransferState> {
+  const { store, db } = ledger.runtime;
+  const state = await until(() => transferOf(store, transferId), isTerminal, SETTLE_TIMEOUT_MS);
+  expect(state.status, `transfer ${transferId} did not end in time`).toMatch(/^(completed|failed)$/);
+  // The manager deletes the timer row in the batch that carries the terminal event.
+  const rowGone = await until(() => deadlineRowExists(db, transferId), (exists) => !exists, SETTLE_TIMEOUT_MS);
+  expect(rowGone, `the deadline row of ${transferId} outlived the transfer`).toBe(false);
+  return state;
+}
+
+/** What a transfer must have left behind in the account and transfer streams, exactly once each. */
+function expectEffects(counts: Record<string, number>, outcome: 'completed' | 'failed', label: string): void {
+  const count = (type: string) => counts[type] ?? 0;
+  expect(count('TransferRequested'), `${label}: requested`).toBe(1);
+  if (outcome === 'completed') {
+    expect({
+      HoldPlaced: count('HoldPlaced'),
+      TransferFundsReserved: count('TransferFundsReserved'),
+      TransferCredited: count('TransferCredited'),
+      TransferDestinationCredited: count('TransferDestinationCredited'),
+      HoldCaptured: count('HoldCaptured'),
+      TransferCompleted: count('TransferCompleted'),
+      HoldReleased: count('HoldReleased'),
+      HoldExpired: count('HoldExpired'),
+      TransferFailed: count('TransferFailed'),
+      TransferHoldRejected: count('TransferHoldRejected'),
+      TransferCreditRejected: count('TransferCreditRejected'),
+    }, label).toEqual({
+      HoldPlaced: 1,
+      TransferFundsReserved: 1,
+      TransferCredited: 1,
+      TransferDestinationCredited: 1,
+      HoldCaptured: 1,
+      TransferCompleted: 1,
+      HoldReleased: 0,
+      HoldExpired: 0,
+      TransferFailed: 0,
+      TransferHoldRejected: 0,
+      TransferCreditRejected: 0,
+    });
+    return;
+  }
+  expect(count('TransferFailed'), `${label}: failed`).toBe(1);
+  expect(count('TransferCompleted'), `${label}: completed`).toBe(0);
+  expect(count('TransferCredited'), `${label}: credited`).toBe(0);
+  expect(count('HoldCaptured'), `${label}: captured`).toBe(0);
+  expect(count('HoldPlaced'), `${label}: placed`).toBeLessThanOrEqual(1);
+  // A hold that was placed was given back.
+  expect(count('HoldReleased') + count('HoldExpired'), `${label}: hold ended`).toBe(count('HoldPlaced'));
+  expect(count('TransferHoldRejected') + count('HoldPlaced'), `${label}: one outcome at the source`).toBe(1);
+  expect(count('TransferCreditRejected'), `${label}: credit rejected`).toBeLessThanOrEqual(1);
+}
+
+async function expectBooksBalance(ledger: TestLedger): Promise<void> {
+  const { totals, clearing } = await ledgerTotals(ledger.runtime.store);
+  expect(totals.size).toBeGreaterThan(0);
+  for (const [currency, sumMinor] of totals) expect(sumMinor, `trial balance ${currency}`).toBe(0n);
+  for (const [currency, balanceMinor] of clearing) expect(balanceMinor, `clearing ${currency}`).toBe(0n);
+}
+
+function transferEvents(events: readonly RecordedEvent[], transferIds: ReadonlySet<string>): RecordedEvent[] {
+  return events.filter((event) => transferIds.has((event.data as { transferId?: string }).transferId ?? ''));
+}
+
+function randomMinor(minMinor: number, maxMinor: number): bigint {
+  return BigInt(minMinor + Math.floor(Math.random() * (maxMinor - minMinor + 1)));
+}
+
+describe('transfer guarantees', () => {
+  const running: ManagerWorker[] = [];
+  afterEach(async () => {
+    for (const worker of running.splice(0)) await worker.stop().catch(() => undefined);
+  });
+
+  describe('crashes, redelivery and concurrent managers', () => {
+    let ledger: TestLedger;
+    let tokens: { admin: string; teller: string };
+    let teller: ReturnType<typeof client>;
+
+    beforeAll(async () => {
+      ledger = await startTestLedger({ roles: WITHOUT_MANAGER });
+      tokens = { admin: await ledger.token('admin'), teller: await ledger.token('teller') };
+      teller = client(ledger.app, tokens.teller);
+    });
+    afterAll(async () => {
+      await ledger?.close();
+    });
+
+    async function requestTransfer(fromAccountId: string, toAccountId: string, amount: string, currency = 'EUR'): Promise<string> {
+      const transferId = randomUUID();
+      const response = await teller.post('/v1/transfers', { transferId, fromAccountId, toAccountId, amount, currency });
+      expect(response.statusCode, response.body).toBe(202);
+      return transferId;
+    }
+
+    async function closedAccount(): Promise<string> {
+      const { accountId } = await openFundedAccount(ledger.app, tokens);
+      const closed = await client(ledger.app, tokens.admin).post(`/v1/accounts/${accountId}/close`);
+      expect(closed.statusCode, closed.body).toBe(200);
+      return accountId;
+    }
+
+    /** Crashes a manager right after `step`, then lets a fresh one finish the transfer. */
+    async function crashAfterStepThenRecover(step: TransferStep, transferId: string): Promise<{ atCrash: TransferState; final: TransferState }> {
+      const { afterStep, crashed } = crashOnceAfter(step, transferId);
+      const doomed = managerFor(ledger, running, { afterStep });
+      await withTimeout(crashed, SETTLE_TIMEOUT_MS, `the manager to reach ${step}`);
+      await doomed.runner.crash();
+      await doomed.stop();
+      const atCrash = await transferOf(ledger.runtime.store, transferId);
+      const fresh = managerFor(ledger, running);
+      const final = await settled(ledger, transferId);
+      await fresh.stop();
+      return { atCrash, final };
+    }
+
+    const happySteps: [TransferStep, TransferState['status']][] = [
+      ['reserve', 'requested'],
+      ['record-reservation', 'reserved'],
+      ['credit', 'reserved'],
+      ['record-credit', 'credited'],
+      ['capture', 'credited'],
+      ['complete', 'completed'],
+    ];
+    it.each(happySteps)('a crash right after %s: the transfer still completes exactly once', async (step, statusAtCrash) => {
+      const from = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+      const to = await openFundedAccount(ledger.app, tokens);
+      const transferId = await requestTransfer(from.accountId, to.accountId, '40.00');
+
+      const { atCrash, final } = await crashAfterStepThenRecover(step, transferId);
+
+      expect(atCrash.status).toBe(statusAtCrash);
+      expect(final).toMatchObject({ status: 'completed', reason: null });
+      const events = await readAllEvents(ledger.runtime.store);
+      expectEffects(effectsOf(events, transferId), 'completed', `crash after ${step}`);
+      expect((await readWholeStream(ledger.runtime.store, transferStream(transferId))).map((event) => event.type)).toEqual([
+        'TransferRequested',
+        'TransferFundsReserved',
+        'TransferDestinationCredited',
+        'TransferCompleted',
+      ]);
+      expect(await moneyOf(ledger.runtime.store, from.accountId)).toEqual({ status: 'active', balanceMinor: 6_000n, heldMinor: 0n, availableMinor: 6_000n });
+      expect(await moneyOf(ledger.runtime.store, to.accountId)).toMatchObject({ balanceMinor: 4_000n, heldMinor: 0n });
+      await expectBooksBalance(ledger);
+    });
+
+    const compensationSteps: [TransferStep, TransferState['status']][] = [
+      ['compensate', 'compensating'],
+      ['release', 'compensating'],
+      ['fail', 'failed'],
+    ];
+    it.each(compensationSteps)('a crash right after %s: the refused transfer still fails exactly once and gives the hold back', async (step, statusAtCrash) => {
+      const from = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+      const closed = await closedAccount();
+      const transferId = await requestTransfer(from.accountId, closed, '40.00');
+
+      const { atCrash, final } = await crashAfterStepThenRecover(step, transferId);
+
+      expect(atCrash.status).toBe(statusAtCrash);
+      expect(final).toMatchObject({ status: 'failed', reason: 'account_closed' });
+      const counts = effectsOf(await readAllEvents(ledger.runtime.store), transferId);
+      expectEffects(counts, 'failed', `crash after ${step}`);
+      expect(counts).toMatchObject({ HoldPlaced: 1, HoldReleased: 1, TransferCreditRejected: 1, TransferCompensationStarted: 1 });
+      expect((await readWholeStream(ledger.runtime.store, transferStream(transferId))).map((event) => event.type)).toEqual([
+        'TransferRequested',
+        'TransferFundsReserved',
+        'TransferCompensationStarted',
+        'TransferFailed',
+      ]);
+      expect(await moneyOf(ledger.runtime.store, from.accountId)).toEqual({ status: 'active', balanceMinor: 10_000n, heldMinor: 0n, availableMinor: 10_000n });
+      expect(await moneyOf(ledger.runtime.store, closed)).toMatchObject({ status: 'closed', balanceMinor: 0n });
+      await expectBooksBalance(ledger);
+    });
+
+    it('a repeated delivery of every event of finished transfers appends nothing and changes no state', async () => {
+      const from = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+      const to = await openFundedAccount(ledger.app, tokens);
+      const closed = await closedAccount();
+      const completedId = await requestTransfer(from.accountId, to.accountId, '25.00');
+      const compensatedId = await requestTransfer(from.accountId, closed, '30.00');
+      const refusedId = await requestTransfer(to.accountId, from.accountId, '1000.00');
+      const worker = managerFor(ledger, running);
+      expect(await settled(ledger, completedId)).toMatchObject({ status: 'completed' });
+      expect(await settled(ledger, compensatedId)).toMatchObject({ status: 'failed', reason: 'account_closed' });
+      expect(await settled(ledger, refusedId)).toMatchObject({ status: 'failed', reason: 'insufficient_funds' });
+      await worker.stop();
+
+      const { store } = ledger.runtime;
+      const ours = transferEvents(await readAllEvents(store), new Set([completedId, compensatedId, refusedId]));
+      expect(new Set(ours.map((event) => event.type))).toEqual(
+        new Set([
+          'TransferRequested',
+          'TransferFundsReserved',
+          'TransferDestinationCredited',
+          'TransferCompensationStarted',
+          'TransferCompleted',
+          'TransferFailed',
+          'HoldPlaced',
+          'HoldCaptured',
+          'HoldReleased',
+          'TransferHoldRejected',
+          'TransferCredited',
+          'TransferCreditRejected',
+        ]),
+      );
+      const snapshot = async () => ({
+        head: await store.headPosition(),
+        eventCount: (await readAllEvents(store)).length,
+        accounts: await Promise.all([from.accountId, to.accountId, closed].map((id) => accountOf(store, id))),
+        transfers: await Promise.all([completedId, compensatedId, refusedId].map((id) => transferOf(store, id))),
+      });
+      const before = await snapshot();
+
+      // A manager in another process, with a cold cache, gets everything again: twice in order, then backwards one by one.
+      const manager = new TransferProcessManager(freshWriteSide(ledger), { logger, batchSize: 50 });
+      await manager.react(ours);
+      await manager.react(ours);
+      for (const event of [...ours].reverse()) await manager.react([event]);
+      // The warm write side the first manager used must not see anything new either.
+      await worker.manager.react(ours);
+
+      expect(await snapshot()).toEqual(before);
+      await expectBooksBalance(ledger);
+    });
+
+    it('two managers running at once over 100 transfers: each ends once, every effect once, the books balance', async () => {
+      const accountCount = 12;
+      const deposits = Array.from({ length: accountCount }, () => randomMinor(5_000, 20_000));
+      const accounts = await boundedAll(deposits, 4, (deposit) => openFundedAccount(ledger.app, tokens, { deposit: formatAmount(deposit, 'EUR') }));
+      const closed = await closedAccount();
+      const stepsBy = [0, 0];
+      const first = managerFor(ledger, running, { exclusive: false, batchSize: 10, afterStep: async () => void stepsBy[0]!++ });
+      const second = managerFor(ledger, running, { exclusive: false, batchSize: 10, afterStep: async () => void stepsBy[1]!++ });
+
+      const plans = Array.from({ length: 100 }, (_unused, index) => {
+        const fromIndex = Math.floor(Math.random() * accountCount);
+        const toIndex = (fromIndex + 1 + Math.floor(Math.random() * (accountCount - 1))) % accountCount;
+        const toClosed = index % 17 === 0;
+        const oversized = index % 11 === 0;
+        return {
+          fromIndex,
+          toIndex: toClosed ? -1 : toIndex,
+          amountMinor: oversized ? 1_000_000n : randomMinor(1, 4_000),
+        };
+      });
+      const transferIds = await boundedAll(plans, 20, (plan) =>
+        requestTransfer(accounts[plan.fromIndex]!.accountId, plan.toIndex < 0 ? closed : accounts[plan.toIndex]!.accountId, formatAmount(plan.amountMinor, 'EUR')),
+      );
+
+      const allTerminal = (events: RecordedEvent[]) => {
+        const byTransfer = eventsByTransfer(events);
+        return transferIds.every((id) => byTransfer.get(id)?.some((event) => event.type === 'TransferCompleted' || event.type === 'TransferFailed'));
+      };
+      const events = await until(() => readAllEvents(ledger.runtime.store), allTerminal, 60_000, 200);
+      expect(allTerminal(events), 'every transfer ends').toBe(true);
+      for (const id of transferIds) await settled(ledger, id);
+      await first.stop();
+      await second.stop();
+      expect(stepsBy[0], 'the first manager took steps').toBeGreaterThan(0);
+      expect(stepsBy[1], 'the second manager took steps').toBeGreaterThan(0);
+
+      const finalEvents = await readAllEvents(ledger.runtime.store);
+      const expected = new Map(accounts.map((account, index) => [account.accountId, deposits[index]!]));
+      let completed = 0;
+      for (const [index, id] of transferIds.entries()) {
+        const state = await transferOf(ledger.runtime.store, id);
+        if (state.status !== 'completed' && state.status !== 'failed') throw new Error(`transfer ${id} is ${state.status}`);
+        expectEffects(effectsOf(finalEvents, id), state.status, `transfer ${index}`);
+        if (state.status !== 'completed') continue;
+        completed += 1;
+        expected.set(state.fromAccountId, expected.get(state.fromAccountId)! - state.amountMinor);
+        expected.set(state.toAccountId, expected.get(state.toAccountId)! + state.amountMinor);
+      }
+      expect(completed).toBeGreaterThan(0);
+      expect(completed).toBeLessThan(transferIds.length);
+      for (const [accountId, balanceMinor] of expected) {
+        expect(await moneyOf(ledger.runtime.store, accountId), accountId).toEqual({ status: 'active', balanceMinor, heldMinor: 0n, availableMinor: balanceMinor });
+      }
+      await expectBooksBalance(ledger);
+    }, 120_000);
+  });
+
+  describe('the deadline', () => {
+    let ledger: TestLedger;
+    let tokens: { admin: string; teller: string };
+
+    beforeAll(async () => {
+      ledger = await startTestLedger({ roles: WITHOUT_MANAGER, env: { TRANSFER_DEADLINE_MS: '1000' } });
+      tokens = { admin: await ledger.token('admin'), teller: await ledger.token('teller') };
+    });
+    afterAll(async () => {
+      await ledger?.close();
+    });
+
+    it('fails a transfer whose manager was down past its deadline, and leaves the source whole', async () => {
+      const { store, db } = ledger.runtime;
+      const from = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+      const to = await openFundedAccount(ledger.app, tokens);
+      const transferId = randomUUID();
+      const accepted = await client(ledger.app, tokens.teller).post('/v1/transfers', { transferId, fromAccountId: from.accountId, toAccountId: to.accountId, amount: '30.00', currency: 'EUR' });
+      expect(accepted.statusCode, accepted.body).toBe(202);
+      const { deadlineAt } = (await transferOf(store, transferId)) as { deadlineAt: string };
+
+      // No manager has seen TransferRequested yet, so no timer row exists: the timer alone cannot fence it.
+      const idle = new TransferProcessManager(freshWriteSide(ledger), { logger, batchSize: 50 });
+      expect(await deadlineRowExists(db, transferId)).toBe(false);
+      expect(await idle.fireDeadlines(db as unknown as Kysely<unknown>, new Date(Date.now() + 2_000))).toBe(0);
+      await until(async () => Date.now(), (nowMs) => nowMs > Date.parse(deadlineAt) + 50, 5_000);
+
+      let rowWhileFailing: boolean | undefined;
+      managerFor(ledger, running, {
+        afterStep: async (step, id) => {
+          if (id === transferId && step === 'fail') rowWhileFailing = await deadlineRowExists(db, transferId);
+        },
+      });
+      const final = await settled(ledger, transferId);
+
+      expect(final).toMatchObject({ status: 'failed', reason: 'deadline_exceeded' });
+      expect(rowWhileFailing, 'the timer row existed once TransferRequested was processed').toBe(true);
+      expectEffects(effectsOf(await readAllEvents(store), transferId), 'failed', 'late transfer');
+      expect(await moneyOf(store, from.accountId)).toEqual({ status: 'active', balanceMinor: 10_000n, heldMinor: 0n, availableMinor: 10_000n });
+      expect(await moneyOf(store, to.accountId)).toMatchObject({ balanceMinor: 0n });
+      await expectBooksBalance(ledger);
+    });
+
+    it('keeps the timer as a row across a crash; firing it fences the pending credit and the hold is released', async () => {
+      const { store, db } = ledger.runtime;
+      const from = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+      const to = await openFundedAccount(ledger.app, tokens);
+      const transferId = randomUUID();
+      // Requested directly, with a deadline well ahead, so that only the explicit timer call below fires it.
+      const now = new Date();
+      await ledger.ledger.write.transfers.handle(transferStream(transferId), {
+        type: 'RequestTransfer',
+        data: {
+          transferId,
+          fromAccountId: from.accountId,
+          toAccountId: to.accountId,
+          currency: 'EUR',
+          amountMinor: 3_000n,
+          description: null,
+          deadlineAt: new Date(now.getTime() + 10_000).toISOString(),
+          holdExpiresAt: new Date(now.getTime() + 3_600_000).toISOString(),
+          now: now.toISOString(),
+        },
+      }, { idempotencyKey: `test:${transferId}`, requestHash: 'request', actor: 'test', correlationId: transferId });
+
+      let rowAfterRequested: boolean | undefined;
+      const { afterStep, crashed } = crashOnceAfter('record-reservation', transferId, async () => {
+        rowAfterRequested = await deadlineRowExists(db, transferId);
+      });
+      const doomed = managerFor(ledger, running, { afterStep });
+      await withTimeout(crashed, SETTLE_TIMEOUT_MS, 'the reservation');
+      await doomed.runner.crash();
+      await doomed.stop();
+      expect(rowAfterRequested, 'the timer row exists once TransferRequested was processed').toBe(true);
+      expect(await deadlineRowExists(db, transferId), 'the timer row survives the crash').toBe(true);
+      expect(await transferOf(store, transferId)).toMatchObject({ status: 'reserved' });
+
+      const timer = new TransferProcessManager(freshWriteSide(ledger), { logger, batchSize: 50 });
+      expect(await timer.fireDeadlines(db as unknown as Kysely<unknown>, new Date(Date.now() + 20_000))).toBeGreaterThanOrEqual(1);
+      expect(effectsOf(await readWholeStream(store, accountStream(to.accountId)), transferId)).toEqual({ TransferCreditRejected: 1 });
+
+      managerFor(ledger, running);
+      const final = await settled(ledger, transferId);
+
+      expect(final).toMatchObject({ status: 'failed', reason: 'deadline_exceeded' });
+      const counts = effectsOf(await readAllEvents(store), transferId);
+      expectEffects(counts, 'failed', 'fenced transfer');
+      expect(counts).toMatchObject({ HoldPlaced: 1, HoldReleased: 1 });
+      expect(await moneyOf(store, from.accountId)).toEqual({ status: 'active', balanceMinor: 10_000n, heldMinor: 0n, availableMinor: 10_000n });
+      expect(await moneyOf(store, to.accountId)).toMatchObject({ balanceMinor: 0n });
+      await expectBooksBalance(ledger);
+    });
+  });
+
+  describe('under load through the HTTP API', () => {
+    let ledger: TestLedger;
+    let tokens: { admin: string; teller: string };
+
+    beforeAll(async () => {
+      ledger = await startTestLedger({ env: { RATE_LIMIT_PER_MINUTE: '1000000', PG_POOL_MAX: '24' } });
+      tokens = { admin: await ledger.token('admin'), teller: await ledger.token('teller') };
+    });
+    afterAll(async () => {
+      await ledger?.close();
+    });
+
+    it('2,000 concurrent random transfers among 50 accounts: all end, balances follow the completed ones, the books balance', async () => {
+      const { store, db } = ledger.runtime;
+      const teller = client(ledger.app, tokens.teller);
+      const admin = client(ledger.app, tokens.admin);
+      const auditor = client(ledger.app, await ledger.token('auditor'));
+      const transferCount = 2_000;
+      const currencies = Array.from({ length: 50 }, (_unused, index) => (index < 40 ? 'EUR' : 'USD'));
+      // Two accounts stay empty and untouched until they are closed mid-run; three others get frozen then.
+      const toClose = new Set([38, 48]);
+      const toFreeze = new Set([3, 17, 42]);
+      const deposits = currencies.map((_currency, index) => (toClose.has(index) ? 0n : randomMinor(50_000, 200_000)));
+      const accounts = await boundedAll(currencies, 10, (currency, index) =>
+        openFundedAccount(ledger.app, tokens, { currency, ...(deposits[index]! > 0n ? { deposit: formatAmount(deposits[index]!, currency) } : {}) }),
+      );
+      const indexesOf = (currency: string, includeClosable: boolean) => currencies.flatMap((other, index) => (other === currency && (includeClosable || !toClose.has(index)) ? [index] : []));
+
+      let midRun: Promise<void> | undefined;
+      let closedMidRun = false;
+      const changeAccountsMidRun = async () => {
+        for (const index of toFreeze) expect((await teller.post(`/v1/accounts/${accounts[index]!.accountId}/freeze`, { reason: 'load test' })).statusCode).toBe(200);
+        for (const index of toClose) {
+          const closedResponse = await admin.post(`/v1/accounts/${accounts[index]!.accountId}/close`);
+          expect(closedResponse.statusCode, closedResponse.body).toBe(200);
+        }
+        closedMidRun = true;
+      };
+      const startedMs = Date.now();
+      const submitted = await boundedAll(Array.from({ length: transferCount }, (_unused, index) => index), 50, async (index) => {
+        if (index === transferCount / 2) {
+          midRun = changeAccountsMidRun();
+          await midRun;
+        }
+        const currency = Math.random() < 0.8 ? 'EUR' : 'USD';
+        const pool = indexesOf(currency, closedMidRun);
+        const fromIndex = pool[Math.floor(Math.random() * pool.length)]!;
+        const others = pool.filter((other) => other !== fromIndex);
+        const toIndex = others[Math.floor(Math.random() * others.length)]!;
+        const amountMinor = Math.random() < 0.05 ? randomMinor(500_000, 5_000_000) : randomMinor(1, 5_000);
+        const transferId = randomUUID();
+        const response = await teller.post('/v1/transfers', {
+          transferId,
+          fromAccountId: accounts[fromIndex]!.accountId,
+          toAccountId: accounts[toIndex]!.accountId,
+          amount: formatAmount(amountMinor, currency),
+          currency,
+        });
+        expect(response.statusCode, response.body).toBe(202);
+        return transferId;
+      });
+      const submittedMs = Date.now();
+      await midRun;
+
+      const countByStatus = async () => {
+        const result = await sql<{ status: string; count: bigint }>`select status, count(*) as count from transfers group by status`.execute(db);
+        return Object.fromEntries(result.rows.map((row) => [row.status, Number(row.count)])) as Record<string, number>;
+      };
+      const counts = await until(countByStatus, (byStatus) => (byStatus.completed ?? 0) + (byStatus.failed ?? 0) >= transferCount, 120_000, 250);
+      const settledMs = Date.now();
+      expect(counts.pending ?? 0, 'transfers left pending').toBe(0);
+      expect((counts.completed ?? 0) + (counts.failed ?? 0)).toBe(transferCount);
+      console.info(
+        `[load] ${transferCount} transfers: submitted in ${submittedMs - startedMs} ms (${Math.round((transferCount * 1000) / (submittedMs - startedMs))}/s), ` +
+          `all terminal after ${settledMs - startedMs} ms (${Math.round((transferCount * 1000) / (settledMs - startedMs))}/s end to end); ${JSON.stringify(counts)}`,
+      );
+
+      // The read model agrees with the event store on every transfer.
+      const rows = await sql<{ transfer_id: string; from_account_id: string; to_account_id: string; amount_minor: bigint; status: string; reason: string | null }>`
+        select transfer_id, from_account_id, to_account_id, amount_minor, status, reason from transfers`.execute(db);
+      expect(rows.rows.map((row) => row.transfer_id).sort()).toEqual([...submitted].sort());
+      const events = await readAllEvents(store);
+      const byTransfer = eventsByTransfer(events);
+      const reasons: Record<string, number> = {};
+      const expected = new Map(accounts.map((account, index) => [account.accountId, deposits[index]!]));
+      for (const row of rows.rows) {
+        const outcome = row.status as 'completed' | 'failed';
+        const counted: Record<string, number> = {};
+        for (const event of byTransfer.get(row.transfer_id) ?? []) counted[event.type] = (counted[event.type] ?? 0) + 1;
+        expectEffects(counted, outcome, `transfer ${row.transfer_id}`);
+        if (outcome === 'failed') {
+          reasons[row.reason ?? 'none'] = (reasons[row.reason ?? 'none'] ?? 0) + 1;
+          continue;
+        }
+        expected.set(row.from_account_id, expected.get(row.from_account_id)! - row.amount_minor);
+        expected.set(row.to_account_id, expected.get(row.to_account_id)! + row.amount_minor);
+      }
+      console.info(`[load] failures by reason: ${JSON.stringify(reasons)}`);
+      expect(reasons.insufficient_funds ?? 0).toBeGreaterThan(0);
+      expect(reasons.account_frozen ?? 0).toBeGreaterThan(0);
+      expect(reasons.account_closed ?? 0).toBeGreaterThan(0);
+
+      const sample = submitted.slice(0, 20);
+      for (const transferId of sample) {
+        const view = await auditor.get(`/v1/transfers/${transferId}`);
+        const row = rows.rows.find((candidate) => candidate.transfer_id === transferId)!;
+        expect(view.json()).toMatchObject({ id: transferId, status: row.status });
+      }
+
+      // Every account: the folded stream and the read model both equal deposit + completed in - completed out.
+      const lastPositionOf = new Map<string, bigint>();
+      for (const event of events) if (event.streamName.startsWith('account-')) lastPositionOf.set(event.streamName.slice('account-'.length), event.position);
+      const balancesCaughtUp = async () => {
+        const result = await db.selectFrom('account_balances').select(['account_id', 'last_position']).execute();
+        return result.every((row) => lastPositionOf.get(row.account_id) === undefined || row.last_position >= lastPositionOf.get(row.account_id)!);
+      };
+      expect(await until(balancesCaughtUp, (done) => done, 30_000, 100), 'account_balances caught up').toBe(true);
+      const readModel = new Map((await db.selectFrom('account_balances').selectAll().execute()).map((row) => [row.account_id, row]));
+      for (const [index, account] of accounts.entries()) {
+        const expectedMinor = expected.get(account.accountId)!;
+        const folded = await moneyOf(store, account.accountId);
+        const status = toClose.has(index) ? 'closed' : toFreeze.has(index) ? 'frozen' : 'active';
+        expect(folded, `account ${index} folded`).toEqual({ status, balanceMinor: expectedMinor, heldMinor: 0n, availableMinor: expectedMinor });
+        const row = readModel.get(account.accountId)!;
+        expect({ status: row.status, balance: row.balance_minor, held: row.held_minor, available: row.available_minor }, `account ${index} read model`).toEqual({
+          status,
+          balance: expectedMinor,
+          held: 0n,
+          available: expectedMinor,
+        });
+        expect(expectedMinor >= 0n).toBe(true);
+      }
+      const negative = await db.selectFrom('account_balances').select('account_id').where((eb) => eb.or([eb('balance_minor', '<', 0n), eb('available_minor', '<', 0n)])).execute();
+      expect(negative).toEqual([]);
+      for (const event of events) {
+        if (event.type !== 'HoldCaptured' && event.type !== 'TransferCredited' && event.type !== 'FundsDeposited') continue;
+        expect((event.data as AccountEvent['data'] & { balanceAfterMinor: bigint }).balanceAfterMinor >= 0n, `balance after ${event.id}`).toBe(true);
+      }
+
+      const { totals, clearing, trial } = await ledgerTotals(store);
+      expect([...totals.keys()].sort()).toEqual(['EUR', 'USD']);
+      for (const [currency, sumMinor] of totals) expect(sumMinor, `trial balance ${currency}`).toBe(0n);
+      for (const [currency, balanceMinor] of clearing) expect(balanceMinor, `clearing ${currency}`).toBe(0n);
+      for (const currency of ['EUR', 'USD']) {
+        const depositedMinor = deposits.reduce((sum, deposit, index) => (currencies[index] === currency ? sum + deposit : sum), 0n);
+        expect(trial.get(currency)?.get(`settlement:${currency}`)).toBe(-depositedMinor);
+      }
+      expect(Date.now() - startedMs).toBeLessThan(120_000);
+    }, 180_000);
+  });
+});
