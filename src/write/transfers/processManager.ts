@@ -325,9 +325,16 @@ export function startProcessManager(
   }).start();
   let stopped = false;
   let timerError: string | null = null;
+  let wakeTimers: (() => void) | undefined;
   const timers = (async () => {
     while (!stopped) {
-      await new Promise((resolve) => setTimeout(resolve, options.timerIntervalMs ?? 500));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, options.timerIntervalMs ?? 500);
+        wakeTimers = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
       if (stopped || (options.exclusive !== false && runner.currentState !== 'active')) continue;
       try {
         await manager.fireDeadlines(db as unknown as Kysely<unknown>);
@@ -349,6 +356,7 @@ export function startProcessManager(
     },
     async stop() {
       stopped = true;
+      wakeTimers?.();
       await runner.stop();
       await timers;
     },
