@@ -1,0 +1,61 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './support/database.js';
+
+const BIN = new URL('../bin/ledger.js', import.meta.url).pathname;
+
+function run(args: string[], env: Record<string, string>) {
+  const child = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  return { child, output: () => ({ stdout, stderr }) };
+}
+
+describe('the ledger executable', () => {
+  let database: TestDatabase;
+
+  beforeAll(async () => {
+    database = await createTestDatabase('cli');
+  });
+  afterAll(async () => {
+    await database?.drop();
+  });
+
+  it.each([
+    [{ PORT: 'abc' }, /^ledger: invalid configuration: PORT must be an integer from 0 to 65535 \(got "abc"\)\n$/],
+    [{ LOG_LEVEL: 'loud' }, /^ledger: invalid configuration: LOG_LEVEL must be one of .*\n$/],
+    [{ DATABASE_URL: 'mysql://nope' }, /^ledger: invalid configuration: DATABASE_URL must match .* \(got "<redacted>"\)\n$/],
+  ])('stops on bad configuration %o with one clear line and no stack trace', async (env, message) => {
+    const { child, output } = run(['start'], env);
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(1);
+    expect(output().stderr).toMatch(message);
+  });
+
+  it('starts every role, answers health, and shuts down cleanly on SIGTERM', async () => {
+    const port = 40_000 + Math.floor(Math.random() * 20_000);
+    const { child, output } = run(['start'], { DATABASE_URL: database.url, PORT: String(port), HOST: '127.0.0.1', JWT_SECRET: 'x'.repeat(40), LOG_LEVEL: 'info' });
+    const deadline = Date.now() + 30_000;
+    let ready: Response | undefined;
+    while (Date.now() < deadline) {
+      ready = await fetch(`http://127.0.0.1:${port}/health/ready`).catch(() => undefined);
+      if (ready?.status === 200) break;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    expect(ready?.status, output().stderr).toBe(200);
+    const body = (await ready!.json()) as { roles: string[]; eventStore: string };
+    expect(body.roles).toEqual(['write-api', 'read-api', 'projector', 'process-manager']);
+    expect(body.eventStore).toBe('postgres');
+    expect((await fetch(`http://127.0.0.1:${port}/health/live`)).status).toBe(200);
+    const openapi = (await (await fetch(`http://127.0.0.1:${port}/docs/json`)).json()) as { openapi: string; paths: Record<string, unknown> };
+    expect(openapi.openapi).toMatch(/^3\./);
+    expect(Object.keys(openapi.paths)).toEqual(expect.arrayContaining(['/v1/customers', '/v1/accounts/{id}/deposits', '/v1/transfers', '/v1/accounts/{id}/transactions']));
+    child.kill('SIGTERM');
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(0);
+    expect(output().stdout).toContain('"msg":"stopped"');
+  });
+});
