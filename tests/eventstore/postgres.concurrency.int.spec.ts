@@ -126,4 +126,34 @@ describe('PostgreSQL event store under concurrent writers', () => {
     }
     console.info(`[concurrency] ${committed.size} events, ${lateCommits} late commits, ${rolledBack} rollbacks, ${lastRevision.size} streams`);
   });
+
+  it('groups concurrent appends into one statement, where a conflict fails only its own append', async () => {
+    const grouped = new PostgresEventStore(pool, database.url, { maxAppendsInFlight: 1 });
+    try {
+      const prefix = `grp${randomUUID().slice(0, 8)}`;
+      await grouped.append(`${prefix}-taken`, events(1, 0), { expectedRevision: 'no_stream' });
+      const repeated = events(2, 0);
+      await grouped.append(`${prefix}-repeat`, repeated, { expectedRevision: 'no_stream' });
+      const results = await Promise.allSettled([
+        ...Array.from({ length: 20 }, (_, index) => grouped.append(`${prefix}-${index}`, events(1 + (index % 3), index), { expectedRevision: 'no_stream' })),
+        grouped.append(`${prefix}-taken`, events(1, 0), { expectedRevision: 'no_stream' }),
+        grouped.append(`${prefix}-repeat`, repeated, { expectedRevision: 'no_stream' }),
+        grouped.append(`${prefix}-bad`, [{ id: randomUUID(), type: 'Ticked', data: { text: 'x'.repeat(100) } }], { expectedRevision: 0n }),
+      ]);
+      const fulfilled = results.filter((result) => result.status === 'fulfilled');
+      expect(fulfilled).toHaveLength(21);
+      expect((results[20] as PromiseRejectedResult).reason).toBeInstanceOf(ConcurrencyError);
+      expect(((results[20] as PromiseRejectedResult).reason as ConcurrencyError).actualRevision).toBe(0n);
+      expect((results[21] as PromiseFulfilledResult<{ duplicate: boolean }>).value.duplicate).toBe(true);
+      expect((results[22] as PromiseRejectedResult).reason).toBeInstanceOf(ConcurrencyError);
+      for (let index = 0; index < 20; index++) {
+        expect((await grouped.readStream(`${prefix}-${index}`)).length).toBe(1 + (index % 3));
+      }
+      // Grouped appends share a transaction yet keep distinct, increasing positions.
+      const positions = results.slice(0, 20).map((result) => (result as PromiseFulfilledResult<{ position: bigint }>).value.position);
+      expect(new Set(positions).size).toBe(20);
+    } finally {
+      await grouped.close();
+    }
+  });
 });

@@ -30,6 +30,8 @@ import { NOTIFY_CHANNEL, POSITION_SHIFT_BITS } from './schema.js';
 export interface PostgresEventStoreOptions {
   /** Polling fallback when no notification arrives. */
   pollIntervalMs?: number;
+  /** Append statements in flight at once; appends beyond it are grouped into the next statement. */
+  maxAppendsInFlight?: number;
   logger?: Logger;
 }
 
@@ -51,6 +53,19 @@ const PENDING_RETRY_MIN_MS = 2;
 const PENDING_RETRY_MAX_MS = 50;
 const LISTENER_RECONNECT_MAX_MS = 5_000;
 const EMPTY_BATCH_INTERVAL_MS = 50;
+const MAX_APPENDS_PER_GROUP = 64;
+const MAX_EVENTS_PER_GROUP = 4_000;
+
+interface PendingAppend {
+  streamName: string;
+  kind: number;
+  expected: string | null;
+  expectedRevision: ExpectedRevision;
+  payload: string;
+  eventCount: number;
+  resolve: (result: AppendResult) => void;
+  reject: (error: unknown) => void;
+}
 
 export class PostgresEventStore implements EventStore {
   readonly kind = 'postgres' as const;
@@ -64,6 +79,9 @@ export class PostgresEventStore implements EventStore {
   private notifyAgain = false;
   private closed = false;
   private readonly subscriptions = new Set<Subscription>();
+  private readonly pendingAppends: PendingAppend[] = [];
+  private flushesInFlight = 0;
+  private readonly maxFlushesInFlight: number;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -71,6 +89,8 @@ export class PostgresEventStore implements EventStore {
     options: PostgresEventStoreOptions = {},
   ) {
     this.pollIntervalMs = options.pollIntervalMs ?? 1_000;
+    // Leave half the pool to reads and subscriptions.
+    this.maxFlushesInFlight = options.maxAppendsInFlight ?? Math.max(1, Math.floor(pool.options.max / 2));
     this.logger = options.logger;
     this.wakeups.setMaxListeners(1_000);
   }
@@ -81,14 +101,85 @@ export class PostgresEventStore implements EventStore {
     assertValidExpectedRevision(options.expectedRevision);
     const payload = encodeEventsForAppend(events);
     const [kind, expected] = expectedRevisionParameters(options.expectedRevision);
+    return new Promise<AppendResult>((resolve, reject) => {
+      this.pendingAppends.push({ streamName, kind, expected, expectedRevision: options.expectedRevision, payload, eventCount: events.length, resolve, reject });
+      this.startFlushes();
+    });
+  }
 
+  /**
+   * Group commit: appends that arrive while the in-flight flushes are busy go together in one
+   * statement and one commit. An append that finds a flush slot free goes alone at once, so a
+   * quiet system pays no added latency.
+   */
+  private startFlushes(): void {
+    while (this.flushesInFlight < this.maxFlushesInFlight && this.pendingAppends.length > 0) {
+      const group: PendingAppend[] = [];
+      let events = 0;
+      while (this.pendingAppends.length > 0 && group.length < MAX_APPENDS_PER_GROUP && (group.length === 0 || events + this.pendingAppends[0]!.eventCount <= MAX_EVENTS_PER_GROUP)) {
+        const next = this.pendingAppends.shift()!;
+        events += next.eventCount;
+        group.push(next);
+      }
+      this.flushesInFlight += 1;
+      void this.flush(group).finally(() => {
+        this.flushesInFlight -= 1;
+        this.startFlushes();
+      });
+    }
+  }
+
+  private async flush(group: PendingAppend[]): Promise<void> {
+    if (group.length === 1) {
+      const append = group[0]!;
+      try {
+        append.resolve(await this.appendAlone(append));
+      } catch (error) {
+        append.reject(error);
+      }
+      return;
+    }
+    // Same lock order in every group, so concurrent groups cannot deadlock on stream rows.
+    const ordered = [...group].sort((left, right) => (left.streamName < right.streamName ? -1 : left.streamName > right.streamName ? 1 : 0));
+    const body = ordered.map((append) => `{"stream":${JSON.stringify(append.streamName)},"kind":${append.kind},"expected":${append.expected === null ? 'null' : `"${append.expected}"`},"events":${append.payload}}`).join(',');
+    let rows: { idx: number; next_revision: string | null; last_position: string | null; duplicate: boolean | null; error_code: string | null; error_detail: string | null }[];
+    try {
+      const result = await this.pool.query({
+        name: 'ledger_append_many',
+        text: 'select idx, next_revision::text, last_position::text, duplicate, error_code, error_detail from ledger_append_many($1::jsonb)',
+        values: [`[${body}]`],
+      });
+      rows = result.rows;
+    } catch (error) {
+      ordered.forEach((append) => append.reject(error));
+      return;
+    }
+    let announced = false;
+    for (const row of rows) {
+      const append = ordered[row.idx]!;
+      if (row.error_code === null) {
+        if (!row.duplicate && !announced) {
+          announced = true;
+          this.announceAppend();
+        }
+        append.resolve({ nextExpectedRevision: BigInt(row.next_revision!), position: BigInt(row.last_position!), duplicate: row.duplicate === true });
+      } else if (row.error_code === '23505' || row.error_code === '40P01') {
+        // A concurrent retry of the same ids, or a lock cycle with someone else's transaction: try alone.
+        this.appendAlone(append).then(append.resolve, append.reject);
+      } else {
+        append.reject(translateAppendError({ code: row.error_code, detail: row.error_detail ?? '' }, append.streamName, append.expectedRevision));
+      }
+    }
+  }
+
+  private async appendAlone(append: PendingAppend): Promise<AppendResult> {
     for (let attempt = 0; ; attempt++) {
       try {
         // Named, so each connection parses and plans it once.
         const result = await this.pool.query<{ next_revision: string; last_position: string; duplicate: boolean }>({
           name: 'ledger_append',
           text: 'select next_revision::text, last_position::text, duplicate from ledger_append($1, $2, $3, $4::jsonb)',
-          values: [streamName, kind, expected, payload],
+          values: [append.streamName, append.kind, append.expected, append.payload],
         });
         const row = result.rows[0];
         if (!row) throw new EventStoreError('ledger_append returned no row');
@@ -99,7 +190,7 @@ export class PostgresEventStore implements EventStore {
         const constraint = (error as { constraint?: string }).constraint;
         // Two concurrent retries of the same ids: the loser sees the winner's row on its next try.
         if (code === '23505' && constraint === 'ledger_events_event_id_key' && attempt === 0) continue;
-        throw translateAppendError(error, streamName, options.expectedRevision);
+        throw translateAppendError(error, append.streamName, append.expectedRevision);
       }
     }
   }

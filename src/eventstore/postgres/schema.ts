@@ -137,3 +137,38 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       select (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << ${sql.raw(String(POSITION_SHIFT_BITS))}) - 1
     $fn$`.execute(db);
 }
+
+/**
+ * Appends to several streams in one statement and one commit (group commit, as TigerBeetle batches
+ * everything). Each append runs in its own subtransaction, so one append's conflict fails only that
+ * append; the caller orders appends by stream name so concurrent calls lock rows in the same order.
+ */
+export async function upAppendMany(db: Kysely<unknown>): Promise<void> {
+  await sql`
+    create or replace function ledger_append_many(p_appends jsonb)
+    returns table (idx int, next_revision bigint, last_position bigint, duplicate boolean, error_code text, error_detail text)
+    language plpgsql as $fn$
+    declare
+      v_append jsonb;
+      v_index int := 0;
+      v_result record;
+      v_code text;
+      v_detail text;
+    begin
+      for v_append in select value from jsonb_array_elements(p_appends) loop
+        begin
+          select * into v_result from ledger_append(v_append->>'stream', (v_append->>'kind')::smallint, (v_append->>'expected')::bigint, v_append->'events');
+          idx := v_index; next_revision := v_result.next_revision; last_position := v_result.last_position; duplicate := v_result.duplicate;
+          error_code := null; error_detail := null;
+          return next;
+        exception when others then
+          get stacked diagnostics v_code = returned_sqlstate, v_detail = pg_exception_detail;
+          idx := v_index; next_revision := null; last_position := null; duplicate := null;
+          error_code := v_code; error_detail := v_detail;
+          return next;
+        end;
+        v_index := v_index + 1;
+      end loop;
+    end
+    $fn$`.execute(db);
+}

@@ -13,6 +13,7 @@ export function allMigrations(): Record<string, Migration> {
     '2026-11-25-0001-event-store': { up: eventStoreSchema.up },
     ...readModelMigrations,
     '2026-11-25-0200-transfer-deadlines': { up: processManager.up },
+    '2026-11-25-0300-event-store-append-many': { up: eventStoreSchema.upAppendMany },
   };
 }
 
