@@ -60,6 +60,8 @@ export class ProjectionRunner implements Worker {
   private failingEventId: string | null = null;
   private failingError: string | null = null;
   private isolate = false;
+  /** Consecutive failed attempts; any committed batch resets it, so one bad moment does not slow the runner for good. */
+  private failures = 0;
   /** The last event of the newest batch of several events; a failure isolates events up to it. */
   private attemptedUntil = 0n;
   private isolateUntil = 0n;
@@ -112,7 +114,6 @@ export class ProjectionRunner implements Worker {
   }
 
   private async run(): Promise<void> {
-    let failures = 0;
     while (!this.stopped) {
       try {
         if (this.options.exclusive !== false && !(await this.tryLock())) {
@@ -128,7 +129,7 @@ export class ProjectionRunner implements Worker {
           (batch) => this.applyBatch(batch),
         );
         await this.subscription.done;
-        failures = 0;
+        this.failures = 0;
       } catch (error) {
         if (this.stopped) break;
         await this.releaseLock();
@@ -136,7 +137,7 @@ export class ProjectionRunner implements Worker {
           this.options.logger.info({ projection: this.projection.name }, 'checkpoint moved by another runner or a rebuild; resubscribing');
           continue;
         }
-        failures += 1;
+        this.failures += 1;
         this.isolate = true;
         this.isolateUntil = this.attemptedUntil;
         if (error instanceof PoisonEventError) {
@@ -148,7 +149,7 @@ export class ProjectionRunner implements Worker {
         } else {
           this.options.logger.warn({ projection: this.projection.name, err: error }, 'projection interrupted; retrying');
         }
-        await this.sleep(Math.min(250 * 2 ** Math.min(failures, 8), MAX_BACKOFF_MS));
+        await this.sleep(Math.min(250 * 2 ** Math.min(this.failures, 8), MAX_BACKOFF_MS));
       }
     }
   }
@@ -178,6 +179,7 @@ export class ProjectionRunner implements Worker {
         await this.options.beforeCommit?.(batch);
     });
     this.position = batch.checkpoint;
+    this.failures = 0;
     // Stay on one-event batches until past the batch that failed: otherwise every good event before
     // a poison one costs a failed full batch and a doubled backoff, and the poison is never reached.
     if (this.isolate && this.state !== 'failing' && this.position < this.isolateUntil) return;
