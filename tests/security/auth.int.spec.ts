@@ -131,3 +131,28 @@ describe('authentication: an RS256 ledger (JWT_PUBLIC_KEY)', () => {
     await expectRefused(ledger, `Bearer ${await claims('admin', 'RS256').setExpirationTime('5m').sign(other.privateKey)}`);
   });
 });
+
+describe('authentication: token guessing', () => {
+  let ledger: TestLedger;
+
+  beforeAll(async () => {
+    ledger = await startTestLedger({ roles: ['write-api'] });
+  });
+  afterAll(async () => {
+    await ledger?.close();
+  });
+
+  it('refuses an address with a 429 after 60 failed authentications in a minute, while valid tokens still pass', async () => {
+    const statuses: number[] = [];
+    for (let attempt = 0; attempt < 65; attempt++) {
+      const response = await ledger.app.inject({ method: 'GET', url: `/v1/customers/${randomUUID()}`, headers: { authorization: 'Bearer a.b.c' } });
+      statuses.push(response.statusCode);
+    }
+    expect(statuses.slice(0, 60).every((status) => status === 401)).toBe(true);
+    expect(statuses.slice(60).every((status) => status === 429)).toBe(true);
+    const limited = await ledger.app.inject({ method: 'GET', url: '/v1/customers/x', headers: { authorization: 'Bearer a.b.c' } });
+    expect(limited.headers['retry-after']).toMatch(/^[0-9]+$/);
+    const valid = await ledger.app.inject({ method: 'POST', url: '/v1/customers', headers: { authorization: `Bearer ${await ledger.token('admin')}`, 'idempotency-key': randomUUID(), 'content-type': 'application/json' }, payload: { email: `${randomUUID()}@example.com`, firstName: 'A', lastName: 'B' } });
+    expect(valid.statusCode).toBe(201);
+  });
+});

@@ -2,6 +2,7 @@ import fp from 'fastify-plugin';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { HttpProblem } from '../http/problem.js';
 import { TokenError, type TokenVerifier } from './keys.js';
+import { LocalWindowCounter } from '../security/rateLimit.js';
 import type { AccessRule, Principal } from './principal.js';
 
 export interface RouteEntry {
@@ -10,6 +11,8 @@ export interface RouteEntry {
   access: AccessRule;
 }
 
+/** Failed authentications one address may make per minute before it is refused outright. */
+const FAILED_AUTHENTICATIONS_PER_MINUTE = 60;
 const BEARER = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/;
 const MAX_TOKEN_LENGTH = 8_192;
 
@@ -29,16 +32,25 @@ export const authPlugin = fp(
       if (!access) throw new Error(`route ${String(route.method)} ${route.url} has no access rule`);
       for (const method of [route.method].flat()) if (method !== 'HEAD') table.push({ method, url: route.url, access });
     });
+    const failures = new LocalWindowCounter();
+    // Token guessing is limited per address here, because a request without a valid token never
+    // reaches the rate limiter (which keys on the principal).
+    const refuse = (request: { ip: string }, problem: HttpProblem): HttpProblem => {
+      const count = failures.increment(`auth:${request.ip}`, 60_000);
+      if (count.current <= FAILED_AUTHENTICATIONS_PER_MINUTE) return problem;
+      const retryAfterSeconds = String(Math.max(1, Math.ceil(count.ttl / 1000)));
+      return new HttpProblem(429, 'rate_limited', 'too many failed authentications from this address', { 'retry-after': retryAfterSeconds });
+    };
     app.addHook('onRequest', async (request) => {
       if (!request.url.startsWith('/v1')) return;
       const header = request.headers.authorization;
-      if (!header) throw new HttpProblem(401, 'unauthenticated', 'a bearer token is required', { 'www-authenticate': 'Bearer' });
+      if (!header) throw refuse(request, new HttpProblem(401, 'unauthenticated', 'a bearer token is required', { 'www-authenticate': 'Bearer' }));
       const match = header.length <= MAX_TOKEN_LENGTH ? BEARER.exec(header) : null;
-      if (!match) throw new HttpProblem(401, 'invalid_token', 'the Authorization header must be "Bearer <jwt>"', { 'www-authenticate': 'Bearer error="invalid_token"' });
+      if (!match) throw refuse(request, new HttpProblem(401, 'invalid_token', 'the Authorization header must be "Bearer <jwt>"', { 'www-authenticate': 'Bearer error="invalid_token"' }));
       try {
         request.principal = await options.verifier.verify(match[1]!);
       } catch (error) {
-        if (error instanceof TokenError) throw new HttpProblem(401, 'invalid_token', 'the bearer token is not valid', { 'www-authenticate': 'Bearer error="invalid_token"' });
+        if (error instanceof TokenError) throw refuse(request, new HttpProblem(401, 'invalid_token', 'the bearer token is not valid', { 'www-authenticate': 'Bearer error="invalid_token"' }));
         throw error;
       }
     });
