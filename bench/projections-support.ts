@@ -1,0 +1,249 @@
+/**
+ * Shared plumbing for bench/projections.bench.ts and bench/transfers.bench.ts: the PostgreSQL
+ * server (DATABASE_URL or a durable embedded one in ./.bench-data), a fresh database per run,
+ * machine facts, statistics, the autocannon child process, and builders of valid domain events
+ * (balanced legs, correct balanceAfterMinor) for seeding the log directly through the store.
+ */
+import { fork } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import os from 'node:os';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { customerLedgerAccount, settlementLedgerAccount } from '../src/domain/ledger.js';
+import type { EventToAppend } from '../src/eventstore/port.js';
+import { startEmbeddedPostgres } from '../src/shared/postgres/embedded.js';
+import type { JsonObject } from '../src/shared/json.js';
+import { LOADGEN_ENV, type LoadJob, type LoadOutcome } from './projections-loadgen.js';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const REPO_ROOT = resolve(HERE, '..');
+
+// ---------------------------------------------------------------------------------------------
+// Server and database
+// ---------------------------------------------------------------------------------------------
+
+export interface Server {
+  adminUrl: string;
+  kind: 'DATABASE_URL' | 'embedded';
+  stop(): Promise<void>;
+}
+
+export async function openServer(port: number): Promise<Server> {
+  const databaseUrl = process.env.DATABASE_URL;
+  if (databaseUrl) return { adminUrl: databaseUrl, kind: 'DATABASE_URL', stop: async () => undefined };
+  console.log(`DATABASE_URL is not set: starting a durable embedded PostgreSQL in ./.bench-data on port ${port}`);
+  const handle = await startEmbeddedPostgres({ dataDir: './.bench-data', port, durable: true, database: 'postgres' });
+  return { adminUrl: handle.urlFor('postgres'), kind: 'embedded', stop: () => handle.stop() };
+}
+
+export function urlFor(adminUrl: string, database: string): string {
+  const url = new URL(adminUrl);
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+export async function withAdmin<T>(adminUrl: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
+
+export async function createDatabase(adminUrl: string, database: string): Promise<void> {
+  await withAdmin(adminUrl, (client) => client.query(`create database ${client.escapeIdentifier(database)}`));
+}
+
+export async function dropDatabase(adminUrl: string, database: string): Promise<void> {
+  await withAdmin(adminUrl, (client) => client.query(`drop database if exists ${client.escapeIdentifier(database)} with (force)`)).catch((error: unknown) =>
+    console.error(`dropping ${database} failed`, error),
+  );
+}
+
+export async function machineFacts(server: Server): Promise<string> {
+  return withAdmin(server.adminUrl, async (client) => {
+    const show = async (setting: string) => (await client.query<Record<string, string>>(`show ${setting}`)).rows[0]?.[setting] ?? '?';
+    const cpus = os.cpus();
+    return [
+      `machine: ${cpus.length} cores (${cpus[0]?.model.trim() ?? '?'}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, ${os.type()} ${os.release()} ${os.arch()}`,
+      `node ${process.version}; PostgreSQL ${await show('server_version')} (${server.kind}), synchronous_commit=${await show('synchronous_commit')}, fsync=${await show('fsync')}, shared_buffers=${await show('shared_buffers')}`,
+      `load average at start: ${os.loadavg().map((load) => load.toFixed(2)).join(' ')}`,
+    ].join('\n');
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics
+// ---------------------------------------------------------------------------------------------
+
+export function percentile(sorted: ArrayLike<number>, fraction: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))]!;
+}
+
+export function median(values: readonly number[]): number {
+  const finite = values.filter((value) => Number.isFinite(value));
+  if (finite.length === 0) return Number.NaN;
+  const sorted = [...finite].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+export function sortedNumbers(values: Iterable<number>): Float64Array {
+  return Float64Array.from(values).sort();
+}
+
+export const fmt = (value: number, digits = 0) => (Number.isFinite(value) ? value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : 'n/a');
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolvePromise) => setTimeout(resolvePromise, ms));
+}
+
+/** Runs `work` over `items` with at most `concurrency` in flight. */
+export async function inParallel<T>(items: readonly T[], concurrency: number, work: (item: T, worker: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, items.length) }, async (_unused, worker) => {
+      while (next < items.length) await work(items[next++]!, worker);
+    }),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load generator child
+// ---------------------------------------------------------------------------------------------
+
+/** Runs one autocannon job in a child process; `onStarted` runs when the child starts its clock. */
+export function runLoadgen(job: LoadJob, onStarted: () => void = () => undefined): Promise<LoadOutcome> {
+  return new Promise((resolvePromise, reject) => {
+    const child = fork(resolve(HERE, 'projections-loadgen.ts'), [], {
+      cwd: REPO_ROOT,
+      execArgv: ['--import', 'tsx'],
+      env: { ...process.env, [LOADGEN_ENV]: '1' },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      serialization: 'advanced',
+    });
+    let settled = false;
+    const fail = (error: Error) => {
+      if (!settled) reject(error);
+      settled = true;
+    };
+    child.on('message', (message: { started: true } | { ok: true; outcome: LoadOutcome } | { ok: false; error: string }) => {
+      if ('started' in message) return onStarted();
+      if (!message.ok) return fail(new Error(`load generator failed: ${message.error}`));
+      if (!settled) resolvePromise(message.outcome);
+      settled = true;
+    });
+    child.once('error', fail);
+    child.once('exit', (code) => {
+      if (code !== 0) fail(new Error(`load generator exited with ${code} before answering`));
+    });
+    child.send(job);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU of PostgreSQL backends (Linux /proc, local server)
+// ---------------------------------------------------------------------------------------------
+
+export { instrumentStore, startProbe, type Probe } from './commands-probes.js';
+
+// ---------------------------------------------------------------------------------------------
+// Valid domain events, built directly (what the deciders would have decided)
+// ---------------------------------------------------------------------------------------------
+
+export const CURRENCY = 'EUR';
+const SEED_EPOCH_MS = Date.parse('2025-01-01T00:00:00Z');
+let clockMs = SEED_EPOCH_MS;
+/** Strictly increasing event times, a few ms apart, starting in the past. */
+export function nextAt(): string {
+  clockMs += 3;
+  return new Date(clockMs).toISOString();
+}
+
+const event = (type: string, data: JsonObject, actor: string): EventToAppend => ({ id: randomUUID(), type, data, metadata: { actor, correlationId: randomUUID() } });
+
+export function customerEvents(customerId: string): EventToAppend[] {
+  const email = `${customerId}@example.com`;
+  return [
+    event('CustomerRegistered', { customerId, email, emailNormalized: email, firstName: 'Bench', lastName: 'Mark', at: nextAt() }, 'admin:bench'),
+    event('CustomerActivated', { customerId, at: nextAt() }, 'admin:bench'),
+  ];
+}
+
+export function accountOpened(accountId: string, customerId: string): EventToAppend {
+  return event('AccountOpened', { accountId, customerId, currency: CURRENCY, accountType: 'checking', overdraftLimitMinor: 0n, at: nextAt() }, 'teller:bench');
+}
+
+/** A deposit (amount > 0) or withdrawal (amount < 0) with balanced legs against settlement. */
+export function fundsMoved(accountId: string, amountMinor: bigint, balanceAfterMinor: bigint): EventToAppend {
+  const deposit = amountMinor > 0n;
+  const absolute = deposit ? amountMinor : -amountMinor;
+  return event(
+    deposit ? 'FundsDeposited' : 'FundsWithdrawn',
+    {
+      accountId,
+      transactionId: randomUUID(),
+      currency: CURRENCY,
+      amountMinor: absolute,
+      balanceAfterMinor,
+      reference: null,
+      description: deposit ? 'bench deposit' : 'bench withdrawal',
+      legs: [
+        { ledgerAccount: customerLedgerAccount(accountId), amountMinor },
+        { ledgerAccount: settlementLedgerAccount(CURRENCY), amountMinor: -amountMinor },
+      ],
+      at: nextAt(),
+    },
+    'teller:bench',
+  );
+}
+
+/** A hold placed and released (no transfer): two events, no money moved. */
+export function holdPair(accountId: string, amountMinor: bigint, balanceMinor: bigint): EventToAppend[] {
+  const holdId = randomUUID();
+  const placedAt = nextAt();
+  return [
+    event(
+      'HoldPlaced',
+      {
+        accountId,
+        holdId,
+        transferId: null,
+        currency: CURRENCY,
+        amountMinor,
+        expiresAt: new Date(Date.parse(placedAt) + 86_400_000).toISOString(),
+        reference: 'card-auth',
+        description: 'bench hold',
+        heldAfterMinor: amountMinor,
+        availableAfterMinor: balanceMinor - amountMinor,
+        at: placedAt,
+      },
+      'teller:bench',
+    ),
+    event('HoldReleased', { accountId, holdId, transferId: null, currency: CURRENCY, amountMinor, heldAfterMinor: 0n, at: nextAt() }, 'teller:bench'),
+  ];
+}
+
+/**
+ * Movements on one account: deposits and withdrawals that keep the balance positive, and a hold
+ * pair every ~20 events. `balance` is the balance before and is updated in place.
+ */
+export function movements(accountId: string, count: number, balance: { minor: bigint }): EventToAppend[] {
+  const events: EventToAppend[] = [];
+  while (events.length < count) {
+    if (events.length % 20 === 19 && count - events.length >= 2 && balance.minor > 100n) {
+      events.push(...holdPair(accountId, balance.minor / 2n, balance.minor));
+      continue;
+    }
+    const withdraw = balance.minor > 5_000n && Math.random() < 0.4;
+    const amount = BigInt(100 + Math.floor(Math.random() * 10_000));
+    const signed = withdraw ? -(amount < balance.minor ? amount : balance.minor / 2n) : amount;
+    balance.minor += signed;
+    events.push(fundsMoved(accountId, signed, balance.minor));
+  }
+  return events;
+}

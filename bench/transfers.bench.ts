@@ -1,0 +1,361 @@
+/**
+ * End-to-end transfer benchmark (issue 5): transfers per second from POST /v1/transfers to
+ * `completed`, with the full ledger (all roles) in this process.
+ *
+ *   npm run bench:transfers -- [--seconds 60] [--rates 200,500,1000] [--runs 1] [--accounts 10000]
+ *       [--pool 16] [--probe-ms 100] [--drain-seconds 120] [--port 54342] [--json out.json]
+ *
+ * Database: DATABASE_URL when set: a fresh database bench_xfer_<stamp>, dropped at the end; else a
+ * durable embedded PostgreSQL in ./.bench-data. synchronous_commit is whatever the server runs
+ * (printed; on by default).
+ *
+ * Setup: --accounts accounts (AccountOpened + a FundsDeposited of 1,000,000.00 each, owned by
+ * registered and activated customers) are appended straight through the store, then the ledger
+ * starts with roles write-api, read-api, projector and process-manager and catches up.
+ *
+ * Each rate: autocannon (child process, overallRate = the rate) posts transfers of 1.00 between two
+ * random distinct accounts with a fresh transferId each, for --seconds, and reports when each was
+ * sent. Afterwards the `transfers` read model gives each transfer's finished_at (the time the
+ * process manager decided TransferCompleted): completion latency = finished_at - sent time.
+ * Separately, every --probe-ms this process posts one transfer of its own and polls
+ * GET /v1/transfers/:id every 10 ms until it shows `completed`: the "visible" latency. Projection
+ * lag (events and seconds, projectionStatuses) is sampled every 2 s; CPU of this process, of the
+ * load generator and of this database's PostgreSQL backends, commits/s and appends are measured
+ * over the window (bench/commands-probes.ts).
+ */
+import { randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import type { Kysely } from 'kysely';
+import pg from 'pg';
+import { pino } from 'pino';
+import { loadConfig } from '../src/config.js';
+import type { EventToAppend } from '../src/eventstore/port.js';
+import { projectionStatuses } from '../src/projections/checkpoints.js';
+import type { Projection } from '../src/projections/projection.js';
+import { PROJECTIONS, projectionNamed } from '../src/projections/registry.js';
+import { openRuntime, type Runtime } from '../src/runtime.js';
+import { buildLedger, ROLES } from '../src/server.js';
+import { mintToken } from '../src/shared/auth/keys.js';
+import type { TransferProcessManager } from '../src/write/transfers/processManager.js';
+import { accountStream, customerStream } from '../src/write/streams.js';
+import {
+  accountOpened,
+  createDatabase,
+  customerEvents,
+  dropDatabase,
+  fmt,
+  fundsMoved,
+  inParallel,
+  instrumentStore,
+  machineFacts,
+  median,
+  openServer,
+  percentile,
+  runLoadgen,
+  sleep,
+  sortedNumbers,
+  startProbe,
+  urlFor,
+  type Probe,
+  type Server,
+} from './projections-support.js';
+
+const JWT_SECRET = 'bench-transfers-secret-long-enough-for-hs256-0123456789';
+const FUNDS_MINOR = 100_000_000n;
+
+const { values: flags } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '60' },
+    rates: { type: 'string', default: '200,500,1000' },
+    runs: { type: 'string', default: '1' },
+    accounts: { type: 'string', default: '10000' },
+    pool: { type: 'string' },
+    'probe-ms': { type: 'string', default: '100' },
+    'drain-seconds': { type: 'string', default: '120' },
+    port: { type: 'string', default: '54342' },
+    json: { type: 'string' },
+  },
+  strict: true,
+});
+
+function positive(name: string, text: string | undefined): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`--${name} must be a positive number, got ${String(text)}`);
+  return value;
+}
+
+const SECONDS = positive('seconds', flags.seconds);
+const RATES = flags.rates.split(',').map((text) => Math.floor(positive('rates', text.trim())));
+const RUNS = Math.floor(positive('runs', flags.runs));
+const ACCOUNTS = Math.floor(positive('accounts', flags.accounts));
+const PROBE_MS = positive('probe-ms', flags['probe-ms']);
+const DRAIN_SECONDS = positive('drain-seconds', flags['drain-seconds']);
+const GOAL_COMPLETED = 1_000;
+const GOAL_P99_MS = 250;
+
+const silent = pino({ level: 'silent' });
+
+interface RunResult {
+  rate: number;
+  run: number;
+  sent: number;
+  accepted: number;
+  postP50: number;
+  postP99: number;
+  completed: number;
+  failed: number;
+  unfinished: number;
+  completedPerSecond: number;
+  completionP50: number;
+  completionP99: number;
+  visibleP50: number;
+  visibleP99: number;
+  visibleSamples: number;
+  maxLagEvents: Record<string, number>;
+  maxLagSeconds: Record<string, number>;
+  ledgerCpu: number;
+  loadgenCpu: number;
+  probe: Probe;
+  appendsPerTransfer: number;
+  drainSeconds: number;
+  firstErrors: string[];
+}
+
+async function seedAccounts(runtime: Runtime): Promise<string[]> {
+  const accountIds = Array.from({ length: ACCOUNTS }, () => randomUUID());
+  const customers = Array.from({ length: Math.ceil(ACCOUNTS / 2) }, () => randomUUID());
+  await inParallel(customers, 8, async (customerId) => {
+    await runtime.store.append(customerStream(customerId), customerEvents(customerId), { expectedRevision: 'no_stream' });
+  });
+  await inParallel(accountIds, 8, async (accountId, index) => {
+    const events: EventToAppend[] = [accountOpened(accountId, customers[Math.floor(index / 2)]!), fundsMoved(accountId, FUNDS_MINOR, FUNDS_MINOR)];
+    // Real times, so the account's clock is not ahead of the transfers' deadlines.
+    for (const event of events) (event.data as { at: string }).at = new Date().toISOString();
+    await runtime.store.append(accountStream(accountId), events, { expectedRevision: 'no_stream' });
+  });
+  return accountIds;
+}
+
+async function waitCaughtUp(runtime: Runtime, projections: readonly Projection[], timeoutMs: number): Promise<void> {
+  const started = performance.now();
+  for (;;) {
+    const statuses = await projectionStatuses(runtime.db as unknown as Kysely<unknown>, runtime.store, projections);
+    if (statuses.every((status) => status.lagEvents === 0)) return;
+    if (performance.now() - started > timeoutMs) throw new Error(`projections did not catch up: ${statuses.map((status) => `${status.name} ${status.lagEvents}`).join(', ')}`);
+    await sleep(200);
+  }
+}
+
+async function main(): Promise<number> {
+  const server: Server = await openServer(Number(flags.port));
+  const database = `bench_xfer_${Date.now()}_${process.pid}`;
+  await createDatabase(server.adminUrl, database);
+  const databaseUrl = urlFor(server.adminUrl, database);
+  let runtime: Runtime | undefined;
+  let closeApp: (() => Promise<void>) | undefined;
+  let statsClient: pg.Client | undefined;
+  const cleanup = async () => {
+    await closeApp?.().catch(() => undefined);
+    await statsClient?.end().catch(() => undefined);
+    await runtime?.close().catch(() => undefined);
+    runtime = undefined;
+    await dropDatabase(server.adminUrl, database);
+    await server.stop();
+  };
+  const onSignal = () => {
+    console.error('\ninterrupted: cleaning up');
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const results: RunResult[] = [];
+  try {
+    const config = loadConfig({ DATABASE_URL: databaseUrl, JWT_SECRET, LOG_LEVEL: 'silent', RATE_LIMIT_PER_MINUTE: '1000000', ...(flags.pool ? { PG_POOL_MAX: flags.pool } : {}) });
+    runtime = await openRuntime(config, silent);
+    const rt = runtime;
+    const timings = instrumentStore(rt.store);
+    const facts = await machineFacts(server);
+    console.log(facts);
+    console.log(`database ${database}; PG_POOL_MAX ${config.PG_POOL_MAX}, PROJECTION_BATCH_SIZE ${config.PROJECTION_BATCH_SIZE}; roles ${ROLES.join(', ')}\n`);
+    const seedStarted = performance.now();
+    const accountIds = await seedAccounts(rt);
+    console.log(`seeded ${fmt(ACCOUNTS)} funded accounts in ${((performance.now() - seedStarted) / 1000).toFixed(1)} s`);
+
+    const ledger = await buildLedger(rt, ROLES);
+    const baseUrl = await ledger.app.listen({ host: '127.0.0.1', port: 0 });
+    closeApp = () => ledger.app.close();
+    const manager = (ledger.workers.find((worker) => worker.name === 'process-manager') as unknown as { manager: TransferProcessManager }).manager;
+    const watched: Projection[] = [projectionNamed('transfers'), projectionNamed('transactions'), projectionNamed('accounts'), manager.projection];
+    await waitCaughtUp(rt, [...PROJECTIONS, manager.projection], 300_000);
+    console.log(`ledger at ${baseUrl}, projections caught up`);
+    statsClient = new pg.Client({ connectionString: server.adminUrl, application_name: 'bench-transfers-stats' });
+    await statsClient.connect();
+    const token = await mintToken(new TextEncoder().encode(JWT_SECRET), { role: 'teller', subject: 'bench-teller' }, { ttlSeconds: 24 * 3600 });
+    const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+
+    // A short warm-up (not reported): JIT, pools, caches.
+    await runLoadgen({ url: baseUrl, kind: 'transfers', seconds: 5, connections: 32, overallRate: 100, token, accountIds });
+    await waitCaughtUp(rt, watched, 120_000);
+
+    for (let run = 1; run <= RUNS; run++) {
+      for (const rate of run % 2 === 1 ? RATES : [...RATES].reverse()) {
+        let window: { cpu: NodeJS.CpuUsage; at: number; probe: Awaited<ReturnType<typeof startProbe>> } | undefined;
+        let windowOpen = false;
+        const lagEvents = new Map<string, number>();
+        const lagSeconds = new Map<string, number>();
+        const visible: number[] = [];
+        const probes: Promise<void>[] = [];
+        let sampling = true;
+        const sampler = (async () => {
+          while (sampling) {
+            await sleep(2_000);
+            if (!windowOpen) continue;
+            const statuses = await projectionStatuses(rt.db as unknown as Kysely<unknown>, rt.store, watched).catch(() => []);
+            for (const status of statuses) {
+              lagEvents.set(status.name, Math.max(lagEvents.get(status.name) ?? 0, status.lagEvents ?? 0));
+              lagSeconds.set(status.name, Math.max(lagSeconds.get(status.name) ?? 0, status.lagSeconds));
+            }
+          }
+        })();
+        const prober = (async () => {
+          while (sampling) {
+            await sleep(PROBE_MS);
+            if (!windowOpen) continue;
+            probes.push(
+              (async () => {
+                const transferId = randomUUID();
+                const from = accountIds[Math.floor(Math.random() * accountIds.length)]!;
+                let to = from;
+                while (to === from) to = accountIds[Math.floor(Math.random() * accountIds.length)]!;
+                const sent = performance.now();
+                const posted = await fetch(`${baseUrl}/v1/transfers`, { method: 'POST', headers, body: JSON.stringify({ transferId, fromAccountId: from, toAccountId: to, amount: '1.00', currency: 'EUR' }) });
+                await posted.text();
+                if (posted.status !== 202) return;
+                while (performance.now() - sent < 60_000) {
+                  const answer = await fetch(`${baseUrl}/v1/transfers/${transferId}`, { headers });
+                  const body = answer.status === 200 ? ((await answer.json()) as { status: string }) : (await answer.text(), undefined);
+                  if (body?.status === 'completed' || body?.status === 'failed') {
+                    visible.push(performance.now() - sent);
+                    return;
+                  }
+                  await sleep(10);
+                }
+              })().catch(() => undefined),
+            );
+          }
+        })();
+        const connections = Math.min(400, Math.max(32, Math.ceil(rate / 4)));
+        const outcome = await runLoadgen({ url: baseUrl, kind: 'transfers', seconds: SECONDS, connections, overallRate: rate, token, accountIds }, () => {
+          windowOpen = true;
+          window = { cpu: process.cpuUsage(), at: performance.now(), probe: undefined as never };
+          void startProbe(statsClient!, database, rt.pool, timings).then((probe) => {
+            window!.probe = probe;
+          });
+        });
+        windowOpen = false;
+        const opened = window!;
+        const elapsedMs = performance.now() - opened.at;
+        const cpu = process.cpuUsage(opened.cpu);
+        const probe = await opened.probe.finish();
+        sampling = false;
+        await Promise.all([sampler, prober]);
+
+        // Drain: wait until every sent transfer finished (or the bound passes).
+        const sentAt = outcome.sentAt ?? new Map<string, number>();
+        const ids = [...sentAt.keys()];
+        const drainStarted = performance.now();
+        type Row = { transfer_id: string; status: string; finished_ms: string | null };
+        let rows: Row[] = [];
+        for (;;) {
+          rows = (await rt.pool.query<Row>(`select transfer_id, status, (extract(epoch from finished_at) * 1000)::text as finished_ms from transfers where transfer_id = any($1::text[])`, [ids])).rows;
+          const finished = rows.filter((row) => row.status !== 'pending').length;
+          if (finished >= sentAt.size || performance.now() - drainStarted > DRAIN_SECONDS * 1000) break;
+          await sleep(250);
+        }
+        const drainSeconds = (performance.now() - drainStarted) / 1000;
+        await Promise.all(probes);
+        const firstSent = Math.min(...sentAt.values());
+        const windowEnd = firstSent + SECONDS * 1000;
+        const latencies: number[] = [];
+        let completed = 0;
+        let completedInWindow = 0;
+        let failed = 0;
+        for (const row of rows) {
+          if (row.status === 'failed') failed++;
+          if (row.status !== 'completed' || row.finished_ms === null) continue;
+          completed++;
+          const finished = Number(row.finished_ms);
+          if (finished <= windowEnd) completedInWindow++;
+          latencies.push(finished - sentAt.get(row.transfer_id)!);
+        }
+        const sorted = sortedNumbers(latencies);
+        const visibleSorted = sortedNumbers(visible);
+        const result: RunResult = {
+          rate,
+          run,
+          sent: sentAt.size,
+          accepted: outcome.ok2xx,
+          postP50: outcome.p50Ms,
+          postP99: outcome.p99Ms,
+          completed,
+          failed,
+          unfinished: sentAt.size - completed - failed,
+          completedPerSecond: completedInWindow / SECONDS,
+          completionP50: percentile(sorted, 0.5),
+          completionP99: percentile(sorted, 0.99),
+          visibleP50: percentile(visibleSorted, 0.5),
+          visibleP99: percentile(visibleSorted, 0.99),
+          visibleSamples: visible.length,
+          maxLagEvents: Object.fromEntries(lagEvents),
+          maxLagSeconds: Object.fromEntries(lagSeconds),
+          ledgerCpu: (cpu.user + cpu.system) / 1000 / elapsedMs,
+          loadgenCpu: outcome.loadgenCpuCores,
+          probe,
+          appendsPerTransfer: probe.appendsPerSecond / Math.max(1, (completed + failed + visible.length) / SECONDS),
+          drainSeconds,
+          firstErrors: outcome.firstErrors,
+        };
+        results.push(result);
+        console.log(
+          `run ${run} rate ${rate}/s: sent ${fmt(result.sent)}, 202 ${fmt(result.accepted)} (POST p50 ${result.postP50} p99 ${result.postP99} ms), completed ${fmt(completed)} failed ${failed} unfinished ${result.unfinished}; ` +
+            `completed/s ${fmt(result.completedPerSecond)}; completion p50 ${fmt(result.completionP50)} p99 ${fmt(result.completionP99)} ms; visible p50 ${fmt(result.visibleP50)} p99 ${fmt(result.visibleP99)} ms (${visible.length} probes); drain ${drainSeconds.toFixed(1)} s`,
+        );
+        console.log(
+          `   lag max: ${[...lagEvents].map(([name, events]) => `${name} ${fmt(events)} ev/${(lagSeconds.get(name) ?? 0).toFixed(2)} s`).join(', ')}; CPU ledger ${result.ledgerCpu.toFixed(2)} loadgen ${result.loadgenCpu.toFixed(2)} pg ${probe.pgBackendCpuCores.toFixed(2)} machine ${probe.machineCpuCores.toFixed(2)} of ${os.cpus().length}; ` +
+            `commits/s ${fmt(probe.commitsPerSecond)}, appends/s ${fmt(probe.appendsPerSecond)} (x${probe.eventsPerAppend.toFixed(2)} events, p50 ${probe.appendP50Ms.toFixed(1)} p99 ${probe.appendP99Ms.toFixed(1)} ms), ${result.appendsPerTransfer.toFixed(1)} appends/transfer, pool waiting ${probe.poolWaitingMean.toFixed(1)}`,
+        );
+        for (const body of outcome.firstErrors) console.log(`   ${body}`);
+        await waitCaughtUp(rt, watched, 300_000).catch((error: unknown) => console.log(`   ${String(error)}`));
+      }
+    }
+
+    console.log(`\n${facts.split('\n')[0]}\nload average at end: ${os.loadavg().map((load) => load.toFixed(2)).join(' ')}`);
+    console.log(`${fmt(ACCOUNTS)} accounts, ${SECONDS} s per rate, median of ${RUNS} run(s) per rate\n`);
+    console.log('| offered/s | accepted/s | completed/s | POST p50/p99 ms | completion p50/p99 ms | visible p50/p99 ms | max lag transfers / PM (ev, s) | CPU ledger / pg / loadgen / machine | commits/s | appends/transfer | goal met |');
+    console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+    for (const rate of RATES) {
+      const of = results.filter((result) => result.rate === rate);
+      const m = (pick: (result: RunResult) => number) => median(of.map(pick));
+      const completedPerSecond = m((r) => r.completedPerSecond);
+      const p99 = m((r) => r.completionP99);
+      console.log(
+        `| ${rate} | ${fmt(m((r) => r.accepted / SECONDS))} | ${fmt(completedPerSecond)} | ${fmt(m((r) => r.postP50))} / ${fmt(m((r) => r.postP99))} | ${fmt(m((r) => r.completionP50))} / ${fmt(p99)} | ${fmt(m((r) => r.visibleP50))} / ${fmt(m((r) => r.visibleP99))} | ` +
+          `${fmt(m((r) => r.maxLagEvents.transfers ?? Number.NaN))}, ${m((r) => r.maxLagSeconds.transfers ?? Number.NaN).toFixed(2)} / ${fmt(m((r) => r.maxLagEvents[manager.projection.name] ?? Number.NaN))}, ${m((r) => r.maxLagSeconds[manager.projection.name] ?? Number.NaN).toFixed(2)} | ` +
+          `${m((r) => r.ledgerCpu).toFixed(2)} / ${m((r) => r.probe.pgBackendCpuCores).toFixed(2)} / ${m((r) => r.loadgenCpu).toFixed(2)} / ${m((r) => r.probe.machineCpuCores).toFixed(2)} | ${fmt(m((r) => r.probe.commitsPerSecond))} | ${m((r) => r.appendsPerTransfer).toFixed(1)} | ` +
+          `${completedPerSecond >= GOAL_COMPLETED && p99 < GOAL_P99_MS ? 'yes' : 'no'} |`,
+      );
+    }
+    console.log(`\ngoal: ≥ ${fmt(GOAL_COMPLETED)} completed/s with completion p99 < ${GOAL_P99_MS} ms (moonshot 2,000/s)`);
+    if (flags.json) writeFileSync(flags.json, `${JSON.stringify({ flags, results }, null, 2)}\n`);
+    return 0;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await cleanup();
+  }
+}
+
+process.exitCode = await main();
