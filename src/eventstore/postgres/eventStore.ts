@@ -30,6 +30,8 @@ import { NOTIFY_CHANNEL, POSITION_SHIFT_BITS } from './schema.js';
 export interface PostgresEventStoreOptions {
   /** Polling fallback when no notification arrives. */
   pollIntervalMs?: number;
+  /** After a batch, subscribers wait this long before reading again, so batches grow under load. */
+  subscriberCoalesceMs?: number;
   /** Append statements in flight at once; appends beyond it are grouped into the next statement. */
   maxAppendsInFlight?: number;
   logger?: Logger;
@@ -82,6 +84,7 @@ export class PostgresEventStore implements EventStore {
   private readonly pendingAppends: PendingAppend[] = [];
   private flushesInFlight = 0;
   private readonly maxFlushesInFlight: number;
+  private readonly coalesceMs: number;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -89,6 +92,7 @@ export class PostgresEventStore implements EventStore {
     options: PostgresEventStoreOptions = {},
   ) {
     this.pollIntervalMs = options.pollIntervalMs ?? 1_000;
+    this.coalesceMs = options.subscriberCoalesceMs ?? 5;
     // Leave half the pool to reads and subscriptions.
     this.maxFlushesInFlight = options.maxAppendsInFlight ?? Math.max(1, Math.floor(pool.options.max / 2));
     this.logger = options.logger;
@@ -305,6 +309,12 @@ export class PostgresEventStore implements EventStore {
         if (!drained || stopped) continue;
         if (!wasCaughtUp || events.length > 0) options.onCaughtUp?.(checkpoint);
         wasCaughtUp = true;
+        if (events.length > 0 && this.coalesceMs > 0) {
+          // Under load, wait a moment so the next batch carries many events and one commit, instead
+          // of a read and a commit for every append (the subscriber's group commit).
+          await new Promise((resolve) => setTimeout(resolve, this.coalesceMs));
+          continue;
+        }
         if (pending || deferred) {
           // Committed-or-running rows above the horizon: an older transaction is still open. Poll soon.
           await sleep(pendingDelayMs);
@@ -498,7 +508,8 @@ function filterClause(filter: GlobalFilter | undefined, firstParameter: number):
   }
   if (filter?.eventTypes && filter.eventTypes.length > 0) {
     parameters.push(filter.eventTypes);
-    conditions.push(`event_type = any($${firstParameter + parameters.length - 1}::text[])`);
+    // `|| ''` keeps the planner on the primary key's order (see schema.ts, upDropTypeIndex).
+    conditions.push(`event_type || '' = any($${firstParameter + parameters.length - 1}::text[])`);
   }
   return { clause: conditions.map((condition) => `and ${condition}`).join(' '), parameters };
 }

@@ -32,7 +32,6 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       recorded_at timestamptz not null default now(),
       unique (stream_name, stream_revision)
     )`.execute(db);
-  await sql`create index if not exists ledger_events_type_position on ledger_events (event_type, position)`.execute(db);
 
   // Errors use custom SQLSTATEs so the adapter can map them without parsing messages:
   //   LE001 wrong expected revision (detail = actual revision or empty for "no stream")
@@ -171,4 +170,14 @@ export async function upAppendMany(db: Kysely<unknown>): Promise<void> {
       end loop;
     end
     $fn$`.execute(db);
+}
+
+/**
+ * Filtered reads walk the primary key in position order and filter as they go: the order is what
+ * a subscriber needs, and a type index tempted the planner into scan-and-sort plans whenever its
+ * statistics were stale (after a bulk load, a 1,000-event page took a second). One index fewer
+ * also makes every append cheaper.
+ */
+export async function upDropTypeIndex(db: Kysely<unknown>): Promise<void> {
+  await sql`drop index if exists ledger_events_type_position`.execute(db);
 }

@@ -123,14 +123,23 @@ export const transactionsProjection: Projection = {
       'account_id',
       [...balancePositions].map(([accountId, position]) => ({ account_id: accountId, balance_minor: balances.get(accountId) ?? 0n, last_position: position })),
     );
-    // Replays are harmless: each change sets an absolute value.
+    // One statement per kind of change for the whole batch; replays are harmless, each change sets an absolute value.
+    const balanceChanges = new Map<string, StatusChange>();
+    const statusChanges = new Map<string, TransactionStatus>();
     for (const change of changes) {
-      if (change.balanceAfterMinor !== undefined) {
-        await sql`update ${sql.table(table)} set balance_after_minor = ${change.balanceAfterMinor}
-          where transfer_id = ${change.transferId} and account_id = ${change.accountId!} and type = 'transfer_out'`.execute(trx);
-      } else {
-        await sql`update ${sql.table(table)} set status = ${change.status} where transfer_id = ${change.transferId}`.execute(trx);
-      }
+      if (change.balanceAfterMinor !== undefined) balanceChanges.set(`${change.transferId}:${change.accountId}`, change);
+      else statusChanges.set(change.transferId, change.status);
+    }
+    if (balanceChanges.size > 0) {
+      const rows = [...balanceChanges.values()];
+      await sql`update ${sql.table(table)} as t set balance_after_minor = v.balance
+        from unnest(${rows.map((row) => row.transferId)}::text[], ${rows.map((row) => row.accountId!)}::text[], ${rows.map((row) => row.balanceAfterMinor!.toString())}::int8[]) as v(transfer_id, account_id, balance)
+        where t.transfer_id = v.transfer_id and t.account_id = v.account_id and t.type = 'transfer_out'`.execute(trx);
+    }
+    if (statusChanges.size > 0) {
+      await sql`update ${sql.table(table)} as t set status = v.status
+        from unnest(${[...statusChanges.keys()]}::text[], ${[...statusChanges.values()]}::text[]) as v(transfer_id, status)
+        where t.transfer_id = v.transfer_id`.execute(trx);
     }
   },
 };

@@ -14,6 +14,7 @@ export function allMigrations(): Record<string, Migration> {
     ...readModelMigrations,
     '2026-11-25-0200-transfer-deadlines': { up: processManager.up },
     '2026-11-25-0300-event-store-append-many': { up: eventStoreSchema.upAppendMany },
+    '2026-11-25-0301-event-store-drop-type-index': { up: eventStoreSchema.upDropTypeIndex },
   };
 }
 
