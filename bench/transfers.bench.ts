@@ -92,6 +92,8 @@ const RATES = flags.rates.split(',').map((text) => Math.floor(positive('rates', 
 const RUNS = Math.floor(positive('runs', flags.runs));
 const ACCOUNTS = Math.floor(positive('accounts', flags.accounts));
 const PROBE_MS = positive('probe-ms', flags['probe-ms']);
+const PROBES_IN_FLIGHT_MAX = 10;
+const PROBE_POLL_MS = 25;
 const DRAIN_SECONDS = positive('drain-seconds', flags['drain-seconds']);
 const GOAL_COMPLETED = 1_000;
 const GOAL_P99_MS = 250;
@@ -208,6 +210,7 @@ async function main(): Promise<number> {
         const lagSeconds = new Map<string, number>();
         const visible: number[] = [];
         const probes: Promise<void>[] = [];
+        let probesInFlight = 0;
         let sampling = true;
         const sampler = (async () => {
           while (sampling) {
@@ -223,7 +226,9 @@ async function main(): Promise<number> {
         const prober = (async () => {
           while (sampling) {
             await sleep(PROBE_MS);
-            if (!windowOpen) continue;
+            // Bounded: polling probes must not become the load they measure.
+            if (!windowOpen || probesInFlight >= PROBES_IN_FLIGHT_MAX) continue;
+            probesInFlight += 1;
             probes.push(
               (async () => {
                 const transferId = randomUUID();
@@ -241,9 +246,13 @@ async function main(): Promise<number> {
                     visible.push(performance.now() - sent);
                     return;
                   }
-                  await sleep(10);
+                  await sleep(PROBE_POLL_MS);
                 }
-              })().catch(() => undefined),
+              })()
+                .catch(() => undefined)
+                .finally(() => {
+                  probesInFlight -= 1;
+                }),
             );
           }
         })();

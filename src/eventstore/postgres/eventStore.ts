@@ -51,10 +51,11 @@ interface EventRow {
 
 const EVENT_COLUMNS = `position::text, event_id::text, stream_name, stream_revision::text, event_type, schema_version, data::text, metadata::text, recorded_at`;
 const DEFAULT_BATCH_SIZE = 500;
-const PENDING_RETRY_MIN_MS = 2;
+const PENDING_RETRY_MIN_MS = 10;
 const PENDING_RETRY_MAX_MS = 50;
 const LISTENER_RECONNECT_MAX_MS = 5_000;
 const EMPTY_BATCH_INTERVAL_MS = 50;
+const NOTIFY_COALESCE_MS = 2;
 const MAX_APPENDS_PER_GROUP = 64;
 const MAX_EVENTS_PER_GROUP = 4_000;
 
@@ -353,16 +354,17 @@ export class PostgresEventStore implements EventStore {
       return;
     }
     this.notifyInFlight = true;
+    // A short delay lets a burst of appends share one notification.
     const send = (): void => {
       this.notifyAgain = false;
       this.notify()
         .catch((error: unknown) => this.logger?.warn({ err: error }, 'event store notify failed; subscribers fall back to polling'))
         .finally(() => {
-          if (this.notifyAgain && !this.closed) send();
+          if (this.notifyAgain && !this.closed) setTimeout(send, NOTIFY_COALESCE_MS);
           else this.notifyInFlight = false;
         });
     };
-    send();
+    setTimeout(send, NOTIFY_COALESCE_MS);
   }
 
   private async notify(): Promise<void> {
