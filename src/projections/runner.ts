@@ -44,6 +44,7 @@ class PoisonEventError extends Error {
 }
 
 const MAX_BACKOFF_MS = 30_000;
+const TRANSIENT_BACKOFF_MAX_MS = 1_000;
 
 /**
  * Runs one projection: holds a PostgreSQL advisory lock so exactly one runner per projection is
@@ -149,7 +150,9 @@ export class ProjectionRunner implements Worker {
         } else {
           this.options.logger.warn({ projection: this.projection.name, err: error }, 'projection interrupted; retrying');
         }
-        await this.sleep(Math.min(250 * 2 ** Math.min(this.failures, 8), MAX_BACKOFF_MS));
+        // A poison event backs off far; anything else (a lost race, a busy database) retries soon.
+        const backoffMaxMs = error instanceof PoisonEventError ? MAX_BACKOFF_MS : TRANSIENT_BACKOFF_MAX_MS;
+        await this.sleep(Math.min(100 * 2 ** Math.min(this.failures, 8), backoffMaxMs));
       }
     }
   }
