@@ -293,7 +293,8 @@ describe('transfer guarantees', () => {
     });
 
     it('two managers running at once over 100 transfers: each ends once, every effect once, the books balance', async () => {
-      const accountCount = 12;
+      // Enough accounts that the two managers contend without starving each other on a loaded CI machine.
+      const accountCount = 24;
       const deposits = Array.from({ length: accountCount }, () => randomMinor(5_000, 20_000));
       const accounts = await boundedAll(deposits, 4, (deposit) => openFundedAccount(ledger.app, tokens, { deposit: formatAmount(deposit, 'EUR') }));
       const closed = await closedAccount();
@@ -320,7 +321,7 @@ describe('transfer guarantees', () => {
         const byTransfer = eventsByTransfer(events);
         return transferIds.every((id) => byTransfer.get(id)?.some((event) => event.type === 'TransferCompleted' || event.type === 'TransferFailed'));
       };
-      const events = await until(() => readAllEvents(ledger.runtime.store), allTerminal, 60_000, 200);
+      const events = await until(() => readAllEvents(ledger.runtime.store), allTerminal, 120_000, 250);
       expect(allTerminal(events), 'every transfer ends').toBe(true);
       for (const id of transferIds) await settled(ledger, id);
       await first.stop();

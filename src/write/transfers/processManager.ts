@@ -2,6 +2,7 @@ import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Logger } from 'pino';
 import type { AccountEvent } from '../../domain/account.js';
 import { DomainError } from '../../domain/errors.js';
+import { HttpProblem } from '../../shared/http/problem.js';
 import type { CurrencyCode } from '../../domain/money.js';
 import type { TransferEvent, TransferFailureReason } from '../../domain/transfer.js';
 import type { EventStore, RecordedEvent } from '../../eventstore/port.js';
@@ -19,6 +20,7 @@ export const PROCESS_MANAGER_NAME = 'transfer-process-manager';
 const ACTOR = 'system:process-manager';
 const REACTION_CONCURRENCY = 64;
 const TIMER_BATCH = 200;
+const STEP_CONFLICT_ATTEMPTS = 5;
 
 /** The steps of a transfer, each run at most once in effect; tests crash the manager after each. */
 export type TransferStep =
@@ -217,15 +219,23 @@ export class TransferProcessManager {
   }
 
   private async step(step: TransferStep, transferId: string, recorded: RecordedEvent, run: () => Promise<unknown>): Promise<void> {
-    try {
-      await run();
-    } catch (error) {
-      // A step the domain refuses (for example a transfer whose source vanished) is logged, not retried forever.
-      if (error instanceof DomainError) {
-        this.options.logger.warn({ transferId, step, code: error.code, eventId: recorded.id }, 'transfer step refused');
-        return;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await run();
+        break;
+      } catch (error) {
+        // A step the domain refuses (for example a transfer whose source vanished) is logged, not retried forever.
+        if (error instanceof DomainError) {
+          this.options.logger.warn({ transferId, step, code: error.code, eventId: recorded.id }, 'transfer step refused');
+          return;
+        }
+        // A hot account another writer keeps moving: try the step again here rather than failing the whole batch.
+        if (error instanceof HttpProblem && error.status === 409 && attempt < STEP_CONFLICT_ATTEMPTS) {
+          await new Promise((resolve) => setTimeout(resolve, Math.random() * 50 * attempt));
+          continue;
+        }
+        throw error;
       }
-      throw error;
     }
     await this.options.afterStep?.(step, transferId);
   }
