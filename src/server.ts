@@ -36,7 +36,11 @@ export interface LedgerOptions {
   /** Tests pass their own verifier; otherwise it follows the JWT_* configuration. */
   verifier?: TokenVerifier;
   /** bench/security-overhead.bench.ts only: no signature check, rate limit, cache or hardening. Never set from the environment. */
-  securityDisabledForBenchmark?: boolean;
+  /**
+   * Benchmark only, never reachable from the environment: no signature check and no rate limiter,
+   * everything else as in production, to measure what authentication and rate limiting cost.
+   */
+  authAndRateLimitDisabledForBenchmark?: boolean;
 }
 
 /**
@@ -54,8 +58,8 @@ export async function buildLedger(runtime: Runtime, roles: readonly Role[], opti
   });
   const workers: Worker[] = [];
   app.decorate('runtime', runtime);
-  if (!options.securityDisabledForBenchmark) await app.register(securityPlugin, { config, logger: runtime.logger, idempotencyScope: (request) => commandContext(request) });
-  await app.register(authPlugin, { verifier: options.verifier ?? (options.securityDisabledForBenchmark ? unverifiedTokenReaderForBenchmark : createTokenVerifier(config)) });
+  await app.register(securityPlugin, { config, logger: runtime.logger, rateLimit: !options.authAndRateLimitDisabledForBenchmark, idempotencyScope: (request) => commandContext(request) });
+  await app.register(authPlugin, { verifier: options.verifier ?? (options.authAndRateLimitDisabledForBenchmark ? unverifiedTokenReaderForBenchmark : createTokenVerifier(config)) });
   const write = createWriteSide(runtime.store, { retryLimit: config.COMMAND_RETRY_LIMIT });
 
   app.get('/health/live', { schema: { hide: true, response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({ status: 'ok' as const }));

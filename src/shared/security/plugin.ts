@@ -13,6 +13,8 @@ import { connectRedis, type RedisStatus } from './redis.js';
 export interface SecurityOptions {
   config: Config;
   logger: Logger;
+  /** False only for the overhead benchmark. */
+  rateLimit?: boolean;
   /** The command's principal-scoped idempotency key and request fingerprint. */
   idempotencyScope(request: FastifyRequest): IdempotencyScope;
 }
@@ -34,7 +36,7 @@ export const securityPlugin = fp(
     app.addHook('onClose', async () => redis?.close());
     app.decorate('security', { redis: () => redis?.status() ?? { state: 'disabled' as const } } satisfies SecurityState);
     await app.register(hardeningPlugin, { corsOrigins: config.CORS_ORIGINS });
-    await app.register(rateLimitPlugin, { perMinute: config.RATE_LIMIT_PER_MINUTE, redis, logger });
+    if (options.rateLimit !== false) await app.register(rateLimitPlugin, { perMinute: config.RATE_LIMIT_PER_MINUTE, redis, logger });
     await app.register(idempotencyCachePlugin, { cache: redis ? redisResponseCache(redis) : localResponseCache(), scopeOf: options.idempotencyScope, logger });
   },
   { name: 'security' },
@@ -47,7 +49,7 @@ declare module 'fastify' {
 }
 
 /**
- * For the security-overhead benchmark only (LedgerOptions.securityDisabledForBenchmark; never
+ * For the security-overhead benchmark only (LedgerOptions.authAndRateLimitDisabledForBenchmark; never
  * reachable from the environment): trusts the token's claims without checking its signature.
  */
 export const unverifiedTokenReaderForBenchmark: TokenVerifier = {
