@@ -133,6 +133,16 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
     return { state: cached.state, revision: cached.revision };
   }
 
+  /**
+   * The cached state when there is one, else a fresh load. For facts that never change once
+   * recorded (an account's owner and currency): they cannot be stale.
+   */
+  async peek(streamName: string): Promise<{ state: State; revision: bigint | undefined }> {
+    const cached = this.cache.get(streamName);
+    if (cached && cached.revision !== undefined) return { state: cached.state, revision: cached.revision };
+    return this.load(streamName);
+  }
+
   /** What the stream remembers of an earlier command with this idempotency key, if any. */
   async findCommand(streamName: string, idempotencyKey: string): Promise<{ requestHash: string } | undefined> {
     const cached = await this.refresh(streamName, this.cache.get(streamName));
