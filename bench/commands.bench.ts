@@ -25,6 +25,7 @@
  * measured --runs times, the order of cases rotating and reversing between runs; the table shows
  * medians of req/s and of p50/p99 latency, and the non-2xx count summed over runs.
  */
+import { createDatabase, dropDatabase, openServer, urlFor, withAdmin, type Server } from './support/server.js';
 import { fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { Session } from 'node:inspector/promises';
@@ -41,7 +42,6 @@ import { loadConfig } from '../src/config.js';
 import { openRuntime, type Runtime } from '../src/runtime.js';
 import { buildLedger } from '../src/server.js';
 import { mintToken } from '../src/shared/auth/keys.js';
-import { startEmbeddedPostgres } from '../src/shared/postgres/embedded.js';
 import { instrumentStore, startProbe } from './commands-probes.js';
 import { LOADGEN_ENV, type CaseKind, type LoadJob, type LoadOutcome } from './commands-loadgen.js';
 import {
@@ -101,37 +101,6 @@ const SPECS: CaseSpec[] = KINDS.flatMap((kind) => CONNECTIONS.map((connections) 
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL server and the benchmark's database
 // ---------------------------------------------------------------------------------------------
-
-interface Server {
-  adminUrl: string;
-  kind: MachineFacts['database'];
-  stop(): Promise<void>;
-}
-
-async function openServer(): Promise<Server> {
-  const databaseUrl = process.env.DATABASE_URL;
-  if (databaseUrl) return { adminUrl: databaseUrl, kind: 'DATABASE_URL', stop: async () => undefined };
-  const port = Math.floor(positiveNumber('port', flags.port));
-  console.log(`DATABASE_URL is not set: starting a durable embedded PostgreSQL in ./.bench-data on port ${port}`);
-  const handle = await startEmbeddedPostgres({ dataDir: './.bench-data', port, durable: true, database: 'postgres' });
-  return { adminUrl: handle.urlFor('postgres'), kind: 'embedded', stop: () => handle.stop() };
-}
-
-function urlFor(adminUrl: string, database: string): string {
-  const url = new URL(adminUrl);
-  url.pathname = `/${database}`;
-  return url.toString();
-}
-
-async function withAdmin<T>(adminUrl: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: adminUrl });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
-}
 
 async function machineFacts(server: Server, pgPoolMax: number): Promise<MachineFacts> {
   return withAdmin(server.adminUrl, async (client) => {
@@ -353,16 +322,14 @@ async function startCpuProfile(): Promise<{ stop(): Promise<object> }> {
 // ---------------------------------------------------------------------------------------------
 
 async function main(): Promise<number> {
-  const server = await openServer();
+  const server = await openServer(Math.floor(positiveNumber('port', flags.port)));
   const database = `bench_cmd_${Date.now()}_${process.pid}`;
-  await withAdmin(server.adminUrl, (client) => client.query(`create database ${client.escapeIdentifier(database)}`));
+  await createDatabase(server.adminUrl, database);
   let apps: Apps | undefined;
   const stop = async () => {
     await apps?.close().catch((error: unknown) => console.error('closing the apps failed', error));
     apps = undefined;
-    await withAdmin(server.adminUrl, (client) => client.query(`drop database if exists ${client.escapeIdentifier(database)} with (force)`)).catch((error: unknown) =>
-      console.error(`dropping ${database} failed`, error),
-    );
+    await dropDatabase(server.adminUrl, database);
     await server.stop();
   };
   const onSignal = () => {

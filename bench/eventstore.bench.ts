@@ -15,6 +15,7 @@
  * batches of 10 and 100 events per append at 8 connections. `--diagnostic` adds a row calling
  * ledger_append directly (no adapter, no NOTIFY) to split the adapter's cost from the function's.
  */
+import { openServer, urlFor, withAdmin, type Server } from './support/server.js';
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -24,7 +25,6 @@ import pg from 'pg';
 import type { EventToAppend } from '../src/eventstore/port.js';
 import { PostgresEventStore } from '../src/eventstore/postgres/eventStore.js';
 import { encodeJson } from '../src/shared/json.js';
-import { startEmbeddedPostgres } from '../src/shared/postgres/embedded.js';
 import { migrateToLatest } from '../src/shared/postgres/migrations.js';
 import { createKysely, createPool } from '../src/shared/postgres/pool.js';
 import { runLoad, type Operation } from './eventstore-measure.js';
@@ -295,37 +295,6 @@ function emmettTarget(url: string): Target {
 // Server and databases
 // ---------------------------------------------------------------------------------------------
 
-interface Server {
-  adminUrl: string;
-  kind: MachineFacts['database'];
-  stop(): Promise<void>;
-}
-
-async function openServer(): Promise<Server> {
-  const databaseUrl = process.env.DATABASE_URL;
-  if (databaseUrl) return { adminUrl: databaseUrl, kind: 'DATABASE_URL', stop: async () => undefined };
-  const port = Math.floor(positiveNumber('port', flags.port));
-  console.log(`DATABASE_URL is not set: starting a durable embedded PostgreSQL in ./.bench-data on port ${port}`);
-  const handle = await startEmbeddedPostgres({ dataDir: './.bench-data', port, durable: true, database: 'postgres' });
-  return { adminUrl: handle.urlFor('postgres'), kind: 'embedded', stop: () => handle.stop() };
-}
-
-function urlFor(adminUrl: string, database: string): string {
-  const url = new URL(adminUrl);
-  url.pathname = `/${database}`;
-  return url.toString();
-}
-
-async function withAdmin<T>(adminUrl: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: adminUrl });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
-}
-
 async function machineFacts(server: Server): Promise<MachineFacts> {
   return withAdmin(server.adminUrl, async (client) => {
     const show = async (setting: string) => (await client.query<Record<string, string>>(`show ${setting}`)).rows[0]?.[setting] ?? '?';
@@ -417,7 +386,7 @@ async function runOnce(server: Server, facts: MachineFacts, run: number): Promis
 }
 
 async function main(): Promise<void> {
-  const server = await openServer();
+  const server = await openServer(Math.floor(positiveNumber('port', flags.port)));
   try {
     const facts = await machineFacts(server);
     console.log(renderFacts(facts));
