@@ -35,7 +35,8 @@ export type TransferStep =
   | 'capture'
   | 'complete'
   | 'fence-reservation'
-  | 'fence-credit';
+  | 'fence-credit'
+  | 'expire-hold';
 
 export async function up(db: Kysely<unknown>): Promise<void> {
   // The durable deadline timer: survives restarts, unlike setTimeout.
@@ -111,38 +112,38 @@ export class TransferProcessManager {
       switch (event.type) {
         case 'TransferRequested':
           // Reacting past the deadline (the manager was down): the timer row does not exist yet, so fence here.
-          if (Date.parse(event.data.deadlineAt) <= Date.now()) return this.fenceReservation(data, recorded);
-          return this.step('reserve', data.transferId, recorded, () =>
+          if (Date.parse(event.data.deadlineAt) <= Date.now()) return this.fenceReservation(data, recorded.id);
+          return this.step('reserve', data.transferId, recorded.id, () =>
             this.write.accounts.handle(accountStream(data.fromAccountId), {
               type: 'PlaceTransferHold',
               data: { accountId: data.fromAccountId, transferId: data.transferId, currency: data.currency, amountMinor: data.amountMinor, expiresAt: event.data.holdExpiresAt, now: nowIso() },
-            }, this.context(data.transferId, 'reserve', recorded)),
+            }, this.context(data.transferId, 'reserve', recorded.id)),
           );
         case 'TransferFundsReserved':
-          return this.step('credit', data.transferId, recorded, () =>
+          return this.step('credit', data.transferId, recorded.id, () =>
             this.write.accounts.handle(accountStream(data.toAccountId), {
               type: 'CreditTransfer',
               data: { accountId: data.toAccountId, transferId: data.transferId, fromAccountId: data.fromAccountId, currency: data.currency, amountMinor: data.amountMinor, description: null, now: nowIso() },
-            }, this.context(data.transferId, 'credit', recorded)),
+            }, this.context(data.transferId, 'credit', recorded.id)),
           );
         case 'TransferDestinationCredited':
-          return this.step('capture', data.transferId, recorded, () =>
+          return this.step('capture', data.transferId, recorded.id, () =>
             this.write.accounts.handle(accountStream(data.fromAccountId), {
               type: 'CaptureTransferHold',
               data: { accountId: data.fromAccountId, transferId: data.transferId, toAccountId: data.toAccountId, now: nowIso() },
-            }, this.context(data.transferId, 'capture', recorded)),
+            }, this.context(data.transferId, 'capture', recorded.id)),
           );
         case 'TransferCompensationStarted': {
           let released = true;
-          await this.step('release', data.transferId, recorded, async () => {
+          await this.step('release', data.transferId, recorded.id, async () => {
             const result = await this.write.accounts.handle(accountStream(data.fromAccountId), {
               type: 'ReleaseTransferHold',
               data: { accountId: data.fromAccountId, transferId: data.transferId, now: nowIso() },
-            }, this.context(data.transferId, 'release', recorded));
+            }, this.context(data.transferId, 'release', recorded.id));
             released = result.events.length > 0 || result.replayed;
           });
           // The hold had already ended (expired): no HoldReleased will come to drive the failure.
-          if (!released) await this.fail(data.transferId, event.data.reason, recorded);
+          if (!released) await this.fail(data.transferId, event.data.reason, recorded.id);
           return;
         }
         case 'TransferCompleted':
@@ -160,65 +161,65 @@ export class TransferProcessManager {
         const transfer = await this.write.transfers.load(transferStream(transferId));
         if (transfer.state.status === 'failed') {
           // The reservation lost a race with the deadline: give the funds back.
-          return this.step('release-late-hold', transferId, recorded, () =>
-            this.write.accounts.handle(accountStream(event.data.accountId), { type: 'ReleaseTransferHold', data: { accountId: event.data.accountId, transferId, now: nowIso() } }, this.context(transferId, 'release-late-hold', recorded)),
+          return this.step('release-late-hold', transferId, recorded.id, () =>
+            this.write.accounts.handle(accountStream(event.data.accountId), { type: 'ReleaseTransferHold', data: { accountId: event.data.accountId, transferId, now: nowIso() } }, this.context(transferId, 'release-late-hold', recorded.id)),
           );
         }
-        return this.step('record-reservation', transferId, recorded, () =>
-          this.write.transfers.handle(transferStream(transferId), { type: 'RecordReservation', data: { transferId, now: nowIso() } }, this.context(transferId, 'record-reservation', recorded)),
+        return this.step('record-reservation', transferId, recorded.id, () =>
+          this.write.transfers.handle(transferStream(transferId), { type: 'RecordReservation', data: { transferId, now: nowIso() } }, this.context(transferId, 'record-reservation', recorded.id)),
         );
       }
       case 'TransferHoldRejected':
-        return this.fail(event.data.transferId, event.data.reason, recorded);
+        return this.fail(event.data.transferId, event.data.reason, recorded.id);
       case 'TransferCredited':
-        return this.step('record-credit', event.data.transferId, recorded, () =>
-          this.write.transfers.handle(transferStream(event.data.transferId), { type: 'RecordCredit', data: { transferId: event.data.transferId, now: nowIso() } }, this.context(event.data.transferId, 'record-credit', recorded)),
+        return this.step('record-credit', event.data.transferId, recorded.id, () =>
+          this.write.transfers.handle(transferStream(event.data.transferId), { type: 'RecordCredit', data: { transferId: event.data.transferId, now: nowIso() } }, this.context(event.data.transferId, 'record-credit', recorded.id)),
         );
       case 'TransferCreditRejected':
-        return this.step('compensate', event.data.transferId, recorded, () =>
+        return this.step('compensate', event.data.transferId, recorded.id, () =>
           this.write.transfers.handle(transferStream(event.data.transferId), {
             type: 'StartCompensation',
             data: { transferId: event.data.transferId, reason: event.data.reason, now: nowIso() },
-          }, this.context(event.data.transferId, 'compensate', recorded)),
+          }, this.context(event.data.transferId, 'compensate', recorded.id)),
         );
       case 'HoldCaptured':
-        return this.step('complete', event.data.transferId!, recorded, () =>
-          this.write.transfers.handle(transferStream(event.data.transferId!), { type: 'CompleteTransfer', data: { transferId: event.data.transferId!, now: nowIso() } }, this.context(event.data.transferId!, 'complete', recorded)),
+        return this.step('complete', event.data.transferId!, recorded.id, () =>
+          this.write.transfers.handle(transferStream(event.data.transferId!), { type: 'CompleteTransfer', data: { transferId: event.data.transferId!, now: nowIso() } }, this.context(event.data.transferId!, 'complete', recorded.id)),
         );
       case 'HoldReleased':
-        return this.fail(event.data.transferId!, 'deadline_exceeded', recorded);
+        return this.fail(event.data.transferId!, 'deadline_exceeded', recorded.id);
       case 'HoldExpired': {
         const transferId = event.data.transferId!;
         const { state } = await this.write.transfers.load(transferStream(transferId));
         if (state.status === 'reserved') {
           // The credit may be in flight: fence it; its outcome then decides between capture and failure.
-          return this.step('fence-credit', transferId, recorded, () =>
+          return this.step('fence-credit', transferId, recorded.id, () =>
             this.write.accounts.handle(accountStream(state.toAccountId), {
               type: 'RejectTransferCredit',
               data: { accountId: state.toAccountId, transferId, fromAccountId: state.fromAccountId, currency: state.currency, amountMinor: state.amountMinor, reason: 'hold_expired', now: nowIso() },
-            }, this.context(transferId, 'fence-credit', recorded)),
+            }, this.context(transferId, 'fence-credit', recorded.id)),
           );
         }
-        return this.fail(transferId, 'hold_expired', recorded);
+        return this.fail(transferId, 'hold_expired', recorded.id);
       }
       default:
         return;
     }
   }
 
-  private async fail(transferId: string, reason: TransferFailureReason, recorded: RecordedEvent): Promise<void> {
+  private async fail(transferId: string, reason: TransferFailureReason, causationId: string): Promise<void> {
     const transfer = await this.write.transfers.load(transferStream(transferId));
     if (transfer.state.status === 'credited') {
       // Past the point of no return the hold must be captured, not failed; this is a case for an operator.
-      this.options.logger.error({ transferId, eventId: recorded.id }, 'transfer hold ended after the destination was credited; clearing needs manual review');
+      this.options.logger.error({ transferId, causationId }, 'transfer hold ended after the destination was credited; clearing needs manual review');
       return;
     }
-    return this.step('fail', transferId, recorded, () =>
-      this.write.transfers.handle(transferStream(transferId), { type: 'FailTransfer', data: { transferId, reason, now: nowIso() } }, this.context(transferId, 'fail', recorded)),
+    return this.step('fail', transferId, causationId, () =>
+      this.write.transfers.handle(transferStream(transferId), { type: 'FailTransfer', data: { transferId, reason, now: nowIso() } }, this.context(transferId, 'fail', causationId)),
     );
   }
 
-  private async step(step: TransferStep, transferId: string, recorded: RecordedEvent, run: () => Promise<unknown>): Promise<void> {
+  private async step(step: TransferStep, transferId: string, causationId: string, run: () => Promise<unknown>): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         await run();
@@ -226,7 +227,7 @@ export class TransferProcessManager {
       } catch (error) {
         // A step the domain refuses (for example a transfer whose source vanished) is logged, not retried forever.
         if (error instanceof DomainError) {
-          this.options.logger.warn({ transferId, step, code: error.code, eventId: recorded.id }, 'transfer step refused');
+          this.options.logger.warn({ transferId, step, code: error.code, causationId }, 'transfer step refused');
           return;
         }
         // A hot account another writer keeps moving: try the step again here rather than failing the whole batch.
@@ -240,8 +241,8 @@ export class TransferProcessManager {
     await this.options.afterStep?.(step, transferId);
   }
 
-  private context(transferId: string, step: string, recorded: RecordedEvent): CommandContext {
-    return { idempotencyKey: `pm:${transferId}:${step}`, requestHash: step, actor: ACTOR, correlationId: transferId, causationId: recorded.id };
+  private context(transferId: string, step: string, causationId: string): CommandContext {
+    return { idempotencyKey: `pm:${transferId}:${step}`, requestHash: step, actor: ACTOR, correlationId: transferId, causationId };
   }
 
   private async recordDeadlines(trx: Transaction<unknown>, events: readonly RecordedEvent[]): Promise<void> {
@@ -269,15 +270,15 @@ export class TransferProcessManager {
         await sql`delete from transfer_deadlines where transfer_id = ${transferId}`.execute(db);
         continue;
       }
-      const fake = { id: `deadline:${transferId}` } as RecordedEvent;
+      const cause = `deadline:${transferId}`;
       if (state.status === 'requested') {
-        await this.fenceReservation(state, fake);
+        await this.fenceReservation(state, cause);
       } else if (state.status === 'reserved') {
-        await this.step('fence-credit', transferId, fake, () =>
+        await this.step('fence-credit', transferId, cause, () =>
           this.write.accounts.handle(accountStream(state.toAccountId), {
             type: 'RejectTransferCredit',
             data: { accountId: state.toAccountId, transferId, fromAccountId: state.fromAccountId, currency: state.currency, amountMinor: state.amountMinor, reason: 'deadline_exceeded', now: nowIso() },
-          }, this.context(transferId, 'fence-credit', fake)),
+          }, this.context(transferId, 'fence-credit', cause)),
         );
       }
       await sql`update transfer_deadlines set next_check_at = ${new Date(now.getTime() + 5_000)} where transfer_id = ${transferId}`.execute(db);
@@ -286,13 +287,13 @@ export class TransferProcessManager {
   }
 
   /** Records the deadline's rejection on the source unless its hold got there first; whichever is recorded drives the flow. */
-  private fenceReservation(transfer: { transferId: string; fromAccountId: string; currency: CurrencyCode; amountMinor: bigint }, recorded: RecordedEvent): Promise<void> {
+  private fenceReservation(transfer: { transferId: string; fromAccountId: string; currency: CurrencyCode; amountMinor: bigint }, causationId: string): Promise<void> {
     const { transferId, fromAccountId, currency, amountMinor } = transfer;
-    return this.step('fence-reservation', transferId, recorded, () =>
+    return this.step('fence-reservation', transferId, causationId, () =>
       this.write.accounts.handle(accountStream(fromAccountId), {
         type: 'RejectTransferHold',
         data: { accountId: fromAccountId, transferId, currency, amountMinor, reason: 'deadline_exceeded', now: nowIso() },
-      }, this.context(transferId, 'fence-reservation', recorded)),
+      }, this.context(transferId, 'fence-reservation', causationId)),
     );
   }
 
@@ -300,8 +301,7 @@ export class TransferProcessManager {
   async expireHolds(db: Kysely<ReadDatabase>, now = new Date()): Promise<number> {
     const holds = await expiredActiveHolds(db, now, TIMER_BATCH);
     for (const hold of holds) {
-      const fake = { id: `expiry:${hold.account_id}:${hold.hold_id}` } as RecordedEvent;
-      await this.step('release', hold.transfer_id ?? hold.hold_id, fake, () =>
+      await this.step('expire-hold', hold.transfer_id ?? hold.hold_id, `expiry:${hold.account_id}:${hold.hold_id}`, () =>
         this.write.accounts.handle(accountStream(hold.account_id), { type: 'ExpireHold', data: { accountId: hold.account_id, holdId: hold.hold_id, now: nowIso() } }, {
           idempotencyKey: `sweeper:${hold.hold_id}:expire`,
           requestHash: 'expire',
