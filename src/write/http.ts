@@ -1,4 +1,3 @@
-import { createHash, randomUUID } from 'node:crypto';
 import { Type, type TSchema } from '@sinclair/typebox';
 import type { FastifyRequest } from 'fastify';
 import { actorOf } from '../shared/auth/principal.js';
@@ -48,8 +47,3 @@ export function normaliseInstant(value: string, field: string): string {
   return new Date(ms).toISOString();
 }
 
-export function sha256Hex(value: string): string {
-  return createHash('sha256').update(value).digest('hex');
-}
-
-export { randomUUID };

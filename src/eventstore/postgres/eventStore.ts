@@ -25,7 +25,7 @@ import {
   type SubscribeOptions,
   type Subscription,
 } from '../port.js';
-import { NOTIFY_CHANNEL, POSITION_SHIFT_BITS } from './schema.js';
+import { NOTIFY_CHANNEL } from './schema.js';
 
 export interface PostgresEventStoreOptions {
   /** Polling fallback when no notification arrives. */
@@ -541,9 +541,4 @@ function assertIncreasing(after: bigint, events: readonly RecordedEvent[]): void
     if (event.position <= previous) throw new EventStoreError(`global order broken: ${event.position} after ${previous}`);
     previous = event.position;
   }
-}
-
-/** The transaction id encoded in a position (for diagnostics and the restore check). */
-export function transactionIdOf(position: bigint): bigint {
-  return position >> BigInt(POSITION_SHIFT_BITS);
 }
