@@ -65,6 +65,8 @@ const { values: flags } = parseArgs({
     runs: { type: 'string', default: '1' },
     'max-ops': { type: 'string', default: '2000000' },
     diagnostic: { type: 'boolean', default: false },
+    cases: { type: 'string' },
+    'appends-in-flight': { type: 'string' },
     json: { type: 'string' },
     port: { type: 'string', default: '54339' },
   },
@@ -81,6 +83,9 @@ const SECONDS = positiveNumber('seconds', flags.seconds);
 const WARMUP_SECONDS = positiveNumber('warmup', flags.warmup);
 const RUNS = Math.floor(positiveNumber('runs', flags.runs));
 const MAX_OPS = Math.floor(positiveNumber('max-ops', flags['max-ops']));
+const APPENDS_IN_FLIGHT = flags['appends-in-flight'] === undefined ? undefined : Math.floor(positiveNumber('appends-in-flight', flags['appends-in-flight']));
+const SELECTED_CASES = flags.cases === undefined ? CASES : CASES.filter((spec) => flags.cases!.split(',').includes(spec.key));
+if (SELECTED_CASES.length === 0) throw new Error(`--cases matched nothing; the cases are ${CASES.map((spec) => spec.key).join(', ')}`);
 
 // ---------------------------------------------------------------------------------------------
 // Streams and payload, identical for every store
@@ -160,7 +165,7 @@ function oursTarget(url: string): Target {
     store: 'ours',
     async open(spec, prefix) {
       const pool = createPool(url, { max: spec.connections, statementTimeoutMs: STATEMENT_TIMEOUT_MS, applicationName: 'bench-ours' });
-      const store = new PostgresEventStore(pool, url);
+      const store = new PostgresEventStore(pool, url, APPENDS_IN_FLIGHT ? { maxAppendsInFlight: APPENDS_IN_FLIGHT } : {});
       const streams = new StreamSet(prefix, spec.connections, -1n);
       const append = async (worker: number, count: number) => {
         const slot = streams.next(worker);
@@ -356,7 +361,7 @@ async function runOnce(server: Server, facts: MachineFacts, run: number): Promis
     if (flags.diagnostic) targets.push(oursFunctionTarget(oursUrl));
 
     const results: CaseResult[] = [];
-    for (const [caseIndex, spec] of CASES.entries()) {
+    for (const [caseIndex, spec] of SELECTED_CASES.entries()) {
       // Rotate the order per case and run so no store always goes first (or right after another's checkpoint).
       const shift = (caseIndex + run) % targets.length;
       const ordered = [...targets.slice(shift), ...targets.slice(0, shift)];

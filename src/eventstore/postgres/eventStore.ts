@@ -59,6 +59,14 @@ const NOTIFY_COALESCE_MS = 2;
 const MAX_APPENDS_PER_GROUP = 64;
 const MAX_EVENTS_PER_GROUP = 4_000;
 
+interface AppendRow {
+  next_revision: string | null;
+  last_position: string | null;
+  duplicate: boolean | null;
+  error_code: string | null;
+  error_detail: string | null;
+}
+
 interface PendingAppend {
   streamName: string;
   kind: number;
@@ -147,7 +155,7 @@ export class PostgresEventStore implements EventStore {
     // Same lock order in every group, so concurrent groups cannot deadlock on stream rows.
     const ordered = [...group].sort((left, right) => (left.streamName < right.streamName ? -1 : left.streamName > right.streamName ? 1 : 0));
     const body = ordered.map((append) => `{"stream":${JSON.stringify(append.streamName)},"kind":${append.kind},"expected":${append.expected === null ? 'null' : `"${append.expected}"`},"events":${append.payload}}`).join(',');
-    let rows: { idx: number; next_revision: string | null; last_position: string | null; duplicate: boolean | null; error_code: string | null; error_detail: string | null }[];
+    let rows: (AppendRow & { idx: number })[];
     try {
       const result = await this.pool.query({
         name: 'ledger_append_many',
@@ -156,7 +164,11 @@ export class PostgresEventStore implements EventStore {
       });
       rows = result.rows;
     } catch (error) {
-      ordered.forEach((append) => append.reject(error));
+      const code = (error as { code?: string }).code;
+      // A concurrent retry of the same ids (23505) or a lock cycle with someone else's transaction
+      // (40P01) fails the whole group, which wrote nothing: each member is tried alone.
+      if (code === '23505' || code === '40P01') ordered.forEach((append) => this.appendAlone(append).then(append.resolve, append.reject));
+      else ordered.forEach((append) => append.reject(error));
       return;
     }
     let announced = false;
@@ -168,9 +180,6 @@ export class PostgresEventStore implements EventStore {
           this.announceAppend();
         }
         append.resolve({ nextExpectedRevision: BigInt(row.next_revision!), position: BigInt(row.last_position!), duplicate: row.duplicate === true });
-      } else if (row.error_code === '23505' || row.error_code === '40P01') {
-        // A concurrent retry of the same ids, or a lock cycle with someone else's transaction: try alone.
-        this.appendAlone(append).then(append.resolve, append.reject);
       } else {
         append.reject(translateAppendError({ code: row.error_code, detail: row.error_detail ?? '' }, append.streamName, append.expectedRevision));
       }
@@ -178,18 +187,17 @@ export class PostgresEventStore implements EventStore {
   }
 
   private async appendAlone(append: PendingAppend): Promise<AppendResult> {
-    for (let attempt = 0; ; attempt++) {
+    let row: AppendRow | undefined;
+    for (let attempt = 0; !row; attempt++) {
       try {
         // Named, so each connection parses and plans it once.
-        const result = await this.pool.query<{ next_revision: string; last_position: string; duplicate: boolean }>({
-          name: 'ledger_append',
-          text: 'select next_revision::text, last_position::text, duplicate from ledger_append($1, $2, $3, $4::jsonb)',
+        const result = await this.pool.query<AppendRow>({
+          name: 'ledger_try_append',
+          text: 'select next_revision::text, last_position::text, duplicate, error_code, error_detail from ledger_try_append($1, $2, $3, $4::jsonb)',
           values: [append.streamName, append.kind, append.expected, append.payload],
         });
-        const row = result.rows[0];
-        if (!row) throw new EventStoreError('ledger_append returned no row');
-        if (!row.duplicate) this.announceAppend();
-        return { nextExpectedRevision: BigInt(row.next_revision), position: BigInt(row.last_position), duplicate: row.duplicate };
+        row = result.rows[0];
+        if (!row) throw new EventStoreError('ledger_try_append returned no row');
       } catch (error) {
         const code = (error as { code?: string }).code;
         const constraint = (error as { constraint?: string }).constraint;
@@ -198,6 +206,9 @@ export class PostgresEventStore implements EventStore {
         throw translateAppendError(error, append.streamName, append.expectedRevision);
       }
     }
+    if (row.error_code !== null) throw translateAppendError({ code: row.error_code, detail: row.error_detail ?? '' }, append.streamName, append.expectedRevision);
+    if (!row.duplicate) this.announceAppend();
+    return { nextExpectedRevision: BigInt(row.next_revision!), position: BigInt(row.last_position!), duplicate: row.duplicate === true };
   }
 
   async readStream(streamName: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
@@ -374,6 +385,8 @@ export class PostgresEventStore implements EventStore {
         if (this.notifier === client) this.notifier = undefined;
       });
       await client.connect();
+      // A notification carries no data to keep: its commit need not wait for a WAL flush.
+      await client.query('set synchronous_commit = off');
       if (this.closed) {
         await client.end();
         return;

@@ -15,6 +15,7 @@ export function allMigrations(): Record<string, Migration> {
     '2026-11-25-0200-transfer-deadlines': { up: processManager.up },
     '2026-11-25-0300-event-store-append-many': { up: eventStoreSchema.upAppendMany },
     '2026-11-25-0301-event-store-drop-type-index': { up: eventStoreSchema.upDropTypeIndex },
+    '2026-11-26-0302-event-store-append-core': { up: eventStoreSchema.upAppendCore },
   };
 }
 
