@@ -19,6 +19,7 @@ export const ConfigSchema = Type.Object(
     EMBEDDED_PG_PORT: Integer({ minimum: 1024, maximum: 65_535, default: 54_329, description: 'Port of the embedded PostgreSQL.' }),
     LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)), { default: 'info' }),
     PG_POOL_MAX: Integer({ minimum: 1, maximum: 200, default: 16, description: 'Connections per process in the PostgreSQL pool.' }),
+    PG_APPENDS_IN_FLIGHT: Integer({ minimum: 1, maximum: 200, default: 8, description: 'Append statements in flight at once (at most the pool size); appends arriving meanwhile are grouped into the next statement and commit.' }),
     PG_STATEMENT_TIMEOUT_MS: Integer({ minimum: 100, maximum: 600_000, default: 30_000, description: 'Bound on any one SQL statement.' }),
     SHUTDOWN_TIMEOUT_MS: Integer({ minimum: 100, maximum: 120_000, default: 10_000, description: 'Bound on draining in-flight work at shutdown.' }),
     BODY_LIMIT_BYTES: Integer({ minimum: 1_024, maximum: 1_048_576, default: 16_384, description: 'Largest accepted request body.' }),
