@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { PostgresEventStore } from '../../src/eventstore/postgres/eventStore.js';
-import { ConcurrencyError, type EventToAppend, type RecordedEvent } from '../../src/eventstore/port.js';
+import { ConcurrencyError, IdempotencyConflictError, type EventToAppend, type RecordedEvent } from '../../src/eventstore/port.js';
 import { createPool } from '../../src/shared/postgres/pool.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 
@@ -153,6 +153,59 @@ describe('PostgreSQL event store under concurrent writers', () => {
       const positions = results.slice(0, 20).map((result) => (result as PromiseFulfilledResult<{ position: bigint }>).value.position);
       expect(new Set(positions).size).toBe(20);
     } finally {
+      await grouped.close();
+    }
+  });
+
+  it('a refused append keeps its pooled connection (node-postgres drops a connection on any query error)', async () => {
+    const onePool = createPool(database.url, { max: 1, statementTimeoutMs: 30_000 });
+    const single = new PostgresEventStore(onePool, database.url);
+    try {
+      const stream = `keep-${randomUUID()}`;
+      const backend = async () => (await onePool.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
+      await single.append(stream, events(1, 0), { expectedRevision: 'no_stream' });
+      const before = await backend();
+      for (let attempt = 0; attempt < 5; attempt++) {
+        await expect(single.append(stream, events(1, 0), { expectedRevision: 'no_stream' })).rejects.toBeInstanceOf(ConcurrencyError);
+        await expect(single.append(stream, events(1, 0), { expectedRevision: 7n })).rejects.toBeInstanceOf(ConcurrencyError);
+      }
+      expect(await backend()).toBe(before);
+    } finally {
+      await single.close();
+      await onePool.end();
+    }
+  });
+
+  it('a group that fails as a whole is retried append by append, and only the offending append is refused', async () => {
+    const grouped = new PostgresEventStore(pool, database.url, { maxAppendsInFlight: 1 });
+    const holder = await pool.connect();
+    try {
+      const prefix = `whole${randomUUID().slice(0, 8)}`;
+      const contested = events(1, 0);
+      // Another transaction writes the id and stays open: the group's probe cannot see it, its
+      // insert waits on the unique index and fails with 23505 once that transaction commits.
+      await holder.query('begin');
+      await holder.query('select * from ledger_append($1, 2::smallint, null, $2::jsonb)', [
+        `${prefix}-holder`,
+        JSON.stringify([{ id: contested[0]!.id, type: 'Ticked', data: { writer: 0, amountMinor: { $bigint: '1' } } }]),
+      ]);
+      const blocker = grouped.append(`${prefix}-first`, events(1, 0), { expectedRevision: 'no_stream' });
+      const pending = Promise.allSettled([
+        grouped.append(`${prefix}-a`, events(1, 0), { expectedRevision: 'no_stream' }),
+        grouped.append(`${prefix}-b`, contested, { expectedRevision: 'no_stream' }),
+        grouped.append(`${prefix}-c`, events(2, 0), { expectedRevision: 'no_stream' }),
+      ]);
+      await blocker;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await holder.query('commit');
+      const results = await pending;
+      expect(results.map((result) => result.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+      expect((results[1] as PromiseRejectedResult).reason).toBeInstanceOf(IdempotencyConflictError);
+      expect(await grouped.readStream(`${prefix}-a`)).toHaveLength(1);
+      expect(await grouped.readStream(`${prefix}-b`)).toHaveLength(0);
+      expect(await grouped.readStream(`${prefix}-c`)).toHaveLength(2);
+    } finally {
+      holder.release();
       await grouped.close();
     }
   });
