@@ -1,7 +1,7 @@
 /**
  * Load generator child process for bench/projections.bench.ts and bench/transfers.bench.ts:
- * autocannon at a fixed offered rate (overallRate), in a process of its own so the client does not
- * share the server's event loop (on a 2-core machine it still shares the cores).
+ * an open loop at a fixed, evenly paced rate (see runJob), in a process of its own so the client
+ * does not share the server's event loop (on a 2-core machine it still shares the cores).
  *
  * Jobs: `get` picks a random path of `paths` per request (history pages); `transfers` posts
  * POST /v1/transfers with a fresh transferId per request between two random distinct accounts, and
@@ -11,7 +11,7 @@
  * { started } when its clock starts, then one LoadOutcome, and exits.
  */
 import { randomUUID } from 'node:crypto';
-import { createRequire } from 'node:module';
+import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 
 export interface LoadJob {
@@ -40,85 +40,135 @@ export interface LoadOutcome {
   durationSeconds: number;
   firstErrors: string[];
   loadgenCpuCores: number;
-  /** transfers only: transferId -> epoch ms when the request was handed to the socket. */
+  /** transfers only: transferId -> epoch ms when the request was due (the open loop sends it then, or late and counted). */
   sentAt?: Map<string, number>;
 }
 
-interface AutocannonRequest {
-  method: string;
-  path: string;
-  headers: Record<string, string>;
-  body?: string;
-  setupRequest?: (request: AutocannonRequest) => AutocannonRequest;
-  onResponse?: (status: number, body: string) => void;
-}
-interface AutocannonResult {
-  requests: { average: number; total: number };
-  latency: { p50: number; p90: number; p99: number; max: number };
-  duration: number;
-  errors: number;
-  timeouts: number;
-  non2xx: number;
-  '2xx': number;
-}
-type Autocannon = (options: Record<string, unknown>) => Promise<AutocannonResult>;
-
 const FIRST_ERRORS_KEPT = 5;
+const TICK_MS = 1;
 
+/**
+ * Open loop at an even pace: request i is due at start + i / rate and its latency is counted from
+ * that due time, so a server (or a client) that falls behind pays for the wait and nothing is
+ * omitted. autocannon's overallRate is not used: it lets each connection send its whole per-second
+ * budget back to back at the top of every second and then pause, so "200 req/s" arrived as a burst
+ * of 200 requests once a second (history p50 23 ms and p99 169 ms where an even 200 req/s measures
+ * a few ms), and its coordinated-omission correction assumes a 1 ms interval at any rate.
+ */
 export async function runJob(job: LoadJob): Promise<LoadOutcome> {
-  const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
   const firstErrors: string[] = [];
   const sentAt = new Map<string, number>();
-  const nowMs = () => performance.timeOrigin + performance.now();
   const pick = <T>(items: readonly T[]): T => items[Math.floor(Math.random() * items.length)]!;
-  const headers: Record<string, string> = { authorization: `Bearer ${job.token}` };
-  let request: AutocannonRequest;
-  if (job.kind === 'get') {
-    const paths = job.paths ?? [];
-    if (paths.length === 0) throw new Error('no paths to get');
-    request = { method: 'GET', path: paths[0]!, headers, setupRequest: (req) => ({ ...req, path: pick(paths) }) };
-  } else {
-    const accounts = job.accountIds ?? [];
-    if (accounts.length < 2) throw new Error('transfers need at least two accounts');
-    request = {
-      method: 'POST',
-      path: '/v1/transfers',
-      headers: { ...headers, 'content-type': 'application/json' },
-      body: '{}',
-      setupRequest: (req) => {
+  const target = new URL(job.url);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: job.connections });
+  const paths = job.paths ?? [];
+  const accounts = job.accountIds ?? [];
+  if (job.kind === 'get' && paths.length === 0) throw new Error('no paths to get');
+  if (job.kind === 'transfers' && accounts.length < 2) throw new Error('transfers need at least two accounts');
+
+  const total = Math.max(1, Math.round(job.overallRate * job.seconds));
+  const intervalMs = 1_000 / job.overallRate;
+  const latencies = new Float64Array(total);
+  let completed = 0;
+  let ok2xx = 0;
+  let non2xx = 0;
+  let errors = 0;
+  let timeouts = 0;
+  let issued = 0;
+
+  const send = (dueAt: number) =>
+    new Promise<void>((resolve) => {
+      let path: string;
+      let body: string | undefined;
+      if (job.kind === 'get') {
+        path = pick(paths);
+      } else {
         const transferId = randomUUID();
         const from = pick(accounts);
         let to = pick(accounts);
         while (to === from) to = pick(accounts);
-        sentAt.set(transferId, nowMs());
-        return { ...req, body: JSON.stringify({ transferId, fromAccountId: from, toAccountId: to, amount: '1.00', currency: 'EUR' }) };
-      },
-    };
-  }
-  request.onResponse = (status, body) => {
-    if ((status < 200 || status >= 300) && firstErrors.length < FIRST_ERRORS_KEPT) firstErrors.push(`${status} ${String(body).slice(0, 300)}`);
-  };
+        sentAt.set(transferId, performance.timeOrigin + dueAt);
+        path = '/v1/transfers';
+        body = JSON.stringify({ transferId, fromAccountId: from, toAccountId: to, amount: '1.00', currency: 'EUR' });
+      }
+      const headers: Record<string, string> = { authorization: `Bearer ${job.token}` };
+      if (body !== undefined) {
+        headers['content-type'] = 'application/json';
+        headers['content-length'] = String(Buffer.byteLength(body));
+      }
+      const request = http.request(
+        { host: target.hostname, port: target.port, path, method: body === undefined ? 'GET' : 'POST', headers, agent, timeout: REQUEST_TIMEOUT_MS },
+        (response) => {
+          const chunks: Buffer[] = [];
+          response.on('data', (chunk: Buffer) => chunks.push(chunk));
+          response.on('end', () => {
+            latencies[completed++] = performance.now() - dueAt;
+            const status = response.statusCode ?? 0;
+            if (status >= 200 && status < 300) ok2xx += 1;
+            else {
+              non2xx += 1;
+              if (firstErrors.length < FIRST_ERRORS_KEPT) firstErrors.push(`${status} ${Buffer.concat(chunks).toString('utf8').slice(0, 300)}`);
+            }
+            resolve();
+          });
+        },
+      );
+      request.on('timeout', () => {
+        timeouts += 1;
+        request.destroy(new Error('timeout'));
+      });
+      request.on('error', (error) => {
+        errors += 1;
+        if (firstErrors.length < FIRST_ERRORS_KEPT) firstErrors.push(error.message);
+        resolve();
+      });
+      request.end(body);
+    });
+
   const cpuBefore = process.cpuUsage();
-  const startedAt = process.hrtime.bigint();
-  const result = await autocannon({ url: job.url, connections: job.connections, overallRate: job.overallRate, duration: job.seconds, requests: [request], timeout: 30 });
+  const startedAt = performance.now();
+  const inFlight: Promise<void>[] = [];
+  await new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      const now = performance.now();
+      while (issued < total && startedAt + issued * intervalMs <= now) {
+        inFlight.push(send(startedAt + issued * intervalMs));
+        issued += 1;
+      }
+      if (issued >= total) {
+        clearInterval(timer);
+        resolve();
+      }
+    }, TICK_MS);
+  });
+  await Promise.all(inFlight);
+  const elapsedMs = performance.now() - startedAt;
   const cpu = process.cpuUsage(cpuBefore);
-  const elapsedMicros = Number(process.hrtime.bigint() - startedAt) / 1_000;
+  agent.destroy();
+  const sorted = Array.from(latencies.subarray(0, completed)).sort((left, right) => left - right);
+  const at = (fraction: number) => (sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.ceil(fraction * sorted.length) - 1)]!);
   return {
-    requestsPerSecond: result.requests.average,
-    p50Ms: result.latency.p50,
-    p90Ms: result.latency.p90,
-    p99Ms: result.latency.p99,
-    maxMs: result.latency.max,
-    total: result.requests.total,
-    ok2xx: result['2xx'],
-    non2xx: result.non2xx,
-    errors: result.errors,
-    timeouts: result.timeouts,
-    durationSeconds: result.duration,
+    requestsPerSecond: completed / (elapsedMs / 1_000),
+    p50Ms: round(at(0.5)),
+    p90Ms: round(at(0.9)),
+    p99Ms: round(at(0.99)),
+    maxMs: round(sorted.at(-1) ?? Number.NaN),
+    total: completed,
+    ok2xx,
+    non2xx,
+    errors,
+    timeouts,
+    durationSeconds: elapsedMs / 1_000,
     firstErrors,
-    loadgenCpuCores: (cpu.user + cpu.system) / elapsedMicros,
+    loadgenCpuCores: (cpu.user + cpu.system) / 1_000 / elapsedMs,
     ...(job.kind === 'transfers' ? { sentAt } : {}),
   };
+}
+
+const REQUEST_TIMEOUT_MS = 30_000;
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
 }
 
 export const LOADGEN_ENV = 'PROJECTIONS_BENCH_LOADGEN';

@@ -1,7 +1,7 @@
 /**
  * Shared plumbing for bench/projections.bench.ts and bench/transfers.bench.ts: the PostgreSQL
  * server (DATABASE_URL or a durable embedded one in ./.bench-data), a fresh database per run,
- * machine facts, statistics, the autocannon child process, and builders of valid domain events
+ * machine facts, statistics, the paced load-generator child process, and builders of valid domain events
  * (balanced legs, correct balanceAfterMinor) for seeding the log directly through the store.
  */
 import { fork } from 'node:child_process';
@@ -77,7 +77,7 @@ export async function inParallel<T>(items: readonly T[], concurrency: number, wo
 // Load generator child
 // ---------------------------------------------------------------------------------------------
 
-/** Runs one autocannon job in a child process; `onStarted` runs when the child starts its clock. */
+/** Runs one paced load job (projections-loadgen.ts) in a child process; `onStarted` runs when the child starts its clock. */
 export function runLoadgen(job: LoadJob, onStarted: () => void = () => undefined): Promise<LoadOutcome> {
   return new Promise((resolvePromise, reject) => {
     const child = fork(resolve(HERE, 'projections-loadgen.ts'), [], {

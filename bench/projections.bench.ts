@@ -27,14 +27,14 @@
  *     --steady-rate for --steady-seconds; applied events/s and lag are sampled.
  *  5. History: the raw SELECT of the query API on a pg client (p50/p99 over --raw-queries random
  *     pages: the hot account's first page and deep cursors, random accounts), then GET
- *     /v1/accounts/:id/transactions through the read API at a fixed --history-rate (autocannon
- *     overallRate, child process) for --history-seconds with the same mix; both while deposits are
+ *     /v1/accounts/:id/transactions through the read API at a fixed, evenly paced --history-rate
+ *     (open loop, child process) for --history-seconds with the same mix; both while deposits are
  *     appended at --write-rate and the runners apply them.
  */
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import type { Kysely, Transaction } from 'kysely';
 import pg from 'pg';
@@ -552,6 +552,11 @@ async function main(): Promise<number> {
     const raw = await rawHistory(client, cases.slice(0, RAW_QUERIES));
     console.log(`history raw SQL (1 client, closed loop, ${RAW_QUERIES} queries, writes at ${WRITE_RATE}/s): p50 ${raw.p50.toFixed(2)} ms, p99 ${raw.p99.toFixed(2)} ms; ${Object.entries(raw.byLabel).map(([label, value]) => `${label} p50 ${value.p50.toFixed(2)} p99 ${value.p99.toFixed(2)}`).join('; ')}`);
     let cpuWindow: { cpu: NodeJS.CpuUsage; at: number } | undefined;
+    const loopDelay = monitorEventLoopDelay({ resolution: 5 });
+    loopDelay.enable();
+    const poolWaiting: number[] = [];
+    const sampledPool = runtime.pool;
+    const poolSampler = setInterval(() => poolWaiting.push(sampledPool.waitingCount), 10);
     const http = await runLoadgen(
       { url: baseUrl, kind: 'get', seconds: HISTORY_SECONDS, connections: 16, overallRate: HISTORY_RATE, token, paths: cases.map(pathOf) },
       () => {
@@ -562,8 +567,11 @@ async function main(): Promise<number> {
       const used = process.cpuUsage(cpuWindow.cpu);
       return (used.user + used.system) / 1000 / (performance.now() - cpuWindow.at);
     })() : Number.NaN;
+    loopDelay.disable();
+    clearInterval(poolSampler);
     const writes = await writeLoad.stop();
     await client.end();
+    console.log(`server event-loop delay during the history phase: p50 ${(loopDelay.percentile(50) / 1e6).toFixed(1)} ms, p99 ${(loopDelay.percentile(99) / 1e6).toFixed(1)} ms, max ${(loopDelay.max / 1e6).toFixed(1)} ms; queries waiting for a pool connection: mean ${(poolWaiting.reduce((sum, value) => sum + value, 0) / Math.max(1, poolWaiting.length)).toFixed(1)}, max ${Math.max(0, ...poolWaiting)} (pool of ${sampledPool.options.max})`);
     console.log(
       `history HTTP at ${HISTORY_RATE} req/s for ${HISTORY_SECONDS} s: ${fmt(http.requestsPerSecond)} req/s, p50 ${http.p50Ms} ms, p90 ${http.p90Ms} ms, p99 ${http.p99Ms} ms, max ${http.maxMs} ms; non-2xx ${http.non2xx}, errors ${http.errors}; server CPU ${serverCpu.toFixed(2)} cores, loadgen ${http.loadgenCpuCores.toFixed(2)}; writes ${fmt(writes.events / writes.seconds)}/s`,
     );

@@ -13,9 +13,9 @@
  * registered and activated customers) are appended straight through the store, then the ledger
  * starts with roles write-api, read-api, projector and process-manager and catches up.
  *
- * Each rate: autocannon (child process, overallRate = the rate) posts transfers of 1.00 between two
- * random distinct accounts with a fresh transferId each, for --seconds, and reports when each was
- * sent. Afterwards the `transfers` read model gives each transfer's finished_at (the time the
+ * Each rate: an evenly paced open-loop generator (child process, bench/projections-loadgen.ts) posts
+ * transfers of 1.00 between two random distinct accounts with a fresh transferId each, for
+ * --seconds, and reports when each was due. Afterwards the `transfers` read model gives each transfer's finished_at (the time the
  * process manager decided TransferCompleted): completion latency = finished_at - sent time.
  * Separately, every --probe-ms this process posts one transfer of its own and polls
  * GET /v1/transfers/:id every 10 ms until it shows `completed`: the "visible" latency. Projection
