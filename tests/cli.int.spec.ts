@@ -55,7 +55,8 @@ describe('the ledger executable', () => {
     expect(Object.keys(openapi.paths)).toEqual(expect.arrayContaining(['/v1/customers', '/v1/accounts/{id}/deposits', '/v1/transfers', '/v1/accounts/{id}/transactions']));
     child.kill('SIGTERM');
     const [code] = await once(child, 'exit');
-    expect(code).toBe(0);
+    // On failure, show how the shutdown went (a timeout logs 'shutdown timed out').
+    expect(code, `${output().stdout.slice(-3_000)}\n${output().stderr.slice(-1_000)}`).toBe(0);
     expect(output().stdout).toContain('"msg":"stopped"');
   });
 });
