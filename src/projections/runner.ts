@@ -123,6 +123,9 @@ export class ProjectionRunner implements Worker {
           continue;
         }
         this.position = await ensureCheckpoint(this.db, this.projection.name);
+        // stop() may have come while we took the lock or read the checkpoint: it found no
+        // subscription to stop, so one made now would run on and stop() would wait for it forever.
+        if (this.stopped) break;
         if (this.state !== 'failing') this.state = 'active';
         this.options.logger.info({ projection: this.projection.name, position: this.position.toString() }, 'projection active');
         this.subscription = this.store.subscribe(

@@ -88,6 +88,11 @@ export class ProjectionProgress {
         setTimeout(() => void this.listen(), 100);
       });
       await client.query(`listen ${PROGRESS_CHANNEL}`);
+      if (this.closed) {
+        // close() ran while we connected and found no listener to end.
+        await client.end().catch(() => undefined);
+        return;
+      }
       this.listener = client;
       // Anything committed while we were not listening is found by reading.
       await this.refresh();

@@ -237,6 +237,23 @@ describe('projection runtime', () => {
     });
   });
 
+  it('a runner stopped while it is still starting stops at once, without subscribing', async () => {
+    const current = await open();
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const runner = current.runner(accountsProjection).start();
+      const stoppedInMs = await Promise.race([
+        (async () => {
+          const startedAt = Date.now();
+          await runner.stop();
+          return Date.now() - startedAt;
+        })(),
+        sleep(5_000).then(() => Number.POSITIVE_INFINITY),
+      ]);
+      expect(stoppedInMs, `attempt ${attempt}`).toBeLessThan(5_000);
+      expect(runner.currentState).toBe('stopped');
+    }
+  });
+
   it('two runners started together: exactly one is active and the other stands by, until the active one stops', async () => {
     const current = await open();
     await customerMonths(current.write, 1);
