@@ -74,7 +74,11 @@ export async function rebuildProjection(
   }
 }
 
-/** Applies every matching event in (after, target] to the shadow tables, one transaction per page. */
+/**
+ * Applies every matching event in (after, target] to the shadow tables, one transaction per page.
+ * The next page is read while the current one is applied: reading and applying then overlap
+ * instead of taking turns, and the pages are still applied one after another, in order.
+ */
 async function applyUpTo(
   db: Kysely<unknown>,
   store: EventStore,
@@ -83,18 +87,26 @@ async function applyUpTo(
   target: bigint,
   onPage?: (events: number, position: bigint) => void,
 ): Promise<{ events: number; position: bigint }> {
+  const read = (from: bigint) => {
+    const page = store.readAll({ after: from, maxCount: MAX_PAGE_SIZE, filter: projection.filter });
+    // Awaited below; this only keeps a failed read-ahead from counting as unhandled meanwhile.
+    page.catch(() => undefined);
+    return page;
+  };
   let position = after;
   let count = 0;
-  while (position < target) {
-    const page = await store.readAll({ after: position, maxCount: MAX_PAGE_SIZE, filter: projection.filter });
+  let next = position < target ? read(position) : undefined;
+  while (next) {
+    const page = await next;
     const inRange: RecordedEvent[] = page.filter((event) => event.position <= target);
+    const more = inRange.length === page.length && page.length === MAX_PAGE_SIZE && inRange.at(-1)!.position < target;
+    next = more ? read(inRange.at(-1)!.position) : undefined;
     if (inRange.length > 0) {
       await (db.isTransaction ? applyPage(db, projection, inRange) : db.transaction().execute((trx) => applyPage(trx, projection, inRange)));
       count += inRange.length;
       position = inRange.at(-1)!.position;
       onPage?.(count, position);
     }
-    if (inRange.length < page.length || page.length < MAX_PAGE_SIZE) break;
   }
   return { events: count, position: target > position ? target : position };
 }
