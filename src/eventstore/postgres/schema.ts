@@ -143,25 +143,6 @@ export async function up(db: Kysely<unknown>): Promise<void> {
  * append; the caller orders appends by stream name so concurrent calls lock rows in the same order.
  */
 export async function upAppendMany(db: Kysely<unknown>): Promise<void> {
-  // What the adapter calls for one append: refusals come back as a row, not as an error, because
-  // node-postgres closes a pooled connection on any query error and a busy stream's concurrency
-  // conflicts would otherwise cost a new server process each.
-  await sql`
-    create or replace function ledger_try_append(p_stream text, p_expected_kind smallint, p_expected bigint, p_events jsonb,
-      out next_revision bigint, out last_position bigint, out duplicate boolean, out error_code text, out error_detail text)
-    language plpgsql as $fn$
-    declare
-      v_offset int := coalesce(nullif(current_setting('ledger.tx_event_index', true), '')::int, 0);
-    begin
-      select r.next_revision, r.last_position, r.duplicate, r.error_code, r.error_detail
-        into next_revision, last_position, duplicate, error_code, error_detail
-        from ledger_append_core(p_stream, p_expected_kind, p_expected, p_events, v_offset) r;
-      if error_code is null and not duplicate then
-        perform set_config('ledger.tx_event_index', (v_offset + jsonb_array_length(p_events))::text, true);
-      end if;
-    end
-    $fn$`.execute(db);
-
   await sql`
     create or replace function ledger_append_many(p_appends jsonb)
     returns table (idx int, next_revision bigint, last_position bigint, duplicate boolean, error_code text, error_detail text)
@@ -313,31 +294,6 @@ export async function upAppendCore(db: Kysely<unknown>): Promise<void> {
     end
     $fn$`.execute(db);
 
-  // The event index inside the transaction lives in a transaction-local setting, so several
-  // appends in one transaction (ledger_append called twice, or ledger_append_many) never collide.
-  await sql`
-    create or replace function ledger_append(p_stream text, p_expected_kind smallint, p_expected bigint, p_events jsonb)
-    returns table (next_revision bigint, last_position bigint, duplicate boolean)
-    language plpgsql as $fn$
-    declare
-      v_offset int := coalesce(nullif(current_setting('ledger.tx_event_index', true), '')::int, 0);
-      r record;
-    begin
-      r := ledger_append_core(p_stream, p_expected_kind, p_expected, p_events, v_offset);
-      if r.error_code = 'LE002' then
-        raise exception using errcode = 'LE002', message = 'event id reused with different content or position';
-      elsif r.error_code = 'LE001' then
-        raise exception using errcode = 'LE001', message = 'wrong expected revision', detail = r.error_detail;
-      elsif r.error_code = 'LE003' then
-        raise exception using errcode = 'LE003', message = 'too many events in one transaction';
-      end if;
-      if not r.duplicate then
-        perform set_config('ledger.tx_event_index', (v_offset + jsonb_array_length(p_events))::text, true);
-      end if;
-      return query select r.next_revision, r.last_position, r.duplicate;
-    end
-    $fn$`.execute(db);
-
   // What the adapter calls for one append: refusals come back as a row, not as an error, because
   // node-postgres closes a pooled connection on any query error and a busy stream's concurrency
   // conflicts would otherwise cost a new server process each.
@@ -354,6 +310,27 @@ export async function upAppendCore(db: Kysely<unknown>): Promise<void> {
       if error_code is null and not duplicate then
         perform set_config('ledger.tx_event_index', (v_offset + jsonb_array_length(p_events))::text, true);
       end if;
+    end
+    $fn$`.execute(db);
+
+  // The raising form, for SQL callers (and transactions that append several times: the event
+  // index inside the transaction lives in a transaction-local setting, so appends never collide).
+  await sql`
+    create or replace function ledger_append(p_stream text, p_expected_kind smallint, p_expected bigint, p_events jsonb)
+    returns table (next_revision bigint, last_position bigint, duplicate boolean)
+    language plpgsql as $fn$
+    declare
+      r record;
+    begin
+      select * into r from ledger_try_append(p_stream, p_expected_kind, p_expected, p_events);
+      if r.error_code = 'LE002' then
+        raise exception using errcode = 'LE002', message = 'event id reused with different content or position';
+      elsif r.error_code = 'LE001' then
+        raise exception using errcode = 'LE001', message = 'wrong expected revision', detail = r.error_detail;
+      elsif r.error_code = 'LE003' then
+        raise exception using errcode = 'LE003', message = 'too many events in one transaction';
+      end if;
+      return query select r.next_revision, r.last_position, r.duplicate;
     end
     $fn$`.execute(db);
 
