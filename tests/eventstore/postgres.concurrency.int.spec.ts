@@ -196,7 +196,18 @@ describe('PostgreSQL event store under concurrent writers', () => {
         grouped.append(`${prefix}-c`, events(2, 0), { expectedRevision: 'no_stream' }),
       ]);
       await blocker;
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      // Commit only once the group's statement waits on the holder's row lock, so the group
+      // really fails as a whole (not merely finds the id already committed).
+      const deadline = Date.now() + 10_000;
+      let waiting = 0;
+      while (waiting === 0 && Date.now() < deadline) {
+        const result = await pool.query<{ waiting: number }>(
+          "select count(*)::int as waiting from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and query like '%ledger_append_many%'",
+        );
+        waiting = result.rows[0]!.waiting;
+        if (waiting === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      expect(waiting).toBe(1);
       await holder.query('commit');
       const results = await pending;
       expect(results.map((result) => result.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
