@@ -4,6 +4,7 @@
  *
  *   npm run bench:commands -- [--seconds 10] [--runs 3] [--warmup 3] [--accounts 1000]
  *                             [--connections 16,64] [--cases random,hot,noop] [--pool 16]
+ *                             [--appends-in-flight N] [--pipeline-events N]
  *                             [--json results.json] [--cpu-profile server.cpuprofile] [--port 54340]
  *
  * --cpu-profile writes a V8 CPU profile of this (the server's) process covering the measured runs
@@ -75,6 +76,8 @@ const { values: flags } = parseArgs({
     connections: { type: 'string', default: '16,64' },
     cases: { type: 'string', default: 'random,hot,noop' },
     pool: { type: 'string' },
+    'appends-in-flight': { type: 'string' },
+    'pipeline-events': { type: 'string' },
     json: { type: 'string' },
     'cpu-profile': { type: 'string' },
     port: { type: 'string', default: '54340' },
@@ -145,6 +148,8 @@ async function startApps(adminUrl: string, database: string): Promise<Apps> {
     LOG_LEVEL: 'silent',
     RATE_LIMIT_PER_MINUTE: '1000000',
     ...(flags.pool ? { PG_POOL_MAX: flags.pool } : {}),
+    ...(flags['appends-in-flight'] ? { PG_APPENDS_IN_FLIGHT: flags['appends-in-flight'] } : {}),
+    ...(flags['pipeline-events'] ? { PG_APPEND_PIPELINE_EVENTS: flags['pipeline-events'] } : {}),
   });
   const runtime = await openRuntime(config, pino({ level: 'silent' }));
   // Timing wrapper on the store instance the write side is about to use (diagnostics only).

@@ -3,6 +3,8 @@
  * against Emmett's PostgreSQL event store, side by side on the same server in one run.
  *
  *   npm run bench:eventstore -- [--seconds 8] [--warmup 1] [--runs 1] [--max-ops 2000000]
+ *                               [--cases single@1,single@8,single@16,batch10@8,batch100@8]
+ *                               [--appends-in-flight N] [--pipeline-events N]
  *                               [--diagnostic] [--json results.json] [--port 54339]
  *
  * Database: DATABASE_URL when set (a role that may create databases), else an embedded durable
@@ -67,6 +69,7 @@ const { values: flags } = parseArgs({
     diagnostic: { type: 'boolean', default: false },
     cases: { type: 'string' },
     'appends-in-flight': { type: 'string' },
+    'pipeline-events': { type: 'string' },
     json: { type: 'string' },
     port: { type: 'string', default: '54339' },
   },
@@ -84,6 +87,7 @@ const WARMUP_SECONDS = positiveNumber('warmup', flags.warmup);
 const RUNS = Math.floor(positiveNumber('runs', flags.runs));
 const MAX_OPS = Math.floor(positiveNumber('max-ops', flags['max-ops']));
 const APPENDS_IN_FLIGHT = flags['appends-in-flight'] === undefined ? undefined : Math.floor(positiveNumber('appends-in-flight', flags['appends-in-flight']));
+const PIPELINE_EVENTS = flags['pipeline-events'] === undefined ? undefined : Math.floor(positiveNumber('pipeline-events', flags['pipeline-events']));
 const SELECTED_CASES = flags.cases === undefined ? CASES : CASES.filter((spec) => flags.cases!.split(',').includes(spec.key));
 if (SELECTED_CASES.length === 0) throw new Error(`--cases matched nothing; the cases are ${CASES.map((spec) => spec.key).join(', ')}`);
 
@@ -165,7 +169,10 @@ function oursTarget(url: string): Target {
     store: 'ours',
     async open(spec, prefix) {
       const pool = createPool(url, { max: spec.connections, statementTimeoutMs: STATEMENT_TIMEOUT_MS, applicationName: 'bench-ours' });
-      const store = new PostgresEventStore(pool, url, APPENDS_IN_FLIGHT ? { maxAppendsInFlight: APPENDS_IN_FLIGHT } : {});
+      const store = new PostgresEventStore(pool, url, {
+        ...(APPENDS_IN_FLIGHT ? { maxAppendsInFlight: APPENDS_IN_FLIGHT } : {}),
+        ...(PIPELINE_EVENTS ? { pipelineMinEvents: PIPELINE_EVENTS } : {}),
+      });
       const streams = new StreamSet(prefix, spec.connections, -1n);
       const append = async (worker: number, count: number) => {
         const slot = streams.next(worker);

@@ -5,6 +5,8 @@
  * (balanced legs, correct balanceAfterMinor) for seeding the log directly through the store.
  */
 import { fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import { dirname, resolve } from 'node:path';
@@ -104,6 +106,67 @@ export function runLoadgen(job: LoadJob, onStarted: () => void = () => undefined
     });
     child.send(job);
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// A role of the ledger in its own process
+// ---------------------------------------------------------------------------------------------
+
+export interface LedgerProcess {
+  url: string;
+  pid: number;
+  /** CPU seconds (user + system) the process has used so far, from /proc (Linux). */
+  cpuSeconds(): number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `ledger <role>` as its own process (how the roles are deployed apart) on a free port and
+ * waits until /health/ready answers 200. Its event loop is then its own: the bench's writer and
+ * projection runners do not sit in front of its requests.
+ */
+export async function startLedgerProcess(role: string, env: Record<string, string>, readyTimeoutMs = 60_000): Promise<LedgerProcess> {
+  const port = await freePort();
+  const child = fork(resolve(REPO_ROOT, 'src/cli/main.ts'), [role], {
+    cwd: REPO_ROOT,
+    execArgv: ['--import', 'tsx'],
+    env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1' },
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  const exited = new Promise<number | null>((resolveExit) => child.once('exit', resolveExit));
+  const url = `http://127.0.0.1:${port}`;
+  const started = Date.now();
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`ledger ${role} exited with ${child.exitCode} during start-up`);
+    const ready = await fetch(`${url}/health/ready`).then((response) => response.status === 200, () => false);
+    if (ready) break;
+    if (Date.now() - started > readyTimeoutMs) {
+      child.kill('SIGKILL');
+      throw new Error(`ledger ${role} was not ready within ${readyTimeoutMs} ms`);
+    }
+    await sleep(100);
+  }
+  const ticksPerSecond = 100;
+  return {
+    url,
+    pid: child.pid!,
+    cpuSeconds() {
+      const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
+    },
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolveListen) => probe.listen(0, '127.0.0.1', resolveListen));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise<void>((resolveClose) => probe.close(() => resolveClose()));
+  return port;
 }
 
 // ---------------------------------------------------------------------------------------------

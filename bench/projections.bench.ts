@@ -5,7 +5,7 @@
  *   npm run bench:projections -- [--events 2000000] [--hot-rows 300000] [--accounts 10000]
  *       [--backlog 200000] [--steady-seconds 20] [--steady-rate 25000] [--batch 1000]
  *       [--history-seconds 20] [--history-rate 200] [--write-rate 300] [--raw-queries 2000]
- *       [--seed-concurrency 4] [--port 54341] [--json out.json] [--no-analyze]
+ *       [--seed-concurrency 4] [--port 54341] [--json out.json] [--no-analyze] [--read-api-in-process]
  *
  * Database: DATABASE_URL when set (a role that may create databases): a fresh database
  * bench_proj_<stamp> is created and dropped at the end. Without it, a durable embedded PostgreSQL
@@ -29,7 +29,9 @@
  *     pages: the hot account's first page and deep cursors, random accounts), then GET
  *     /v1/accounts/:id/transactions through the read API at a fixed, evenly paced --history-rate
  *     (open loop, child process) for --history-seconds with the same mix; both while deposits are
- *     appended at --write-rate and the runners apply them.
+ *     appended at --write-rate and the runners apply them. The read API runs as `ledger read-api`
+ *     in its own process, as deployed; --read-api-in-process serves it from this process instead,
+ *     beside the writer and the runners, on one event loop.
  */
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -66,6 +68,7 @@ import {
   runLoadgen,
   sleep,
   sortedNumbers,
+  startLedgerProcess,
   urlFor,
   type Server,
 } from './projections-support.js';
@@ -89,11 +92,12 @@ const { values: flags } = parseArgs({
     port: { type: 'string', default: '54341' },
     json: { type: 'string' },
     'no-analyze': { type: 'boolean', default: false },
+    'read-api-in-process': { type: 'boolean', default: false },
   },
   strict: true,
 });
 
-function count(name: Exclude<keyof typeof flags, 'no-analyze'>): number {
+function count(name: Exclude<keyof typeof flags, 'no-analyze' | 'read-api-in-process'>): number {
   const value = Number(flags[name]);
   if (!Number.isFinite(value) || value < 0) throw new Error(`--${name} must be a non-negative number`);
   return Math.floor(value);
@@ -113,6 +117,7 @@ const RAW_QUERIES = Math.max(1, count('raw-queries'));
 const SEED_CONCURRENCY = Math.max(1, count('seed-concurrency'));
 const APPEND_MAX = 1000;
 const PAGE = 50;
+const READ_API_IN_PROCESS = flags['read-api-in-process'];
 
 const GOAL_APPLY = 20_000;
 const GOAL_REBUILD_SECONDS_PER_MILLION = 60;
@@ -531,9 +536,23 @@ async function main(): Promise<number> {
     results.steady = steady;
 
     // 5. History query: raw SQL baseline, then HTTP, both under a write load.
-    const ledger = await buildLedger(runtime, ['read-api']);
-    const baseUrl = await ledger.app.listen({ host: '127.0.0.1', port: 0 });
-    closeApp = () => ledger.app.close();
+    let baseUrl: string;
+    let serverCpuSeconds: () => number;
+    if (READ_API_IN_PROCESS) {
+      const ledger = await buildLedger(runtime, ['read-api']);
+      baseUrl = await ledger.app.listen({ host: '127.0.0.1', port: 0 });
+      closeApp = () => ledger.app.close();
+      serverCpuSeconds = () => {
+        const used = process.cpuUsage();
+        return (used.user + used.system) / 1e6;
+      };
+    } else {
+      const readApi = await startLedgerProcess('read-api', { DATABASE_URL: databaseUrl, JWT_SECRET, LOG_LEVEL: 'silent', RATE_LIMIT_PER_MINUTE: '1000000' });
+      baseUrl = readApi.url;
+      closeApp = () => readApi.stop();
+      serverCpuSeconds = () => readApi.cpuSeconds();
+      console.log(`read API: \`ledger read-api\` in its own process (pid ${readApi.pid}); the writer and the projection runners stay in this one`);
+    }
     const token = await mintToken(new TextEncoder().encode(JWT_SECRET), { role: 'teller', subject: 'bench-teller' }, { ttlSeconds: 24 * 3600 });
     const cursors = new CursorCodec(Buffer.from(resolveHmacSecret(config)!).toString('hex'));
     const client = new pg.Client({ connectionString: databaseUrl, application_name: 'bench-history-raw' });
@@ -551,7 +570,7 @@ async function main(): Promise<number> {
     await sleep(1_000);
     const raw = await rawHistory(client, cases.slice(0, RAW_QUERIES));
     console.log(`history raw SQL (1 client, closed loop, ${RAW_QUERIES} queries, writes at ${WRITE_RATE}/s): p50 ${raw.p50.toFixed(2)} ms, p99 ${raw.p99.toFixed(2)} ms; ${Object.entries(raw.byLabel).map(([label, value]) => `${label} p50 ${value.p50.toFixed(2)} p99 ${value.p99.toFixed(2)}`).join('; ')}`);
-    let cpuWindow: { cpu: NodeJS.CpuUsage; at: number } | undefined;
+    let cpuWindow: { cpuSeconds: number; at: number } | undefined;
     const loopDelay = monitorEventLoopDelay({ resolution: 5 });
     loopDelay.enable();
     const poolWaiting: number[] = [];
@@ -560,18 +579,15 @@ async function main(): Promise<number> {
     const http = await runLoadgen(
       { url: baseUrl, kind: 'get', seconds: HISTORY_SECONDS, connections: 16, overallRate: HISTORY_RATE, token, paths: cases.map(pathOf) },
       () => {
-        cpuWindow = { cpu: process.cpuUsage(), at: performance.now() };
+        cpuWindow = { cpuSeconds: serverCpuSeconds(), at: performance.now() };
       },
     );
-    const serverCpu = cpuWindow ? (() => {
-      const used = process.cpuUsage(cpuWindow.cpu);
-      return (used.user + used.system) / 1000 / (performance.now() - cpuWindow.at);
-    })() : Number.NaN;
+    const serverCpu = cpuWindow ? ((serverCpuSeconds() - cpuWindow.cpuSeconds) * 1000) / (performance.now() - cpuWindow.at) : Number.NaN;
     loopDelay.disable();
     clearInterval(poolSampler);
     const writes = await writeLoad.stop();
     await client.end();
-    console.log(`server event-loop delay during the history phase: p50 ${(loopDelay.percentile(50) / 1e6).toFixed(1)} ms, p99 ${(loopDelay.percentile(99) / 1e6).toFixed(1)} ms, max ${(loopDelay.max / 1e6).toFixed(1)} ms; queries waiting for a pool connection: mean ${(poolWaiting.reduce((sum, value) => sum + value, 0) / Math.max(1, poolWaiting.length)).toFixed(1)}, max ${Math.max(0, ...poolWaiting)} (pool of ${sampledPool.options.max})`);
+    console.log(`${READ_API_IN_PROCESS ? 'server' : 'bench process (writer and runners)'} event-loop delay during the history phase: p50 ${(loopDelay.percentile(50) / 1e6).toFixed(1)} ms, p99 ${(loopDelay.percentile(99) / 1e6).toFixed(1)} ms, max ${(loopDelay.max / 1e6).toFixed(1)} ms; ${READ_API_IN_PROCESS ? '' : 'its '}queries waiting for a pool connection: mean ${(poolWaiting.reduce((sum, value) => sum + value, 0) / Math.max(1, poolWaiting.length)).toFixed(1)}, max ${Math.max(0, ...poolWaiting)} (pool of ${sampledPool.options.max})`);
     console.log(
       `history HTTP at ${HISTORY_RATE} req/s for ${HISTORY_SECONDS} s: ${fmt(http.requestsPerSecond)} req/s, p50 ${http.p50Ms} ms, p90 ${http.p90Ms} ms, p99 ${http.p99Ms} ms, max ${http.maxMs} ms; non-2xx ${http.non2xx}, errors ${http.errors}; server CPU ${serverCpu.toFixed(2)} cores, loadgen ${http.loadgenCpuCores.toFixed(2)}; writes ${fmt(writes.events / writes.seconds)}/s`,
     );

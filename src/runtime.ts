@@ -44,7 +44,7 @@ export async function openRuntime(config: Config, logger: Logger): Promise<Runti
       store = await EsdbEventStore.connect(config.EVENTSTORE_URL, { logger });
       logger.info('event store: EventStoreDB');
     } else {
-      store = new PostgresEventStore(pool, databaseUrl, { logger, maxAppendsInFlight: Math.min(config.PG_APPENDS_IN_FLIGHT, config.PG_POOL_MAX) });
+      store = new PostgresEventStore(pool, databaseUrl, { logger, maxAppendsInFlight: Math.min(config.PG_APPENDS_IN_FLIGHT, config.PG_POOL_MAX), pipelineMinEvents: config.PG_APPEND_PIPELINE_EVENTS });
       logger.info({ embedded: embedded !== undefined }, 'event store: PostgreSQL');
     }
     return {

