@@ -129,7 +129,8 @@ export async function startLedgerProcess(role: string, env: Record<string, strin
   const port = await freePort();
   const child = fork(resolve(REPO_ROOT, 'src/cli/main.ts'), [role], {
     cwd: REPO_ROOT,
-    execArgv: ['--import', 'tsx'],
+    // BENCH_LEDGER_EXEC_ARGV adds Node flags to the child, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+    execArgv: ['--import', 'tsx', ...(process.env.BENCH_LEDGER_EXEC_ARGV?.split(' ').filter(Boolean) ?? [])],
     env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });

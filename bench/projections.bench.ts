@@ -4,7 +4,7 @@
  *
  *   npm run bench:projections -- [--events 2000000] [--hot-rows 300000] [--accounts 10000]
  *       [--backlog 200000] [--steady-seconds 20] [--steady-rate 25000] [--batch 1000]
- *       [--history-seconds 20] [--history-rate 200] [--write-rate 300] [--raw-queries 2000]
+ *       [--history-seconds 20] [--history-warmup-seconds 5] [--history-rate 200] [--write-rate 300] [--raw-queries 2000]
  *       [--seed-concurrency 4] [--port 54341] [--json out.json] [--no-analyze] [--read-api-in-process]
  *
  * Database: DATABASE_URL when set (a role that may create databases): a fresh database
@@ -85,6 +85,7 @@ const { values: flags } = parseArgs({
     'steady-rate': { type: 'string', default: '25000' },
     batch: { type: 'string', default: '1000' },
     'history-seconds': { type: 'string', default: '20' },
+    'history-warmup-seconds': { type: 'string', default: '5' },
     'history-rate': { type: 'string', default: '200' },
     'write-rate': { type: 'string', default: '300' },
     'raw-queries': { type: 'string', default: '2000' },
@@ -111,6 +112,7 @@ const STEADY_SECONDS = count('steady-seconds');
 const STEADY_RATE = count('steady-rate');
 const BATCH = Math.min(1000, Math.max(1, count('batch')));
 const HISTORY_SECONDS = count('history-seconds');
+const HISTORY_WARMUP_SECONDS = count('history-warmup-seconds');
 const HISTORY_RATE = Math.max(1, count('history-rate'));
 const WRITE_RATE = count('write-rate');
 const RAW_QUERIES = Math.max(1, count('raw-queries'));
@@ -570,6 +572,8 @@ async function main(): Promise<number> {
     await sleep(1_000);
     const raw = await rawHistory(client, cases.slice(0, RAW_QUERIES));
     console.log(`history raw SQL (1 client, closed loop, ${RAW_QUERIES} queries, writes at ${WRITE_RATE}/s): p50 ${raw.p50.toFixed(2)} ms, p99 ${raw.p99.toFixed(2)} ms; ${Object.entries(raw.byLabel).map(([label, value]) => `${label} p50 ${value.p50.toFixed(2)} p99 ${value.p99.toFixed(2)}`).join('; ')}`);
+    // Unmeasured warm-up at the same rate: the first requests compile routes, serialisers and plans.
+    if (HISTORY_WARMUP_SECONDS > 0) await runLoadgen({ url: baseUrl, kind: 'get', seconds: HISTORY_WARMUP_SECONDS, connections: 16, overallRate: HISTORY_RATE, token, paths: cases.map(pathOf) });
     let cpuWindow: { cpuSeconds: number; at: number } | undefined;
     const loopDelay = monitorEventLoopDelay({ resolution: 5 });
     loopDelay.enable();

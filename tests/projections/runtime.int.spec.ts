@@ -89,6 +89,32 @@ describe('projection runtime', () => {
     expect(await snapshot(current.db)).toEqual(clean);
   });
 
+  it('a batch transaction holds the shared swap lock and commits asynchronously from its first statement; the rest of the pool keeps synchronous commit', async () => {
+    const current = await open();
+    await customerMonths(current.write, 1);
+    const head = await settledHead(current.db);
+    const seen: { synchronousCommit: string; swapLocks: number; checkpoint: bigint; stored: bigint }[] = [];
+    const runner = current.runner(accountsProjection, {
+      batchSize: 5,
+      beforeCommit: async (batch, trx) => {
+        const row = await sql<{ synchronous_commit: string; swap_locks: number; stored: bigint }>`
+          select current_setting('synchronous_commit') as synchronous_commit,
+                 (select count(*)::int from pg_locks where pid = pg_backend_pid() and locktype = 'advisory' and mode = 'ShareLock') as swap_locks,
+                 (select position from projection_checkpoints where name = ${accountsProjection.name}) as stored`.execute(trx);
+        const { synchronous_commit, swap_locks, stored } = row.rows[0]!;
+        seen.push({ synchronousCommit: synchronous_commit, swapLocks: swap_locks, checkpoint: batch.checkpoint, stored: BigInt(stored) });
+      },
+    });
+    runner.start();
+    cleanups.push(() => runner.stop());
+    await waitForCheckpoints(current.db, [accountsProjection], head);
+    expect(seen.length).toBeGreaterThan(1);
+    for (const batch of seen) expect(batch).toEqual({ synchronousCommit: 'off', swapLocks: 1, checkpoint: batch.checkpoint, stored: batch.checkpoint });
+    // Only the batch transaction runs asynchronously: the pool's other sessions keep the default.
+    const outside = await sql<{ synchronous_commit: string }>`select current_setting('synchronous_commit') as synchronous_commit`.execute(current.db);
+    expect(outside.rows[0]!.synchronous_commit).toBe('on');
+  });
+
   it('a batch that dies before its commit leaves neither rows nor checkpoint, and a fresh runner ends exactly as a clean run', async () => {
     const current = await open();
     await customerMonths(current.write, 4);
