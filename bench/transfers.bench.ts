@@ -3,7 +3,7 @@
  * `completed`, with the full ledger (all roles) in this process.
  *
  *   npm run bench:transfers -- [--seconds 60] [--rates 200,500,1000] [--runs 1] [--accounts 10000]
- *       [--pool 16] [--probe-ms 100] [--drain-seconds 120] [--port 54342] [--json out.json]
+ *       [--pool 16] [--appends-in-flight N] [--pipeline-events N] [--probe-ms 100] [--drain-seconds 120] [--port 54342] [--json out.json]
  *
  * Database: DATABASE_URL when set: a fresh database bench_xfer_<stamp>, dropped at the end; else a
  * durable embedded PostgreSQL in ./.bench-data. synchronous_commit is whatever the server runs
@@ -72,6 +72,8 @@ const { values: flags } = parseArgs({
     rates: { type: 'string', default: '200,500,1000' },
     runs: { type: 'string', default: '1' },
     accounts: { type: 'string', default: '10000' },
+    'appends-in-flight': { type: 'string' },
+    'pipeline-events': { type: 'string' },
     pool: { type: 'string' },
     'probe-ms': { type: 'string', default: '100' },
     'drain-seconds': { type: 'string', default: '120' },
@@ -175,7 +177,10 @@ async function main(): Promise<number> {
   process.once('SIGTERM', onSignal);
   const results: RunResult[] = [];
   try {
-    const config = loadConfig({ DATABASE_URL: databaseUrl, JWT_SECRET, LOG_LEVEL: 'silent', RATE_LIMIT_PER_MINUTE: '1000000', ...(flags.pool ? { PG_POOL_MAX: flags.pool } : {}) });
+    const config = loadConfig({ DATABASE_URL: databaseUrl, JWT_SECRET, LOG_LEVEL: 'silent', RATE_LIMIT_PER_MINUTE: '1000000', ...(flags.pool ? { PG_POOL_MAX: flags.pool } : {}),
+      ...(flags['appends-in-flight'] ? { PG_APPENDS_IN_FLIGHT: flags['appends-in-flight'] } : {}),
+      ...(flags['pipeline-events'] ? { PG_APPEND_PIPELINE_EVENTS: flags['pipeline-events'] } : {}),
+    });
     runtime = await openRuntime(config, silent);
     const rt = runtime;
     const timings = instrumentStore(rt.store);

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import type { Logger } from 'pino';
@@ -279,7 +280,19 @@ export class PostgresEventStore implements EventStore {
 
   subscribe(options: SubscribeOptions, handler: (batch: Batch) => Promise<void>): Subscription {
     const batchSize = clampPageSize(options.batchSize, DEFAULT_BATCH_SIZE);
-    const { clause, parameters } = filterClause(options.filter, 4);
+    const { clause, parameters } = filterClause(options.filter, 3);
+    // One round trip per page: the horizon and the page come from the same statement (the same
+    // snapshot, so everything up to its horizon is visible to it). `head > safe` (a backward probe
+    // of the primary key, whatever the statistics say) tells whether rows wait above the horizon.
+    const pageQuery = `select h.safe::text as horizon_safe, (h.head > h.safe) as horizon_pending, e.*
+        from (select ledger_safe_position() as safe, (select max(position) from ledger_events) as head) h
+        left join lateral (
+          select ${EVENT_COLUMNS} from ledger_events
+           where position > $1 and position <= h.safe ${clause}
+           order by ledger_events.position limit $2
+        ) e on true`;
+    // Named, so each connection parses and plans it once rather than on every page.
+    const pageStatement = `ledger_subscribe_${createHash('sha1').update(pageQuery).digest('hex').slice(0, 16)}`;
     let stopped = false;
     let wake: (() => void) | undefined;
     // A wake-up that arrives while a read is in flight must not be lost, or we would sleep a full poll interval.
@@ -314,18 +327,15 @@ export class PostgresEventStore implements EventStore {
       let lastEmptyBatchMs = 0;
       while (!stopped && !this.closed) {
         wakeRequested = false;
-        const horizon = await this.pool.query<{ safe: string; pending: boolean }>(
-          'select s.safe::text, exists (select 1 from ledger_events where position > s.safe) as pending from (select ledger_safe_position() as safe) s',
-        );
-        const safe = BigInt(horizon.rows[0]!.safe);
-        const pending = horizon.rows[0]!.pending;
-        const result = await this.pool.query<EventRow>(
-          `select ${EVENT_COLUMNS} from ledger_events
-            where position > $1 and position <= $2 ${clause}
-            order by ledger_events.position limit $3`,
-          [checkpoint.toString(), safe.toString(), batchSize, ...parameters],
-        );
-        const events = result.rows.map(toRecordedEvent);
+        const result = await this.pool.query<Partial<EventRow> & { horizon_safe: string; horizon_pending: boolean | null }>({
+          name: pageStatement,
+          text: pageQuery,
+          values: [checkpoint.toString(), batchSize, ...parameters],
+        });
+        const first = result.rows[0]!;
+        const safe = BigInt(first.horizon_safe);
+        const pending = first.horizon_pending === true;
+        const events = first.position === null ? [] : result.rows.map((row) => toRecordedEvent(row as EventRow));
         const drained = events.length < batchSize;
         // When the page was short, nothing else matches up to `safe`: filtered-out events need no re-scan.
         const nextCheckpoint = drained && safe > checkpoint ? safe : (events.at(-1)?.position ?? checkpoint);
