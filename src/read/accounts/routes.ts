@@ -100,9 +100,41 @@ const notFound = () => new HttpProblem(404, 'account_not_found', 'no such accoun
 /** The account a caller may see: a customer's view of anyone else's account is a 404. */
 async function visibleAccount(context: ReadContext, request: FastifyRequest, accountId: string): Promise<AccountRow> {
   const account = await findAccount(context.db, accountId);
-  assertOwner(request, account?.customer_id, notFound());
+  assertOwner(request, account?.customer_id, notFound);
   if (!account) throw notFound();
   return account;
+}
+
+/** What never changes once an account is opened: its owner and currency. */
+interface AccountFacts {
+  customerId: string;
+  currency: string;
+}
+
+const ACCOUNT_FACTS_CACHED_MAX = 10_000;
+
+/**
+ * An account's owner and currency, remembered once seen: an account row, once projected, is never
+ * removed and never changes owner or currency (a rebuild derives the same facts from the same
+ * log). So a history page needs one query, not two. Misses are not remembered: an account may be
+ * opened, and projected, a moment later.
+ */
+function accountFactsCache(context: ReadContext) {
+  const facts = new Map<string, AccountFacts>();
+  return async (request: FastifyRequest, accountId: string): Promise<AccountFacts> => {
+    let known = facts.get(accountId);
+    if (!known) {
+      const account = await findAccount(context.db, accountId);
+      if (account) {
+        known = { customerId: account.customer_id, currency: account.currency };
+        if (facts.size >= ACCOUNT_FACTS_CACHED_MAX) facts.delete(facts.keys().next().value!);
+        facts.set(accountId, known);
+      }
+    }
+    assertOwner(request, known?.customerId, notFound);
+    if (!known) throw notFound();
+    return known;
+  };
 }
 
 function parseDate(value: string | undefined, field: string): Date | undefined {
@@ -122,6 +154,7 @@ function parseBound(value: string | undefined, currency: string, field: string):
 }
 
 export async function accountReadRoutes(app: FastifyInstance, context: ReadContext): Promise<void> {
+  const visibleAccountFacts = accountFactsCache(context);
   app.get(
     '/v1/accounts/:id',
     {
@@ -168,7 +201,7 @@ export async function accountReadRoutes(app: FastifyInstance, context: ReadConte
       // The listing reads two read models: both must have passed the position.
       await awaitPosition(request, context.progress, 'transactions', context.readWaitTimeoutMs);
       await awaitPosition(request, context.progress, 'accounts', context.readWaitTimeoutMs);
-      const account = await visibleAccount(context, request, id);
+      const account = await visibleAccountFacts(request, id);
       const minAmountMinor = parseBound(query.minAmount, account.currency, 'minAmount');
       const maxAmountMinor = parseBound(query.maxAmount, account.currency, 'maxAmount');
       if (minAmountMinor !== undefined && maxAmountMinor !== undefined && minAmountMinor > maxAmountMinor) throw new HttpProblem(400, 'invalid_amount_range', 'minAmount must not exceed maxAmount');

@@ -25,7 +25,7 @@ const access = { roles: ['customer', 'teller', 'auditor', 'admin'], ownership: '
 const notFound = () => new HttpProblem(404, 'customer_not_found', 'no such customer');
 
 async function visibleCustomer(context: ReadContext, request: FastifyRequest, id: string): Promise<CustomerRow> {
-  assertOwner(request, id, notFound());
+  assertOwner(request, id, notFound);
   const customer = await findCustomer(context.db, id);
   if (!customer) throw notFound();
   return customer;

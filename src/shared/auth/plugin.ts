@@ -70,10 +70,11 @@ export function principalOf(request: FastifyRequest): Principal {
 }
 
 /** A customer may only touch what they own; anything else looks like it does not exist. */
-export function assertOwner(request: FastifyRequest, ownerCustomerId: string | undefined, notFound: HttpProblem): void {
+/** `notFound` is called only to refuse: building an error captures a stack, too dear for every request. */
+export function assertOwner(request: FastifyRequest, ownerCustomerId: string | undefined, notFound: () => HttpProblem): void {
   const principal = principalOf(request);
   if (principal.role !== 'customer') return;
-  if (ownerCustomerId !== principal.subject) throw notFound;
+  if (ownerCustomerId !== principal.subject) throw notFound();
 }
 
 declare module 'fastify' {

@@ -37,7 +37,7 @@ export const accountNotFound = () => new HttpProblem(404, 'account_not_found', '
 /** Loads an account for an ownership check; a customer sees other customers' accounts as missing. */
 export async function loadOwnedAccount(write: WriteSide, request: FastifyRequest, accountId: string): Promise<AccountState> {
   const { state } = await write.accounts.load(accountStream(accountId));
-  if (principalOf(request).role === 'customer') assertOwner(request, state.status === 'none' ? undefined : state.customerId, accountNotFound());
+  if (principalOf(request).role === 'customer') assertOwner(request, state.status === 'none' ? undefined : state.customerId, accountNotFound);
   return state;
 }
 
@@ -62,7 +62,7 @@ export async function accountRoutes(app: FastifyInstance, { write }: { write: Wr
     async (request, reply) => {
       const body = request.body as { customerId: string; currency: string; type: 'checking' | 'savings'; overdraftLimit?: string };
       const principal = principalOf(request);
-      assertOwner(request, body.customerId, new HttpProblem(404, 'customer_not_found', 'no such customer'));
+      assertOwner(request, body.customerId, () => new HttpProblem(404, 'customer_not_found', 'no such customer'));
       if (body.overdraftLimit !== undefined && principal.role !== 'teller') {
         throw new HttpProblem(403, 'forbidden', 'only staff may set an overdraft limit');
       }

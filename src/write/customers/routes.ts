@@ -88,7 +88,7 @@ export async function customerRoutes(app: FastifyInstance, { write }: { write: W
       },
       async (request) => {
         const { id } = request.params as { id: string };
-        assertOwner(request, undefined, notFound());
+        assertOwner(request, undefined, notFound);
         const context = commandContext(request);
         const data = { customerId: id, now: nowIso(), ...(transition.action === 'suspend' ? { reason: (request.body as { reason?: string } | undefined)?.reason ?? null } : {}) };
         const result = await write.customers.handle(customerStream(id), { type: transition.type, data } as never, context);

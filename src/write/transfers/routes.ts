@@ -45,7 +45,7 @@ export async function transferRoutes(app: FastifyInstance, { write, timings }: {
       // Owner and currency never change once an account exists, so a cached account answers.
       const [from, to] = await Promise.all([write.accounts.peek(accountStream(body.fromAccountId)), write.accounts.peek(accountStream(body.toAccountId))]);
       const missing = (what: string) => new HttpProblem(404, 'account_not_found', `no such ${what} account`);
-      assertOwner(request, from.state.status === 'none' ? undefined : from.state.customerId, missing('source'));
+      assertOwner(request, from.state.status === 'none' ? undefined : from.state.customerId, () => missing('source'));
       if (from.state.status === 'none') throw missing('source');
       if (to.state.status === 'none') throw missing('destination');
       if (from.state.currency !== to.state.currency) throw new BusinessRuleError('cross_currency_transfer', 'transfers between currencies are not supported');
