@@ -125,7 +125,8 @@ export interface LedgerProcess {
  * waits until /health/ready answers 200. Its event loop is then its own: the bench's writer and
  * projection runners do not sit in front of its requests.
  */
-export async function startLedgerProcess(role: string, env: Record<string, string>, readyTimeoutMs = 60_000): Promise<LedgerProcess> {
+export async function startLedgerProcess(role: string, env: Record<string, string>, options: { nice?: number; readyTimeoutMs?: number } = {}): Promise<LedgerProcess> {
+  const readyTimeoutMs = options.readyTimeoutMs ?? 60_000;
   const port = await freePort();
   const child = fork(resolve(REPO_ROOT, 'src/cli/main.ts'), [role], {
     cwd: REPO_ROOT,
@@ -135,6 +136,8 @@ export async function startLedgerProcess(role: string, env: Record<string, strin
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });
   const exited = new Promise<number | null>((resolveExit) => child.once('exit', resolveExit));
+  // Linux nice is per thread; set early, it covers the threads Node starts later (libuv, V8).
+  if (options.nice) os.setPriority(child.pid!, options.nice);
   const url = `http://127.0.0.1:${port}`;
   const started = Date.now();
   for (;;) {

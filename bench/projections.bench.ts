@@ -6,6 +6,7 @@
  *       [--backlog 200000] [--steady-seconds 20] [--steady-rate 25000] [--batch 1000]
  *       [--history-seconds 20] [--history-warmup-seconds 5] [--history-rate 200] [--write-rate 300] [--raw-queries 2000]
  *       [--seed-concurrency 4] [--port 54341] [--json out.json] [--no-analyze] [--read-api-in-process]
+ *       [--projector-nice 0]
  *
  * Database: DATABASE_URL when set (a role that may create databases): a fresh database
  * bench_proj_<stamp> is created and dropped at the end. Without it, a durable embedded PostgreSQL
@@ -31,7 +32,8 @@
  *     (open loop, child process) for --history-seconds with the same mix; both while deposits are
  *     appended at --write-rate and the runners apply them. The read API runs as `ledger read-api`
  *     in its own process, as deployed; --read-api-in-process serves it from this process instead,
- *     beside the writer and the runners, on one event loop.
+ *     beside the writer and the runners, on one event loop. --projector-nice N (1..19) moves the
+ *     projections for this phase into `ledger projector`, a process of their own at nice N.
  */
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -94,11 +96,12 @@ const { values: flags } = parseArgs({
     json: { type: 'string' },
     'no-analyze': { type: 'boolean', default: false },
     'read-api-in-process': { type: 'boolean', default: false },
+    'projector-nice': { type: 'string', default: '0' },
   },
   strict: true,
 });
 
-function count(name: Exclude<keyof typeof flags, 'no-analyze' | 'read-api-in-process'>): number {
+function count(name: Exclude<keyof typeof flags, 'no-analyze' | 'read-api-in-process' | 'projector-nice'>): number {
   const value = Number(flags[name]);
   if (!Number.isFinite(value) || value < 0) throw new Error(`--${name} must be a non-negative number`);
   return Math.floor(value);
@@ -120,6 +123,8 @@ const SEED_CONCURRENCY = Math.max(1, count('seed-concurrency'));
 const APPEND_MAX = 1000;
 const PAGE = 50;
 const READ_API_IN_PROCESS = flags['read-api-in-process'];
+const PROJECTOR_NICE = Number(flags['projector-nice']);
+if (!Number.isInteger(PROJECTOR_NICE) || PROJECTOR_NICE < 0 || PROJECTOR_NICE > 19) throw new Error('--projector-nice must be an integer 0..19');
 
 const GOAL_APPLY = 20_000;
 const GOAL_REBUILD_SECONDS_PER_MILLION = 60;
@@ -555,6 +560,18 @@ async function main(): Promise<number> {
       serverCpuSeconds = () => readApi.cpuSeconds();
       console.log(`read API: \`ledger read-api\` in its own process (pid ${readApi.pid}); the writer and the projection runners stay in this one`);
     }
+    if (PROJECTOR_NICE > 0) {
+      // The projections move to `ledger projector`, a process of their own at a lower CPU priority,
+      // as an operator would run throughput work beside a latency-bound API on a small machine.
+      await Promise.all(runners.splice(0).map((entry) => entry.runner.stop()));
+      const projector = await startLedgerProcess('projector', { DATABASE_URL: databaseUrl, JWT_SECRET, LOG_LEVEL: 'silent', PROJECTION_BATCH_SIZE: String(BATCH) }, { nice: PROJECTOR_NICE });
+      const closeReadApi = closeApp;
+      closeApp = async () => {
+        await closeReadApi?.();
+        await projector.stop();
+      };
+      console.log(`projections: \`ledger projector\` in its own process (pid ${projector.pid}) at nice ${PROJECTOR_NICE}; the writer stays in this one`);
+    }
     const token = await mintToken(new TextEncoder().encode(JWT_SECRET), { role: 'teller', subject: 'bench-teller' }, { ttlSeconds: 24 * 3600 });
     const cursors = new CursorCodec(Buffer.from(resolveHmacSecret(config)!).toString('hex'));
     const client = new pg.Client({ connectionString: databaseUrl, application_name: 'bench-history-raw' });
@@ -568,6 +585,9 @@ async function main(): Promise<number> {
     const second = await fetch(`${baseUrl}/v1/accounts/${seeded.hotAccountId}/transactions?limit=${PAGE}&cursor=${checked.nextCursor}`, { headers: { authorization: `Bearer ${token}` } });
     if (second.status !== 200) throw new Error(`history cursor check failed: ${second.status}`);
 
+    const historyRows = await runtime.pool.query<{ total: string; hot: string }>('select count(*)::text as total, count(*) filter (where account_id = $1)::text as hot from account_transactions', [seeded.hotAccountId]);
+    console.log(`history phase over ${fmt(Number(historyRows.rows[0]!.total))} history rows, ${fmt(Number(historyRows.rows[0]!.hot))} on the hot account`);
+    results.historyPhaseRows = { total: Number(historyRows.rows[0]!.total), hot: Number(historyRows.rows[0]!.hot) };
     const writeLoad = startWriter(runtime.store, seeded, { rate: WRITE_RATE, perAppend: 1, concurrency: 4, hotShare: 0.1 });
     await sleep(1_000);
     const raw = await rawHistory(client, cases.slice(0, RAW_QUERIES));
@@ -607,8 +627,9 @@ async function main(): Promise<number> {
         value: `${fmt(rebuild.rate)} ev/s, ${rebuild.seconds.toFixed(1)} s (${perMillion.toFixed(1)} s/M)`,
         baseline: `readAll ${fmt(readRate)} ev/s`,
         ratio: (rebuild.rate / readRate).toFixed(2),
-        goal: `1M < ${GOAL_REBUILD_SECONDS_PER_MILLION} s`,
-        met: perMillion < GOAL_REBUILD_SECONDS_PER_MILLION ? 'yes' : 'no',
+        // The goal is about a log of a million events; a small projection's fixed costs say nothing of it.
+        goal: rebuild.events >= 1e6 ? `1M < ${GOAL_REBUILD_SECONDS_PER_MILLION} s` : 'n/a (< 1M events)',
+        met: rebuild.events < 1e6 ? '' : perMillion < GOAL_REBUILD_SECONDS_PER_MILLION ? 'yes' : 'no',
       });
     }
     for (const entry of catchUp) {
