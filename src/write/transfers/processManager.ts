@@ -18,7 +18,10 @@ import type { WriteSide } from '../writeSide.js';
 
 export const PROCESS_MANAGER_NAME = 'transfer-process-manager';
 const ACTOR = 'system:process-manager';
-const REACTION_CONCURRENCY = 64;
+// Transfers reacted to at once within a batch. Their commands share append statements (group
+// commit), so more at once means fewer statements, not more load: 64 -> 256 took the transfers
+// bench at 150/s from a growing backlog (completion p50 17 s) to keeping up (5.6 s, drain 1.4 s).
+const REACTION_CONCURRENCY = 256;
 const TIMER_BATCH = 200;
 const STEP_CONFLICT_ATTEMPTS = 5;
 
