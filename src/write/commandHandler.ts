@@ -167,16 +167,26 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
     // cache costs one conflict and an incremental read, not a read before every command.
     let cached = this.cache.get(streamName);
     let stale = cached === undefined;
+    // Whether the state decided on was read from the store during this batch. An append proves a
+    // cached state current; a refusal or a no-op proves nothing, so those are decided again on
+    // fresh state before they are answered (another process may have moved the stream).
+    let verified = false;
     for (let attempt = 1; ; attempt++) {
       if (stale || cached === undefined) {
         try {
           cached = await this.refresh(streamName, cached);
+          verified = true;
         } catch (error) {
           batch.forEach((pending) => pending.reject(error));
           return;
         }
       }
       const outcome = this.decideBatch(streamName, cached, batch);
+      if (!verified && outcome.decidedNothingFor > 0) {
+        stale = true;
+        attempt -= 1;
+        continue;
+      }
       if (outcome.toAppend.length === 0) {
         this.remember(streamName, cached);
         outcome.settle(cached.position);
@@ -216,6 +226,7 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
     const fresh: RecordedCommand[] = [];
     const replays: { pending: Pending<State, Command, Event>; recorded: RecordedCommand }[] = [];
     const nextRevision = cached.revision === undefined ? 0n : cached.revision + 1n;
+    let decidedNothingFor = 0;
 
     for (const pending of batch) {
       const { context } = pending;
@@ -232,9 +243,11 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
       try {
         events = pending.decide(state);
       } catch (error) {
+        decidedNothingFor += 1;
         settlements.push(() => pending.reject(error));
         continue;
       }
+      if (events.length === 0) decidedNothingFor += 1;
       if (toAppend.length + events.length > MAX_EVENTS_PER_APPEND) {
         settlements.push(() => pending.reject(new HttpProblem(503, 'stream_busy', 'retry shortly', { 'retry-after': '1' })));
         continue;
@@ -264,6 +277,8 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
 
     return {
       toAppend,
+      /** Commands refused, or decided to need no event, on this state. */
+      decidedNothingFor,
       apply: (revision: bigint, position: bigint): CachedStream<State> => {
         for (const recorded of fresh) recorded.position = position;
         for (const [key, recorded] of added) cached.commands.set(key, recorded);

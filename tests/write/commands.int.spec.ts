@@ -218,6 +218,19 @@ describe('command API', () => {
       expect(balances[0]).toBe('0.00');
     });
 
+    it('a refusal is decided on fresh state: another instance funded the account after this one cached it', async () => {
+      const { accountId } = await openFundedAccount(ledger.app, tokens, { deposit: '5.00' });
+      // This instance caches the account at 5.00: a 50.00 withdrawal is refused on what it knows.
+      expect((await teller.post(`/v1/accounts/${accountId}/withdrawals`, { amount: '50.00', currency: 'EUR' })).statusCode).toBe(422);
+      const other = await ledger.restart(['write-api']);
+      expect((await client(other.app, tokens.teller).post(`/v1/accounts/${accountId}/deposits`, { amount: '100.00', currency: 'EUR' })).statusCode).toBe(201);
+      // The cache still says 5.00, and nothing was appended to prove it wrong: the refusal must not stand on it.
+      const withdrawal = await teller.post(`/v1/accounts/${accountId}/withdrawals`, { amount: '50.00', currency: 'EUR' });
+      expect(withdrawal.statusCode).toBe(201);
+      expect(withdrawal.json()).toMatchObject({ balanceAfter: '55.00' });
+      await other.close();
+    });
+
     it('two instances withdrawing from one account never overdraw it', async () => {
       const { accountId } = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
       const other = await ledger.restart(['write-api']);
