@@ -183,6 +183,7 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
       }
       const outcome = this.decideBatch(streamName, cached, batch);
       if (!verified && outcome.decidedNothingFor > 0) {
+        // Read what is new and decide again: this is not a conflict, so it costs no attempt.
         stale = true;
         attempt -= 1;
         continue;
