@@ -292,6 +292,29 @@ describe('transfer guarantees', () => {
       await expectBooksBalance(ledger);
     });
 
+    it('one delivery of TransferRequested drives the whole transfer; the log delivering its outcomes afterwards takes no step', async () => {
+      const from = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+      const to = await openFundedAccount(ledger.app, tokens);
+      const transferId = await requestTransfer(from.accountId, to.accountId, '12.50');
+      const { store } = ledger.runtime;
+      const requested = transferEvents(await readAllEvents(store), new Set([transferId]));
+      expect(requested.map((event) => event.type)).toEqual(['TransferRequested']);
+      const steps: TransferStep[] = [];
+      const manager = new TransferProcessManager(freshWriteSide(ledger), { logger, batchSize: 50, afterStep: async (step) => void steps.push(step) });
+
+      await manager.react(requested);
+
+      expect(steps).toEqual(['reserve', 'record-reservation', 'credit', 'record-credit', 'capture', 'complete']);
+      expect(await transferOf(store, transferId)).toMatchObject({ status: 'completed' });
+      const all = transferEvents(await readAllEvents(store), new Set([transferId]));
+      expectEffects(effectsOf(all, transferId), 'completed', 'followed inline');
+      const head = await store.headPosition();
+      await manager.react(all.filter((event) => event.type !== 'TransferRequested'));
+      expect(steps, 'the outcomes it followed itself are skipped when the log brings them').toHaveLength(6);
+      expect(await store.headPosition()).toBe(head);
+      await expectBooksBalance(ledger);
+    });
+
     it('two managers running at once over 100 transfers: each ends once, every effect once, the books balance', async () => {
       // Enough accounts that the two managers contend without starving each other on a loaded CI machine.
       const accountCount = 24;

@@ -1,17 +1,18 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Logger } from 'pino';
-import type { AccountEvent } from '../../domain/account.js';
+import type { AccountCommand, AccountEvent } from '../../domain/account.js';
+import { assertNever } from '../../domain/decider.js';
 import { DomainError } from '../../domain/errors.js';
 import { HttpProblem } from '../../shared/http/problem.js';
 import type { CurrencyCode } from '../../domain/money.js';
-import type { TransferEvent, TransferFailureReason } from '../../domain/transfer.js';
+import type { TransferCommand, TransferEvent, TransferFailureReason } from '../../domain/transfer.js';
 import type { EventStore, RecordedEvent } from '../../eventstore/port.js';
 import { expiredActiveHolds } from '../../projections/accounts/query.js';
 import type { ReadDatabase } from '../../projections/database.js';
 import type { Projection } from '../../projections/projection.js';
 import { ProjectionRunner } from '../../projections/runner.js';
 import type { Worker } from '../../server.js';
-import type { CommandContext } from '../commandHandler.js';
+import { eventIdFor, type CommandContext, type CommandResult, type DomainEvent } from '../commandHandler.js';
 import { nowIso } from '../http.js';
 import { accountStream, STREAM_PREFIX, transferStream } from '../streams.js';
 import type { WriteSide } from '../writeSide.js';
@@ -58,11 +59,21 @@ const TRANSFER_REACTIONS = ['TransferRequested', 'TransferFundsReserved', 'Trans
 export interface ProcessManagerOptions {
   logger: Logger;
   batchSize: number;
+  /** Where the durable deadline rows live. A manager without it (a test feeding `react` directly) writes none ahead of its steps. */
+  db?: Kysely<unknown>;
   /** Test hook: runs after a step's command succeeded, before anything else; a throw simulates a crash there. */
   afterStep?: (step: TransferStep, transferId: string) => Promise<void>;
   exclusive?: boolean;
   timerIntervalMs?: number;
 }
+
+/** What a reaction needs of an event: delivered by the log, or just recorded by this manager's own step. */
+type Delivered = Pick<RecordedEvent, 'id' | 'streamName' | 'type' | 'data'>;
+
+const REACTS_TO: ReadonlySet<string> = new Set([...ACCOUNT_REACTIONS, ...TRANSFER_REACTIONS]);
+// Ids of events this manager already reacted to as its own steps recorded them; the log's later
+// delivery of each is then skipped. Bounded: past it, a delivery reacts again, which is idempotent.
+const FOLLOWED_MAX = 200_000;
 
 /**
  * Drives each transfer from the global log: reserve on the source, credit the destination from
@@ -70,9 +81,15 @@ export interface ProcessManagerOptions {
  * normal command with a deterministic idempotency key, and every account step is idempotent per
  * transfer in the domain, so redelivery, crashes between steps and concurrent managers change
  * nothing. The checkpoint commits after the reactions, with the deadline rows.
+ *
+ * A step's outcome events are reacted to at once, as the step returns them, instead of a trip
+ * through the log per step (six subscription hops per transfer became one). The log still delivers
+ * them; a delivery this manager already followed is skipped. After a crash nothing is remembered,
+ * so the log's deliveries drive the rest, through the same idempotent steps.
  */
 export class TransferProcessManager {
   readonly projection: Projection;
+  private readonly followed = new Set<string>();
 
   constructor(
     private readonly write: WriteSide,
@@ -83,14 +100,17 @@ export class TransferProcessManager {
       tables: ['transfer_deadlines'],
       filter: { streamPrefixes: [STREAM_PREFIX.account, STREAM_PREFIX.transfer], eventTypes: [...ACCOUNT_REACTIONS, ...TRANSFER_REACTIONS] },
       beforeTransaction: (events) => this.react(events),
-      apply: (trx, events) => this.recordDeadlines(trx, events),
+      apply: (trx, events) => this.clearDeadlines(trx, events),
     };
   }
 
   /** Reactions per transfer run in log order; different transfers run concurrently (bounded). */
   async react(events: readonly RecordedEvent[]): Promise<void> {
+    // The timer exists before the first step is taken, so a crash anywhere after leaves it behind.
+    if (this.options.db) await recordDeadlines(this.options.db, events);
     const byTransfer = new Map<string, RecordedEvent[]>();
     for (const event of events) {
+      if (this.followed.delete(event.id)) continue;
       const transferId = transferIdOf(event);
       if (!transferId) continue;
       const list = byTransfer.get(transferId) ?? [];
@@ -108,44 +128,35 @@ export class TransferProcessManager {
     await Promise.all(workers);
   }
 
-  private async reactTo(recorded: RecordedEvent): Promise<void> {
+  private async reactTo(recorded: Delivered): Promise<void> {
     if (recorded.streamName.startsWith(STREAM_PREFIX.transfer)) {
       const event = { type: recorded.type, data: recorded.data } as TransferEvent;
       const data = event.data;
       switch (event.type) {
         case 'TransferRequested':
-          // Reacting past the deadline (the manager was down): the timer row does not exist yet, so fence here.
-          if (Date.parse(event.data.deadlineAt) <= Date.now()) return this.fenceReservation(data, recorded.id);
-          return this.step('reserve', data.transferId, recorded.id, () =>
-            this.write.accounts.handle(accountStream(data.fromAccountId), {
-              type: 'PlaceTransferHold',
-              data: { accountId: data.fromAccountId, transferId: data.transferId, currency: data.currency, amountMinor: data.amountMinor, expiresAt: event.data.holdExpiresAt, now: nowIso() },
-            }, this.context(data.transferId, 'reserve', recorded.id)),
-          );
+          // Reacting past the deadline (the manager was down): fence instead of reserving.
+          if (Date.parse(event.data.deadlineAt) <= Date.now()) return void (await this.fenceReservation(data, recorded.id));
+          return void (await this.accountStep('reserve', data.transferId, recorded.id, data.fromAccountId, {
+            type: 'PlaceTransferHold',
+            data: { accountId: data.fromAccountId, transferId: data.transferId, currency: data.currency, amountMinor: data.amountMinor, expiresAt: event.data.holdExpiresAt, now: nowIso() },
+          }));
         case 'TransferFundsReserved':
-          return this.step('credit', data.transferId, recorded.id, () =>
-            this.write.accounts.handle(accountStream(data.toAccountId), {
-              type: 'CreditTransfer',
-              data: { accountId: data.toAccountId, transferId: data.transferId, fromAccountId: data.fromAccountId, currency: data.currency, amountMinor: data.amountMinor, description: null, now: nowIso() },
-            }, this.context(data.transferId, 'credit', recorded.id)),
-          );
+          return void (await this.accountStep('credit', data.transferId, recorded.id, data.toAccountId, {
+            type: 'CreditTransfer',
+            data: { accountId: data.toAccountId, transferId: data.transferId, fromAccountId: data.fromAccountId, currency: data.currency, amountMinor: data.amountMinor, description: null, now: nowIso() },
+          }));
         case 'TransferDestinationCredited':
-          return this.step('capture', data.transferId, recorded.id, () =>
-            this.write.accounts.handle(accountStream(data.fromAccountId), {
-              type: 'CaptureTransferHold',
-              data: { accountId: data.fromAccountId, transferId: data.transferId, toAccountId: data.toAccountId, now: nowIso() },
-            }, this.context(data.transferId, 'capture', recorded.id)),
-          );
+          return void (await this.accountStep('capture', data.transferId, recorded.id, data.fromAccountId, {
+            type: 'CaptureTransferHold',
+            data: { accountId: data.fromAccountId, transferId: data.transferId, toAccountId: data.toAccountId, now: nowIso() },
+          }));
         case 'TransferCompensationStarted': {
-          let released = true;
-          await this.step('release', data.transferId, recorded.id, async () => {
-            const result = await this.write.accounts.handle(accountStream(data.fromAccountId), {
-              type: 'ReleaseTransferHold',
-              data: { accountId: data.fromAccountId, transferId: data.transferId, now: nowIso() },
-            }, this.context(data.transferId, 'release', recorded.id));
-            released = result.events.length > 0 || result.replayed;
+          const result = await this.accountStep('release', data.transferId, recorded.id, data.fromAccountId, {
+            type: 'ReleaseTransferHold',
+            data: { accountId: data.fromAccountId, transferId: data.transferId, now: nowIso() },
           });
           // The hold had already ended (expired): no HoldReleased will come to drive the failure.
+          const released = result === undefined || result.events.length > 0 || result.replayed;
           if (!released) await this.fail(data.transferId, event.data.reason, recorded.id);
           return;
         }
@@ -153,7 +164,7 @@ export class TransferProcessManager {
         case 'TransferFailed':
           return;
         default:
-          return;
+          return assertNever(event, 'transfer event');
       }
     }
 
@@ -161,34 +172,25 @@ export class TransferProcessManager {
     switch (event.type) {
       case 'HoldPlaced': {
         const transferId = event.data.transferId!;
-        const transfer = await this.write.transfers.load(transferStream(transferId));
-        if (transfer.state.status === 'failed') {
-          // The reservation lost a race with the deadline: give the funds back.
-          return this.step('release-late-hold', transferId, recorded.id, () =>
-            this.write.accounts.handle(accountStream(event.data.accountId), { type: 'ReleaseTransferHold', data: { accountId: event.data.accountId, transferId, now: nowIso() } }, this.context(transferId, 'release-late-hold', recorded.id)),
-          );
-        }
-        return this.step('record-reservation', transferId, recorded.id, () =>
-          this.write.transfers.handle(transferStream(transferId), { type: 'RecordReservation', data: { transferId, now: nowIso() } }, this.context(transferId, 'record-reservation', recorded.id)),
-        );
+        const recordedReservation = await this.transferStep('record-reservation', transferId, recorded.id, { type: 'RecordReservation', data: { transferId, now: nowIso() } });
+        if (recordedReservation === undefined || recordedReservation.events.length > 0 || recordedReservation.replayed) return;
+        // Nothing to record: the reservation lost a race with the deadline, so give the funds back.
+        // (A no-op is decided on fresh state, so the cached transfer is current here.)
+        const transfer = await this.write.transfers.peek(transferStream(transferId));
+        if (transfer.state.status !== 'failed') return;
+        return void (await this.accountStep('release-late-hold', transferId, recorded.id, event.data.accountId, { type: 'ReleaseTransferHold', data: { accountId: event.data.accountId, transferId, now: nowIso() } }));
       }
       case 'TransferHoldRejected':
         return this.fail(event.data.transferId, event.data.reason, recorded.id);
       case 'TransferCredited':
-        return this.step('record-credit', event.data.transferId, recorded.id, () =>
-          this.write.transfers.handle(transferStream(event.data.transferId), { type: 'RecordCredit', data: { transferId: event.data.transferId, now: nowIso() } }, this.context(event.data.transferId, 'record-credit', recorded.id)),
-        );
+        return void (await this.transferStep('record-credit', event.data.transferId, recorded.id, { type: 'RecordCredit', data: { transferId: event.data.transferId, now: nowIso() } }));
       case 'TransferCreditRejected':
-        return this.step('compensate', event.data.transferId, recorded.id, () =>
-          this.write.transfers.handle(transferStream(event.data.transferId), {
-            type: 'StartCompensation',
-            data: { transferId: event.data.transferId, reason: event.data.reason, now: nowIso() },
-          }, this.context(event.data.transferId, 'compensate', recorded.id)),
-        );
+        return void (await this.transferStep('compensate', event.data.transferId, recorded.id, {
+          type: 'StartCompensation',
+          data: { transferId: event.data.transferId, reason: event.data.reason, now: nowIso() },
+        }));
       case 'HoldCaptured':
-        return this.step('complete', event.data.transferId!, recorded.id, () =>
-          this.write.transfers.handle(transferStream(event.data.transferId!), { type: 'CompleteTransfer', data: { transferId: event.data.transferId!, now: nowIso() } }, this.context(event.data.transferId!, 'complete', recorded.id)),
-        );
+        return void (await this.transferStep('complete', event.data.transferId!, recorded.id, { type: 'CompleteTransfer', data: { transferId: event.data.transferId!, now: nowIso() } }));
       case 'HoldReleased':
         return this.fail(event.data.transferId!, 'deadline_exceeded', recorded.id);
       case 'HoldExpired': {
@@ -196,12 +198,10 @@ export class TransferProcessManager {
         const { state } = await this.write.transfers.load(transferStream(transferId));
         if (state.status === 'reserved') {
           // The credit may be in flight: fence it; its outcome then decides between capture and failure.
-          return this.step('fence-credit', transferId, recorded.id, () =>
-            this.write.accounts.handle(accountStream(state.toAccountId), {
-              type: 'RejectTransferCredit',
-              data: { accountId: state.toAccountId, transferId, fromAccountId: state.fromAccountId, currency: state.currency, amountMinor: state.amountMinor, reason: 'hold_expired', now: nowIso() },
-            }, this.context(transferId, 'fence-credit', recorded.id)),
-          );
+          return void (await this.accountStep('fence-credit', transferId, recorded.id, state.toAccountId, {
+            type: 'RejectTransferCredit',
+            data: { accountId: state.toAccountId, transferId, fromAccountId: state.fromAccountId, currency: state.currency, amountMinor: state.amountMinor, reason: 'hold_expired', now: nowIso() },
+          }));
         }
         return this.fail(transferId, 'hold_expired', recorded.id);
       }
@@ -217,21 +217,41 @@ export class TransferProcessManager {
       this.options.logger.error({ transferId, causationId }, 'transfer hold ended after the destination was credited; clearing needs manual review');
       return;
     }
-    return this.step('fail', transferId, causationId, () =>
-      this.write.transfers.handle(transferStream(transferId), { type: 'FailTransfer', data: { transferId, reason, now: nowIso() } }, this.context(transferId, 'fail', causationId)),
-    );
+    await this.transferStep('fail', transferId, causationId, { type: 'FailTransfer', data: { transferId, reason, now: nowIso() } });
   }
 
-  private async step(step: TransferStep, transferId: string, causationId: string, run: () => Promise<unknown>): Promise<void> {
+  private accountStep(step: TransferStep, transferId: string, causationId: string, accountId: string, command: AccountCommand, context = this.context(transferId, step, causationId)) {
+    const streamName = accountStream(accountId);
+    return this.step(step, transferId, streamName, context, () => this.write.accounts.handle(streamName, command, context));
+  }
+
+  private transferStep(step: TransferStep, transferId: string, causationId: string, command: TransferCommand) {
+    const streamName = transferStream(transferId);
+    const context = this.context(transferId, step, causationId);
+    return this.step(step, transferId, streamName, context, () => this.write.transfers.handle(streamName, command, context));
+  }
+
+  /**
+   * Runs one step's command; on success reacts at once to the events it recorded. Undefined when
+   * the domain refused the step.
+   */
+  private async step<Event extends DomainEvent>(
+    step: TransferStep,
+    transferId: string,
+    streamName: string,
+    context: CommandContext,
+    run: () => Promise<CommandResult<Event>>,
+  ): Promise<CommandResult<Event> | undefined> {
+    let result: CommandResult<Event>;
     for (let attempt = 1; ; attempt++) {
       try {
-        await run();
+        result = await run();
         break;
       } catch (error) {
         // A step the domain refuses (for example a transfer whose source vanished) is logged, not retried forever.
         if (error instanceof DomainError) {
-          this.options.logger.warn({ transferId, step, code: error.code, causationId }, 'transfer step refused');
-          return;
+          this.options.logger.warn({ transferId, step, code: error.code, causationId: context.causationId }, 'transfer step refused');
+          return undefined;
         }
         // A hot account another writer keeps moving: try the step again here rather than failing the whole batch.
         if (error instanceof HttpProblem && error.status === 409 && attempt < STEP_CONFLICT_ATTEMPTS) {
@@ -242,22 +262,25 @@ export class TransferProcessManager {
       }
     }
     await this.options.afterStep?.(step, transferId);
+    for (const [index, event] of result.events.entries()) {
+      if (!REACTS_TO.has(event.type)) continue;
+      const id = eventIdFor(streamName, context.idempotencyKey, index);
+      await this.reactTo({ id, streamName, type: event.type, data: event.data });
+      // Remembered only once its reaction succeeded: a failed one must run again when the log delivers it.
+      this.followed.add(id);
+      if (this.followed.size > FOLLOWED_MAX) this.followed.delete(this.followed.values().next().value!);
+    }
+    return result;
   }
 
   private context(transferId: string, step: string, causationId: string): CommandContext {
     return { idempotencyKey: `pm:${transferId}:${step}`, requestHash: step, actor: ACTOR, correlationId: transferId, causationId };
   }
 
-  private async recordDeadlines(trx: Transaction<unknown>, events: readonly RecordedEvent[]): Promise<void> {
-    for (const recorded of events) {
-      if (recorded.type === 'TransferRequested') {
-        const { transferId, deadlineAt } = recorded.data as { transferId: string; deadlineAt: string };
-        await sql`insert into transfer_deadlines (transfer_id, deadline_at, next_check_at) values (${transferId}, ${deadlineAt}, ${deadlineAt})
-          on conflict (transfer_id) do nothing`.execute(trx);
-      } else if (recorded.type === 'TransferCompleted' || recorded.type === 'TransferFailed') {
-        await sql`delete from transfer_deadlines where transfer_id = ${(recorded.data as { transferId: string }).transferId}`.execute(trx);
-      }
-    }
+  /** A finished transfer's timer goes with the batch that carries its end. */
+  private async clearDeadlines(trx: Transaction<unknown>, events: readonly RecordedEvent[]): Promise<void> {
+    const finished = events.filter((event) => event.type === 'TransferCompleted' || event.type === 'TransferFailed').map((event) => (event.data as { transferId: string }).transferId);
+    if (finished.length > 0) await sql`delete from transfer_deadlines where transfer_id = any(${finished}::text[])`.execute(trx);
   }
 
   /**
@@ -277,12 +300,10 @@ export class TransferProcessManager {
       if (state.status === 'requested') {
         await this.fenceReservation(state, cause);
       } else if (state.status === 'reserved') {
-        await this.step('fence-credit', transferId, cause, () =>
-          this.write.accounts.handle(accountStream(state.toAccountId), {
-            type: 'RejectTransferCredit',
-            data: { accountId: state.toAccountId, transferId, fromAccountId: state.fromAccountId, currency: state.currency, amountMinor: state.amountMinor, reason: 'deadline_exceeded', now: nowIso() },
-          }, this.context(transferId, 'fence-credit', cause)),
-        );
+        await this.accountStep('fence-credit', transferId, cause, state.toAccountId, {
+          type: 'RejectTransferCredit',
+          data: { accountId: state.toAccountId, transferId, fromAccountId: state.fromAccountId, currency: state.currency, amountMinor: state.amountMinor, reason: 'deadline_exceeded', now: nowIso() },
+        });
       }
       await sql`update transfer_deadlines set next_check_at = ${new Date(now.getTime() + 5_000)} where transfer_id = ${transferId}`.execute(db);
     }
@@ -290,31 +311,39 @@ export class TransferProcessManager {
   }
 
   /** Records the deadline's rejection on the source unless its hold got there first; whichever is recorded drives the flow. */
-  private fenceReservation(transfer: { transferId: string; fromAccountId: string; currency: CurrencyCode; amountMinor: bigint }, causationId: string): Promise<void> {
+  private fenceReservation(transfer: { transferId: string; fromAccountId: string; currency: CurrencyCode; amountMinor: bigint }, causationId: string) {
     const { transferId, fromAccountId, currency, amountMinor } = transfer;
-    return this.step('fence-reservation', transferId, causationId, () =>
-      this.write.accounts.handle(accountStream(fromAccountId), {
-        type: 'RejectTransferHold',
-        data: { accountId: fromAccountId, transferId, currency, amountMinor, reason: 'deadline_exceeded', now: nowIso() },
-      }, this.context(transferId, 'fence-reservation', causationId)),
-    );
+    return this.accountStep('fence-reservation', transferId, causationId, fromAccountId, {
+      type: 'RejectTransferHold',
+      data: { accountId: fromAccountId, transferId, currency, amountMinor, reason: 'deadline_exceeded', now: nowIso() },
+    });
   }
 
   /** Records HoldExpired for holds past their expiry, so they stop showing as held anywhere. */
   async expireHolds(db: Kysely<ReadDatabase>, now = new Date()): Promise<number> {
     const holds = await expiredActiveHolds(db, now, TIMER_BATCH);
     for (const hold of holds) {
-      await this.step('expire-hold', hold.transfer_id ?? hold.hold_id, `expiry:${hold.account_id}:${hold.hold_id}`, () =>
-        this.write.accounts.handle(accountStream(hold.account_id), { type: 'ExpireHold', data: { accountId: hold.account_id, holdId: hold.hold_id, now: nowIso() } }, {
-          idempotencyKey: `sweeper:${hold.hold_id}:expire`,
-          requestHash: 'expire',
-          actor: 'system:hold-sweeper',
-          correlationId: hold.transfer_id ?? hold.hold_id,
-        }),
-      );
+      const correlationId = hold.transfer_id ?? hold.hold_id;
+      await this.accountStep('expire-hold', correlationId, `expiry:${hold.account_id}:${hold.hold_id}`, hold.account_id, { type: 'ExpireHold', data: { accountId: hold.account_id, holdId: hold.hold_id, now: nowIso() } }, {
+        idempotencyKey: `sweeper:${hold.hold_id}:expire`,
+        requestHash: 'expire',
+        actor: 'system:hold-sweeper',
+        correlationId,
+      });
     }
     return holds.length;
   }
+}
+
+/** One statement for a batch's new timers; a timer already there (a redelivery) is kept as it is. */
+async function recordDeadlines(db: Kysely<unknown>, events: readonly RecordedEvent[]): Promise<void> {
+  const requested = events.filter((event) => event.type === 'TransferRequested').map((event) => event.data as { transferId: string; deadlineAt: string });
+  if (requested.length === 0) return;
+  const ids = requested.map((transfer) => transfer.transferId);
+  const deadlines = requested.map((transfer) => transfer.deadlineAt);
+  await sql`insert into transfer_deadlines (transfer_id, deadline_at, next_check_at)
+    select id, deadline::timestamptz, deadline::timestamptz from unnest(${ids}::text[], ${deadlines}::text[]) as t(id, deadline)
+    on conflict (transfer_id) do nothing`.execute(db);
 }
 
 function transferIdOf(event: RecordedEvent): string | undefined {
@@ -330,7 +359,7 @@ export function startProcessManager(
   databaseUrl: string,
   options: ProcessManagerOptions,
 ): Worker & { manager: TransferProcessManager; runner: ProjectionRunner } {
-  const manager = new TransferProcessManager(write, options);
+  const manager = new TransferProcessManager(write, { db: db as unknown as Kysely<unknown>, ...options });
   const runner = new ProjectionRunner(manager.projection, db as unknown as Kysely<unknown>, store, databaseUrl, {
     batchSize: options.batchSize,
     logger: options.logger,
