@@ -261,4 +261,36 @@ describe('PostgreSQL event store under concurrent writers', () => {
       await grouped.close();
     }
   });
+
+  it('an append wakes subscribers in this process at once and in another process by NOTIFY, with polling out of the picture', async () => {
+    const otherPool = createPool(database.url, { max: 4, statementTimeoutMs: 60_000 });
+    const slowPoll = { pollIntervalMs: 60_000 };
+    const writer = new PostgresEventStore(pool, database.url, slowPoll);
+    const reader = new PostgresEventStore(otherPool, database.url, slowPoll);
+    const stream = `wake-${randomUUID()}`;
+    const seen = { writer: [] as string[], reader: [] as string[] };
+    let caughtUp = 0;
+    const after = await writer.headPosition();
+    const subscriptions = (['writer', 'reader'] as const).map((who) =>
+      (who === 'writer' ? writer : reader).subscribe({ after, filter: { streamPrefixes: ['wake-'] }, onCaughtUp: () => void (caughtUp += 1) }, async (batch) => {
+        seen[who].push(...batch.events.map((event) => event.id));
+      }),
+    );
+    try {
+      const deadline = Date.now() + 5_000;
+      while (caughtUp < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      // Let the listeners' LISTEN take effect: they announce readiness by waking, which the caught-up subscribers absorb.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const appended = events(1, 0);
+      await writer.append(stream, appended, { expectedRevision: 'no_stream' });
+      const until = Date.now() + 3_000;
+      while ((seen.writer.length === 0 || seen.reader.length === 0) && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(seen).toEqual({ writer: [appended[0]!.id], reader: [appended[0]!.id] });
+    } finally {
+      await Promise.all(subscriptions.map((subscription) => subscription.stop()));
+      await writer.close();
+      await reader.close();
+      await otherPool.end();
+    }
+  });
 });

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import type { Logger } from 'pino';
@@ -103,6 +103,8 @@ export class PostgresEventStore implements EventStore {
   private readonly pipelineMinEvents: number;
   private pendingEvents = 0;
   private readonly coalesceMs: number;
+  /** Names this store's NOTIFYs, so its listener can tell them from other writers'. */
+  private readonly notifierId = `${process.pid}:${randomUUID()}`;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -428,7 +430,7 @@ export class PostgresEventStore implements EventStore {
       }
       this.notifier = client;
     }
-    await this.notifier.query('select pg_notify($1, $2)', [NOTIFY_CHANNEL, String(process.pid)]);
+    await this.notifier.query('select pg_notify($1, $2)', [NOTIFY_CHANNEL, this.notifierId]);
   }
 
   private ensureListener(): Promise<void> {
@@ -444,7 +446,11 @@ export class PostgresEventStore implements EventStore {
     const client = new pg.Client({ connectionString: this.connectionString, connectionTimeoutMillis: 5_000 });
     try {
       await client.connect();
-      client.on('notification', () => this.wakeups.emit('wake'));
+      // Our own announcement already woke our subscribers when we appended: a second wake would
+      // only cost every subscription another empty read.
+      client.on('notification', (message) => {
+        if (message.payload !== this.notifierId) this.wakeups.emit('wake');
+      });
       client.on('error', (error) => {
         this.logger?.warn({ err: error }, 'event store listener lost; reconnecting');
         this.listener = undefined;
