@@ -165,14 +165,19 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
   private async runBatch(streamName: string, batch: Pending<State, Command, Event>[]): Promise<void> {
     // A cached stream is trusted: the append's expected revision proves it current, and a stale
     // cache costs one conflict and an incremental read, not a read before every command.
-    let cached = this.cache.get(streamName);
-    let stale = cached === undefined;
+    // A stream not in the cache is first assumed new: creating commands (the common case for an
+    // unknown stream: a transfer's client-chosen id, a new account) then append at once, with
+    // expected revision 'no_stream', instead of reading an empty stream first. Any other command
+    // refuses on the empty state, and refusals are decided again on fresh state below; an existing
+    // stream fails the append (or finds the events already stored) and is read then.
+    let cached = this.cache.get(streamName) ?? this.emptyStream();
+    let stale = false;
     // Whether the state decided on was read from the store during this batch. An append proves a
     // cached state current; a refusal or a no-op proves nothing, so those are decided again on
     // fresh state before they are answered (another process may have moved the stream).
     let verified = false;
     for (let attempt = 1; ; attempt++) {
-      if (stale || cached === undefined) {
+      if (stale) {
         try {
           cached = await this.refresh(streamName, cached);
           verified = true;
@@ -195,6 +200,13 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
       }
       try {
         const result = await this.store.append(streamName, outcome.toAppend, { expectedRevision: cached.revision ?? 'no_stream' });
+        if (result.duplicate) {
+          // These events were already stored: the state decided on was not current. Read it and
+          // decide again, so a repeat is answered from what the stream recorded.
+          stale = true;
+          if (!verified) attempt -= 1;
+          continue;
+        }
         // The append wrote exactly what we decided, so the new state needs no re-read.
         cached = outcome.apply(result.nextExpectedRevision, result.position);
         this.remember(streamName, cached);
@@ -302,8 +314,12 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
   }
 
   /** Brings a cached stream up to date by reading only what was appended since. */
+  private emptyStream(): CachedStream<State> {
+    return { state: this.decider.initialState(), revision: undefined, position: 0n, commands: new Map<string, RecordedCommand>() };
+  }
+
   private async refresh(streamName: string, cached: CachedStream<State> | undefined): Promise<CachedStream<State>> {
-    let current: CachedStream<State> = cached ?? { state: this.decider.initialState(), revision: undefined, position: 0n, commands: new Map<string, RecordedCommand>() };
+    let current: CachedStream<State> = cached ?? this.emptyStream();
     let state = current.state;
     let revision = current.revision;
     let position = current.position;

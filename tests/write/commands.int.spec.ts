@@ -1,5 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { EventStore } from '../../src/eventstore/port.js';
+import { transferStream } from '../../src/write/streams.js';
+import { createWriteSide } from '../../src/write/writeSide.js';
 import { client, openFundedAccount, startTestLedger, type TestLedger } from '../support/ledger.js';
 
 describe('command API', () => {
@@ -193,6 +196,52 @@ describe('command API', () => {
       expect(replay.json()).toEqual(first.json());
       expect(await storedEventCount()).toBe(before);
       await restarted.close();
+    });
+
+    it('a command that creates a stream appends without reading it; another instance repeating it replays the stored answer', async () => {
+      const { store } = ledger.runtime;
+      const counted = (): { store: EventStore; reads: () => number } => {
+        let reads = 0;
+        const wrapped = Object.create(store) as EventStore;
+        wrapped.readStream = (...args) => {
+          reads += 1;
+          return store.readStream(...args);
+        };
+        return { store: wrapped, reads: () => reads };
+      };
+      const transferId = randomUUID();
+      const request = (nowMs: number) => ({
+        type: 'RequestTransfer' as const,
+        data: {
+          transferId,
+          fromAccountId: randomUUID(),
+          toAccountId: randomUUID(),
+          currency: 'EUR' as const,
+          amountMinor: 500n,
+          description: null,
+          deadlineAt: new Date(nowMs + 60_000).toISOString(),
+          holdExpiresAt: new Date(nowMs + 120_000).toISOString(),
+          now: new Date(nowMs).toISOString(),
+        },
+      });
+      const context = { idempotencyKey: `test:${transferId}`, requestHash: 'request', actor: 'test', correlationId: transferId };
+      const first = counted();
+      const created = await createWriteSide(first.store, { retryLimit: 5 }).transfers.handle(transferStream(transferId), request(Date.now()), context);
+      expect(created.replayed).toBe(false);
+      expect(first.reads(), 'a new stream is not read before its first append').toBe(0);
+
+      const before = await storedEventCount();
+      const second = counted();
+      // Decided again later, with another clock: the stored events answer, not the new decision.
+      const repeated = await createWriteSide(second.store, { retryLimit: 5 }).transfers.handle(transferStream(transferId), request(Date.now() + 5_000), context);
+      expect(repeated.replayed).toBe(true);
+      expect(repeated.events).toEqual(created.events);
+      expect(second.reads()).toBeGreaterThan(0);
+      expect(await storedEventCount()).toBe(before);
+
+      const other = createWriteSide(counted().store, { retryLimit: 5 }).transfers.handle(transferStream(transferId), request(Date.now()), { ...context, idempotencyKey: `test:${randomUUID()}` });
+      await expect(other).rejects.toMatchObject({ code: 'already_exists' });
+      expect(await storedEventCount()).toBe(before);
     });
 
     it('a customer registration replays to the same customer', async () => {
