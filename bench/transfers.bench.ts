@@ -3,7 +3,7 @@
  * `completed`, with the full ledger (all roles) in this process.
  *
  *   npm run bench:transfers -- [--seconds 60] [--rates 200,500,1000] [--runs 1] [--accounts 10000]
- *       [--pool 16] [--appends-in-flight N] [--pipeline-events N] [--probe-ms 100] [--drain-seconds 120] [--port 54342] [--json out.json]
+ *       [--split] [--pool 16] [--appends-in-flight N] [--pipeline-events N] [--probe-ms 100] [--drain-seconds 120] [--port 54342] [--json out.json]
  *
  * Database: DATABASE_URL when set: a fresh database bench_xfer_<stamp>, dropped at the end; else a
  * durable embedded PostgreSQL in ./.bench-data. synchronous_commit is whatever the server runs
@@ -11,7 +11,10 @@
  *
  * Setup: --accounts accounts (AccountOpened + a FundsDeposited of 1,000,000.00 each, owned by
  * registered and activated customers) are appended straight through the store, then the ledger
- * starts with roles write-api, read-api, projector and process-manager and catches up.
+ * starts with roles write-api, read-api, projector and process-manager and catches up. With
+ * --split the roles run as deployed at scale: write-api and read-api in this process, `ledger
+ * projector` and `ledger process-manager` each in a child process of its own (each with its own
+ * pool of --pool connections; "CPU ledger" is then the sum of the three processes).
  *
  * Each rate: an evenly paced open-loop generator (child process, bench/projections-loadgen.ts) posts
  * transfers of 1.00 between two random distinct accounts with a fresh transferId each, for
@@ -39,7 +42,8 @@ import { PROJECTIONS, projectionNamed } from '../src/projections/registry.js';
 import { openRuntime, type Runtime } from '../src/runtime.js';
 import { buildLedger, ROLES } from '../src/server.js';
 import { mintToken } from '../src/shared/auth/keys.js';
-import type { TransferProcessManager } from '../src/write/transfers/processManager.js';
+import { TransferProcessManager } from '../src/write/transfers/processManager.js';
+import { createWriteSide } from '../src/write/writeSide.js';
 import { accountStream, customerStream } from '../src/write/streams.js';
 import {
   accountOpened,
@@ -56,6 +60,8 @@ import {
   percentile,
   runLoadgen,
   sleep,
+  startLedgerProcess,
+  type LedgerProcess,
   sortedNumbers,
   startProbe,
   urlFor,
@@ -79,6 +85,7 @@ const { values: flags } = parseArgs({
     'drain-seconds': { type: 'string', default: '120' },
     port: { type: 'string', default: '54342' },
     json: { type: 'string' },
+    split: { type: 'boolean', default: false },
   },
   strict: true,
 });
@@ -186,15 +193,28 @@ async function main(): Promise<number> {
     const timings = instrumentStore(rt.store);
     const facts = await machineFacts(server);
     console.log(facts);
-    console.log(`database ${database}; PG_POOL_MAX ${config.PG_POOL_MAX}, PROJECTION_BATCH_SIZE ${config.PROJECTION_BATCH_SIZE}; roles ${ROLES.join(', ')}\n`);
+    console.log(`database ${database}; PG_POOL_MAX ${config.PG_POOL_MAX}, PROJECTION_BATCH_SIZE ${config.PROJECTION_BATCH_SIZE}; roles ${ROLES.join(', ')}${flags.split ? ' (projector and process-manager in child processes)' : ' (one process)'}\n`);
     const seedStarted = performance.now();
     const accountIds = await seedAccounts(rt);
     console.log(`seeded ${fmt(ACCOUNTS)} funded accounts in ${((performance.now() - seedStarted) / 1000).toFixed(1)} s`);
 
-    const ledger = await buildLedger(rt, ROLES);
+    const split = flags.split === true;
+    const children: LedgerProcess[] = [];
+    if (split) {
+      const env = { DATABASE_URL: databaseUrl, JWT_SECRET, LOG_LEVEL: 'silent', PG_POOL_MAX: String(config.PG_POOL_MAX), PG_APPENDS_IN_FLIGHT: String(config.PG_APPENDS_IN_FLIGHT), PG_APPEND_PIPELINE_EVENTS: String(config.PG_APPEND_PIPELINE_EVENTS) };
+      for (const role of ['projector', 'process-manager']) children.push(await startLedgerProcess(role, env));
+    }
+    const ledger = await buildLedger(rt, split ? ['write-api', 'read-api'] : ROLES);
     const baseUrl = await ledger.app.listen({ host: '127.0.0.1', port: 0 });
-    closeApp = () => ledger.app.close();
-    const manager = (ledger.workers.find((worker) => worker.name === 'process-manager') as unknown as { manager: TransferProcessManager }).manager;
+    closeApp = async () => {
+      await ledger.app.close();
+      await Promise.all(children.map((child) => child.stop()));
+    };
+    const childCpuSeconds = () => children.reduce((sum, child) => sum + child.cpuSeconds(), 0);
+    // In split mode the manager runs elsewhere; one built here only names its projection and filter.
+    const manager = split
+      ? new TransferProcessManager(createWriteSide(rt.store, { retryLimit: 1 }), { logger: silent, batchSize: 1 })
+      : (ledger.workers.find((worker) => worker.name === 'process-manager') as unknown as { manager: TransferProcessManager }).manager;
     const watched: Projection[] = [projectionNamed('transfers'), projectionNamed('transactions'), projectionNamed('accounts'), manager.projection];
     await waitCaughtUp(rt, [...PROJECTIONS, manager.projection], 300_000);
     console.log(`ledger at ${baseUrl}, projections caught up`);
@@ -209,7 +229,7 @@ async function main(): Promise<number> {
 
     for (let run = 1; run <= RUNS; run++) {
       for (const rate of run % 2 === 1 ? RATES : [...RATES].reverse()) {
-        let window: { cpu: NodeJS.CpuUsage; at: number; probe: Awaited<ReturnType<typeof startProbe>> } | undefined;
+        let window: { cpu: NodeJS.CpuUsage; childCpuSeconds: number; at: number; probe: Awaited<ReturnType<typeof startProbe>> } | undefined;
         let windowOpen = false;
         const lagEvents = new Map<string, number>();
         const lagSeconds = new Map<string, number>();
@@ -264,7 +284,7 @@ async function main(): Promise<number> {
         const connections = Math.min(400, Math.max(32, Math.ceil(rate / 4)));
         const outcome = await runLoadgen({ url: baseUrl, kind: 'transfers', seconds: SECONDS, connections, overallRate: rate, token, accountIds }, () => {
           windowOpen = true;
-          window = { cpu: process.cpuUsage(), at: performance.now(), probe: undefined as never };
+          window = { cpu: process.cpuUsage(), childCpuSeconds: childCpuSeconds(), at: performance.now(), probe: undefined as never };
           void startProbe(statsClient!, database, rt.pool, timings).then((probe) => {
             window!.probe = probe;
           });
@@ -273,6 +293,7 @@ async function main(): Promise<number> {
         const opened = window!;
         const elapsedMs = performance.now() - opened.at;
         const cpu = process.cpuUsage(opened.cpu);
+        const childCpuMs = (childCpuSeconds() - opened.childCpuSeconds) * 1000;
         const probe = await opened.probe.finish();
         sampling = false;
         await Promise.all([sampler, prober]);
@@ -325,7 +346,7 @@ async function main(): Promise<number> {
           visibleSamples: visible.length,
           maxLagEvents: Object.fromEntries(lagEvents),
           maxLagSeconds: Object.fromEntries(lagSeconds),
-          ledgerCpu: (cpu.user + cpu.system) / 1000 / elapsedMs,
+          ledgerCpu: ((cpu.user + cpu.system) / 1000 + childCpuMs) / elapsedMs,
           loadgenCpu: outcome.loadgenCpuCores,
           probe,
           appendsPerTransfer: probe.appendsPerSecond / Math.max(1, (completed + failed + visible.length) / SECONDS),
