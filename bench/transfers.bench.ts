@@ -315,6 +315,8 @@ async function main(): Promise<number> {
         const firstSent = Math.min(...sentAt.values());
         const windowEnd = firstSent + SECONDS * 1000;
         const latencies: number[] = [];
+        // Completion latencies by the second they were sent in: is the tail spread out, or a few stalls?
+        const bySecond: number[][] = [];
         let completed = 0;
         let completedInWindow = 0;
         let failed = 0;
@@ -324,7 +326,10 @@ async function main(): Promise<number> {
           completed++;
           const finished = Number(row.finished_ms);
           if (finished <= windowEnd) completedInWindow++;
-          latencies.push(finished - sentAt.get(row.transfer_id)!);
+          const latencyMs = finished - sentAt.get(row.transfer_id)!;
+          latencies.push(latencyMs);
+          const second = Math.floor((sentAt.get(row.transfer_id)! - firstSent) / 1000);
+          (bySecond[second] ??= []).push(latencyMs);
         }
         const sorted = sortedNumbers(latencies);
         const visibleSorted = sortedNumbers(visible);
@@ -362,6 +367,9 @@ async function main(): Promise<number> {
           `   lag max: ${[...lagEvents].map(([name, events]) => `${name} ${fmt(events)} ev/${(lagSeconds.get(name) ?? 0).toFixed(2)} s`).join(', ')}; CPU ledger ${result.ledgerCpu.toFixed(2)} loadgen ${result.loadgenCpu.toFixed(2)} pg ${probe.pgBackendCpuCores.toFixed(2)} machine ${probe.machineCpuCores.toFixed(2)} of ${os.cpus().length}; ` +
             `commits/s ${fmt(probe.commitsPerSecond)}, appends/s ${fmt(probe.appendsPerSecond)} (x${probe.eventsPerAppend.toFixed(2)} events, p50 ${probe.appendP50Ms.toFixed(1)} p99 ${probe.appendP99Ms.toFixed(1)} ms), ${result.appendsPerTransfer.toFixed(1)} appends/transfer, pool waiting ${probe.poolWaitingMean.toFixed(1)}`,
         );
+        const secondP99s = bySecond.filter(Boolean).map((of) => percentile(sortedNumbers(of), 0.99));
+        const slowSeconds = secondP99s.filter((p99) => p99 >= GOAL_P99_MS).length;
+        console.log(`   per sent second: p99 ≥ ${GOAL_P99_MS} ms in ${slowSeconds} of ${secondP99s.length} seconds; worst second's p99 ${fmt(Math.max(...secondP99s))} ms; median second's p99 ${fmt(median(secondP99s))} ms`);
         for (const body of outcome.firstErrors) console.log(`   ${body}`);
         await waitCaughtUp(rt, watched, 300_000).catch((error: unknown) => console.log(`   ${String(error)}`));
       }

@@ -246,6 +246,11 @@ export async function ensureCheckpoint(db: Kysely<unknown> | Transaction<unknown
  * (one-time filters run before the scan) takes the shared swap lock, so a rebuild cannot swap the
  * tables under the batch, and turns off synchronous commit for this transaction.
  *
+ * A batch touches rows by key only, so its joins are turned into nested loops over the keys: a
+ * table without statistics yet (a new deployment, a rebuild's fresh tables) otherwise gets a hash
+ * join that scans it whole for each batch. Measured in bench:transfers on a fresh database: the
+ * history status update took 8.3 ms a batch with 408 scans of the table, and 0.5 ms as a loop.
+ *
  * Asynchronous commit is safe here because rows and checkpoint commit together: a crash can lose
  * only whole recent batches, which the projection applies again from the log; it cannot lose or
  * double an event's effect. It saves a WAL flush wait per batch, and the log itself stays durable.
@@ -261,6 +266,8 @@ async function advanceCheckpoint(trx: Transaction<unknown>, name: string, previo
     where name = ${name} and position = ${previous}
       and (select pg_advisory_xact_lock_shared(${swapLockKey(name)})) is not null
       and (select set_config('synchronous_commit', 'off', true)) is not null
+      and (select set_config('enable_hashjoin', 'off', true)) is not null
+      and (select set_config('enable_mergejoin', 'off', true)) is not null
     returning pg_notify(${PROGRESS_CHANNEL}, ${`${name}:${batch.checkpoint}`})::text as notified`.execute(trx);
   if (result.rows.length !== 1) throw new CheckpointMovedError();
 }

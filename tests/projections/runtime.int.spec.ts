@@ -89,34 +89,35 @@ describe('projection runtime', () => {
     expect(await snapshot(current.db)).toEqual(clean);
   });
 
-  it('a batch transaction holds the shared swap lock and commits asynchronously from its first statement; the rest of the pool keeps synchronous commit', async () => {
+  it('a batch transaction holds the shared swap lock, commits asynchronously and joins by key from its first statement; the rest of the pool keeps the defaults', async () => {
     const current = await open();
     await customerMonths(current.write, 1);
     const head = await settledHead(current.db);
-    const seen: { synchronousCommit: string; swapLocks: number; checkpoint: bigint; stored: bigint }[] = [];
+    const seen: { synchronousCommit: string; keyedJoins: boolean; swapLocks: number; checkpoint: bigint; stored: bigint }[] = [];
     const runner = current.runner(accountsProjection, {
       batchSize: 5,
       beforeCommit: async (batch, trx) => {
-        const row = await sql<{ synchronous_commit: string; swap_locks: number; stored: bigint }>`
+        const row = await sql<{ synchronous_commit: string; keyed_joins: boolean; swap_locks: number; stored: bigint }>`
           select current_setting('synchronous_commit') as synchronous_commit,
+                 current_setting('enable_hashjoin') = 'off' and current_setting('enable_mergejoin') = 'off' as keyed_joins,
                  (select count(*)::int from pg_locks where pid = pg_backend_pid() and locktype = 'advisory' and mode = 'ShareLock') as swap_locks,
                  (select position from projection_checkpoints where name = ${accountsProjection.name}) as stored`.execute(trx);
-        const { synchronous_commit, swap_locks, stored } = row.rows[0]!;
-        seen.push({ synchronousCommit: synchronous_commit, swapLocks: swap_locks, checkpoint: batch.checkpoint, stored: BigInt(stored) });
+        const { synchronous_commit, keyed_joins, swap_locks, stored } = row.rows[0]!;
+        seen.push({ synchronousCommit: synchronous_commit, keyedJoins: keyed_joins, swapLocks: swap_locks, checkpoint: batch.checkpoint, stored: BigInt(stored) });
       },
     });
     runner.start();
     cleanups.push(() => runner.stop());
     await waitForCheckpoints(current.db, [accountsProjection], head);
     expect(seen.length).toBeGreaterThan(1);
-    for (const { synchronousCommit, swapLocks, checkpoint, stored } of seen) {
-      expect({ synchronousCommit, swapLocks }).toEqual({ synchronousCommit: 'off', swapLocks: 1 });
+    for (const { synchronousCommit, keyedJoins, swapLocks, checkpoint, stored } of seen) {
+      expect({ synchronousCommit, keyedJoins, swapLocks }).toEqual({ synchronousCommit: 'off', keyedJoins: true, swapLocks: 1 });
       // The first statement already moved the checkpoint to this batch's own.
       expect(stored).toBe(checkpoint);
     }
     // Only the batch transaction runs asynchronously: the pool's other sessions keep the default.
-    const outside = await sql<{ synchronous_commit: string }>`select current_setting('synchronous_commit') as synchronous_commit`.execute(current.db);
-    expect(outside.rows[0]!.synchronous_commit).toBe('on');
+    const outside = await sql<{ synchronous_commit: string; enable_hashjoin: string }>`select current_setting('synchronous_commit') as synchronous_commit, current_setting('enable_hashjoin') as enable_hashjoin`.execute(current.db);
+    expect(outside.rows[0]).toEqual({ synchronous_commit: 'on', enable_hashjoin: 'on' });
   });
 
   it('a batch that dies before its commit leaves neither rows nor checkpoint, and a fresh runner ends exactly as a clean run', async () => {
