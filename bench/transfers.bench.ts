@@ -210,7 +210,9 @@ async function main(): Promise<number> {
       await ledger.app.close();
       await Promise.all(children.map((child) => child.stop()));
     };
+    const childNames = split ? ['projector', 'process-manager'] : [];
     const childCpuSeconds = () => children.reduce((sum, child) => sum + child.cpuSeconds(), 0);
+    const eachChildCpuSeconds = () => children.map((child) => child.cpuSeconds());
     // In split mode the manager runs elsewhere; one built here only names its projection and filter.
     const manager = split
       ? new TransferProcessManager(createWriteSide(rt.store, { retryLimit: 1 }), { logger: silent, batchSize: 1 })
@@ -229,7 +231,7 @@ async function main(): Promise<number> {
 
     for (let run = 1; run <= RUNS; run++) {
       for (const rate of run % 2 === 1 ? RATES : [...RATES].reverse()) {
-        let window: { cpu: NodeJS.CpuUsage; childCpuSeconds: number; at: number; probe: Awaited<ReturnType<typeof startProbe>> } | undefined;
+        let window: { cpu: NodeJS.CpuUsage; childCpuSeconds: number; eachChild: number[]; at: number; probe: Awaited<ReturnType<typeof startProbe>> } | undefined;
         let windowOpen = false;
         const lagEvents = new Map<string, number>();
         const lagSeconds = new Map<string, number>();
@@ -284,7 +286,7 @@ async function main(): Promise<number> {
         const connections = Math.min(400, Math.max(32, Math.ceil(rate / 4)));
         const outcome = await runLoadgen({ url: baseUrl, kind: 'transfers', seconds: SECONDS, connections, overallRate: rate, token, accountIds }, () => {
           windowOpen = true;
-          window = { cpu: process.cpuUsage(), childCpuSeconds: childCpuSeconds(), at: performance.now(), probe: undefined as never };
+          window = { cpu: process.cpuUsage(), childCpuSeconds: childCpuSeconds(), eachChild: eachChildCpuSeconds(), at: performance.now(), probe: undefined as never };
           void startProbe(statsClient!, database, rt.pool, timings).then((probe) => {
             window!.probe = probe;
           });
@@ -294,6 +296,7 @@ async function main(): Promise<number> {
         const elapsedMs = performance.now() - opened.at;
         const cpu = process.cpuUsage(opened.cpu);
         const childCpuMs = (childCpuSeconds() - opened.childCpuSeconds) * 1000;
+        const eachChildCores = eachChildCpuSeconds().map((seconds, index) => ((seconds - opened.eachChild[index]!) * 1000) / elapsedMs);
         const probe = await opened.probe.finish();
         sampling = false;
         await Promise.all([sampler, prober]);
@@ -370,6 +373,7 @@ async function main(): Promise<number> {
         const secondP99s = bySecond.filter(Boolean).map((of) => percentile(sortedNumbers(of), 0.99));
         const slowSeconds = secondP99s.filter((p99) => p99 >= GOAL_P99_MS).length;
         console.log(`   per sent second: p99 ≥ ${GOAL_P99_MS} ms in ${slowSeconds} of ${secondP99s.length} seconds; worst second's p99 ${fmt(Math.max(...secondP99s))} ms; median second's p99 ${fmt(median(secondP99s))} ms`);
+        if (split) console.log(`   CPU by process: api ${((cpu.user + cpu.system) / 1000 / elapsedMs).toFixed(2)}, ${childNames.map((name, index) => `${name} ${eachChildCores[index]!.toFixed(2)}`).join(', ')}`);
         for (const body of outcome.firstErrors) console.log(`   ${body}`);
         await waitCaughtUp(rt, watched, 300_000).catch((error: unknown) => console.log(`   ${String(error)}`));
       }
