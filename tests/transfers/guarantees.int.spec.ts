@@ -285,32 +285,39 @@ describe('transfer guarantees', () => {
       await manager.react(ours);
       await manager.react(ours);
       for (const event of [...ours].reverse()) await manager.react([event]);
+      await manager.settled();
       // The warm write side the first manager used must not see anything new either.
       await worker.manager.react(ours);
+      await worker.manager.settled();
 
       expect(await snapshot()).toEqual(before);
       await expectBooksBalance(ledger);
     });
 
     it('one delivery of TransferRequested drives the whole transfer; the log delivering its outcomes afterwards takes no step', async () => {
+      // react() returns once each delivered event's own step is recorded; settled() waits for the steps that follow on their outcomes.
       const from = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
       const to = await openFundedAccount(ledger.app, tokens);
       const transferId = await requestTransfer(from.accountId, to.accountId, '12.50');
       const { store } = ledger.runtime;
-      const requested = transferEvents(await readAllEvents(store), new Set([transferId]));
+      // The log shows an event once no older transaction is open (the safe horizon): wait for it.
+      const ofTransfer = async () => transferEvents(await readAllEvents(store), new Set([transferId]));
+      const requested = await until(ofTransfer, (events) => events.length > 0, SETTLE_TIMEOUT_MS);
       expect(requested.map((event) => event.type)).toEqual(['TransferRequested']);
       const steps: TransferStep[] = [];
       const manager = new TransferProcessManager(freshWriteSide(ledger), { logger, batchSize: 50, afterStep: async (step) => void steps.push(step) });
 
       await manager.react(requested);
+      await manager.settled();
 
       expect(steps).toEqual(['reserve', 'record-reservation', 'credit', 'record-credit', 'capture', 'complete']);
       expect(await transferOf(store, transferId)).toMatchObject({ status: 'completed' });
-      const all = transferEvents(await readAllEvents(store), new Set([transferId]));
+      const all = await until(ofTransfer, (events) => events.some((event) => event.type === 'TransferCompleted'), SETTLE_TIMEOUT_MS);
       expectEffects(effectsOf(all, transferId), 'completed', 'followed inline');
       const head = await store.headPosition();
       await manager.react(all.filter((event) => event.type !== 'TransferRequested'));
-      expect(steps, 'the outcomes it followed itself are skipped when the log brings them').toHaveLength(6);
+      await manager.settled();
+      expect(steps, 'the outcomes it followed itself are not reacted to again when the log brings them').toHaveLength(6);
       expect(await store.headPosition()).toBe(head);
       await expectBooksBalance(ledger);
     });

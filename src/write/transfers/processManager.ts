@@ -71,9 +71,12 @@ export interface ProcessManagerOptions {
 type Delivered = Pick<RecordedEvent, 'id' | 'streamName' | 'type' | 'data'>;
 
 const REACTS_TO: ReadonlySet<string> = new Set([...ACCOUNT_REACTIONS, ...TRANSFER_REACTIONS]);
-// Ids of events this manager already reacted to as its own steps recorded them; the log's later
-// delivery of each is then skipped. Bounded: past it, a delivery reacts again, which is idempotent.
-const FOLLOWED_MAX = 200_000;
+// Reactions this manager started on its own steps' outcomes, by event id; the log's delivery of
+// the event awaits it instead of reacting again. Bounded: past it, the oldest are forgotten, and
+// their deliveries react again, which is idempotent.
+const FOLLOWED_MAX = 100_000;
+// Reactions running detached from any batch; a batch waits for room before starting new transfers.
+const DETACHED_MAX = 4_096;
 
 /**
  * Drives each transfer from the global log: reserve on the source, credit the destination from
@@ -82,14 +85,21 @@ const FOLLOWED_MAX = 200_000;
  * transfer in the domain, so redelivery, crashes between steps and concurrent managers change
  * nothing. The checkpoint commits after the reactions, with the deadline rows.
  *
- * A step's outcome events are reacted to at once, as the step returns them, instead of a trip
- * through the log per step (six subscription hops per transfer became one). The log still delivers
- * them; a delivery this manager already followed is skipped. After a crash nothing is remembered,
- * so the log's deliveries drive the rest, through the same idempotent steps.
+ * A step's outcome events are reacted to as soon as the step returns them, detached from the
+ * batch, instead of after a trip through the log (six subscription hops per transfer became one).
+ * The log still delivers each outcome later, at a position past the batch whose reaction recorded
+ * it; the delivery awaits the reaction already running (or finished) instead of repeating it, and
+ * only then may the checkpoint pass it. A batch therefore waits for one step per event, never for
+ * whole transfers. After a crash nothing is remembered: the log's deliveries drive the rest,
+ * through the same idempotent steps.
  */
 export class TransferProcessManager {
   readonly projection: Projection;
-  private readonly followed = new Set<string>();
+  private readonly followed = new Map<string, Promise<void>>();
+  private detached = 0;
+  private readonly onDetachedDone: (() => void)[] = [];
+  /** Set when the afterStep hook throws: the manager then behaves as a dead process and does nothing more. */
+  private crashed: unknown;
 
   constructor(
     private readonly write: WriteSide,
@@ -106,11 +116,11 @@ export class TransferProcessManager {
 
   /** Reactions per transfer run in log order; different transfers run concurrently (bounded). */
   async react(events: readonly RecordedEvent[]): Promise<void> {
+    while (this.detached >= DETACHED_MAX) await new Promise<void>((resolve) => this.onDetachedDone.push(resolve));
     // The timer exists before the first step is taken, so a crash anywhere after leaves it behind.
     if (this.options.db) await recordDeadlines(this.options.db, events);
     const byTransfer = new Map<string, RecordedEvent[]>();
     for (const event of events) {
-      if (this.followed.delete(event.id)) continue;
       const transferId = transferIdOf(event);
       if (!transferId) continue;
       const list = byTransfer.get(transferId) ?? [];
@@ -122,10 +132,44 @@ export class TransferProcessManager {
     const workers = Array.from({ length: Math.min(REACTION_CONCURRENCY, queues.length) }, async () => {
       while (next < queues.length) {
         const queue = queues[next++]!;
-        for (const event of queue) await this.reactTo(event);
+        for (const event of queue) await this.deliver(event);
       }
     });
     await Promise.all(workers);
+  }
+
+  /** Resolves once no reaction started by this manager's own steps is still running. */
+  async settled(): Promise<void> {
+    while (this.detached > 0) await new Promise<void>((resolve) => this.onDetachedDone.push(resolve));
+  }
+
+  private async deliver(event: Delivered): Promise<void> {
+    if (this.crashed) throw this.crashed;
+    const following = this.followed.get(event.id);
+    if (following) {
+      this.followed.delete(event.id);
+      try {
+        return await following;
+      } catch {
+        // It failed where nobody waited for it: react here, where a failure fails the batch.
+      }
+    }
+    await this.reactTo(event);
+  }
+
+  /** Starts reacting to an outcome this manager's own step just recorded, without waiting for the log. */
+  private follow(event: Delivered): void {
+    if (this.crashed || this.followed.has(event.id)) return;
+    this.detached += 1;
+    const reaction = this.reactTo(event).finally(() => {
+      this.detached -= 1;
+      for (const wake of this.onDetachedDone.splice(0)) wake();
+    });
+    reaction.catch((error: unknown) => {
+      if (!this.crashed) this.options.logger.warn({ err: error, eventId: event.id, type: event.type }, 'reacting to a step outcome failed; its delivery by the log reacts again');
+    });
+    this.followed.set(event.id, reaction);
+    if (this.followed.size > FOLLOWED_MAX) this.followed.delete(this.followed.keys().next().value!);
   }
 
   private async reactTo(recorded: Delivered): Promise<void> {
@@ -232,7 +276,7 @@ export class TransferProcessManager {
   }
 
   /**
-   * Runs one step's command; on success reacts at once to the events it recorded. Undefined when
+   * Runs one step's command; on success starts reacting to the events it recorded. Undefined when
    * the domain refused the step.
    */
   private async step<Event extends DomainEvent>(
@@ -242,6 +286,7 @@ export class TransferProcessManager {
     context: CommandContext,
     run: () => Promise<CommandResult<Event>>,
   ): Promise<CommandResult<Event> | undefined> {
+    if (this.crashed) throw this.crashed;
     let result: CommandResult<Event>;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -261,14 +306,16 @@ export class TransferProcessManager {
         throw error;
       }
     }
-    await this.options.afterStep?.(step, transferId);
+    try {
+      await this.options.afterStep?.(step, transferId);
+    } catch (error) {
+      this.crashed = error;
+      throw error;
+    }
+    // A replayed step's outcomes were recorded before: the log delivers them, to this manager or another.
+    if (result.replayed) return result;
     for (const [index, event] of result.events.entries()) {
-      if (!REACTS_TO.has(event.type)) continue;
-      const id = eventIdFor(streamName, context.idempotencyKey, index);
-      await this.reactTo({ id, streamName, type: event.type, data: event.data });
-      // Remembered only once its reaction succeeded: a failed one must run again when the log delivers it.
-      this.followed.add(id);
-      if (this.followed.size > FOLLOWED_MAX) this.followed.delete(this.followed.values().next().value!);
+      if (REACTS_TO.has(event.type)) this.follow({ id: eventIdFor(streamName, context.idempotencyKey, index), streamName, type: event.type, data: event.data });
     }
     return result;
   }
@@ -401,6 +448,7 @@ export function startProcessManager(
       wakeTimers?.();
       await runner.stop();
       await timers;
+      await manager.settled();
     },
   };
 }
