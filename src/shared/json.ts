@@ -62,7 +62,35 @@ export function encodeJson(value: JsonValue): string {
 }
 
 export function decodeJson<T = JsonValue>(text: string): T {
-  return reviveBigints(JSON.parse(text)) as T;
+  const parsed: unknown = JSON.parse(text);
+  // Most stored documents hold no bigint at all; the check is one native scan of the text.
+  return (text.includes(`"${BIGINT_TAG}"`) ? reviveInPlace(parsed) : parsed) as T;
+}
+
+/**
+ * reviveBigints over a value nobody else holds (just parsed): tagged nodes are replaced where they
+ * are, instead of copying every object and array. Reading events is the projections' hottest path.
+ */
+function reviveInPlace(value: unknown): unknown {
+  if (typeof value !== 'object' || value === null) return value;
+  if (Array.isArray(value)) {
+    for (let index = 0; index < value.length; index++) {
+      const item: unknown = value[index];
+      const revived = reviveInPlace(item);
+      if (revived !== item) value[index] = revived;
+    }
+    return value;
+  }
+  const record = value as Record<string, unknown>;
+  const keys = Object.keys(record);
+  const tagged = record[BIGINT_TAG];
+  if (keys.length === 1 && typeof tagged === 'string' && BIGINT_TEXT.test(tagged)) return BigInt(tagged);
+  for (const key of keys) {
+    const item = record[key];
+    const revived = reviveInPlace(item);
+    if (revived !== item) record[key] = revived;
+  }
+  return record;
 }
 
 /** Turns `{"$bigint": "..."}` nodes of already-parsed JSON (for example from a jsonb column) into bigints. */

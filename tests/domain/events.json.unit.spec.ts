@@ -1,10 +1,11 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { AccountEvent } from '../../src/domain/account.js';
 import type { CustomerEvent } from '../../src/domain/customer.js';
 import type { EmailReservationEvent } from '../../src/domain/emailReservation.js';
 import { accountDecider } from '../../src/domain/account.js';
 import { trialBalance, assertTrialBalanceZero } from '../../src/domain/ledger.js';
-import type { JsonObject } from '../../src/shared/json.js';
+import type { JsonObject, JsonValue } from '../../src/shared/json.js';
 import { assertJsonObject, decodeJson, encodeJson } from '../../src/shared/json.js';
 import { cmd, history } from './account-fixtures.js';
 
@@ -53,5 +54,37 @@ describe('event data is JSON', () => {
     const reserved: EmailReservationEvent = { type: 'CustomerEmailReserved', data: { emailNormalized: 'a@b.co', customerId: 'c', at: 'x' } };
     expect(() => assertJsonObject(customerData(registered.data))).not.toThrow();
     expect(() => assertJsonObject(reservationData(reserved.data))).not.toThrow();
+  });
+});
+
+describe('the bigint-safe JSON codec', () => {
+  const jsonWithBigints = fc.letrec((tie) => ({
+    value: fc.oneof(
+      { depthSize: 'small' },
+      fc.string().filter((text) => !text.includes('\u0000') && text.isWellFormed()),
+      fc.integer(),
+      fc.boolean(),
+      fc.constant(null),
+      fc.bigInt({ min: -(10n ** 30n), max: 10n ** 30n }),
+      fc.array(tie('value'), { maxLength: 4 }),
+      fc.dictionary(fc.string().filter((key) => key !== '$bigint' && key !== '__proto__'), tie('value'), { maxKeys: 4 }),
+    ),
+  })).value;
+
+  it('decodes whatever it encoded, bigints included, nested anywhere', () => {
+    fc.assert(
+      fc.property(jsonWithBigints, (value) => {
+        expect(decodeJson(encodeJson(value as JsonValue))).toEqual(value);
+      }),
+    );
+  });
+
+  it('turns only a lone, well-formed $bigint tag into a bigint', () => {
+    expect(decodeJson('{"a":{"$bigint":"-12"},"b":[{"$bigint":"0"}]}')).toEqual({ a: -12n, b: [0n] });
+    expect(decodeJson('{"a":{"$bigint":"1.5"}}')).toEqual({ a: { $bigint: '1.5' } });
+    expect(decodeJson('{"a":{"$bigint":"01"}}')).toEqual({ a: { $bigint: '01' } });
+    expect(decodeJson('{"a":{"$bigint":"7","x":1}}')).toEqual({ a: { $bigint: '7', x: 1 } });
+    expect(decodeJson('{"a":{"$bigint":7}}')).toEqual({ a: { $bigint: 7 } });
+    expect(decodeJson('{"a":"{\\"$bigint\\":\\"7\\"}"}')).toEqual({ a: '{"$bigint":"7"}' });
   });
 });
