@@ -133,7 +133,7 @@ export const transactionsProjection: Projection = {
           column('event_id', 'text'),
           column('position', 'int8'),
         ])})
-        on conflict (id) do nothing`.execute(trx);
+        on conflict (position) do nothing`.execute(trx);
     }
     await upsertRows(
       trx,
