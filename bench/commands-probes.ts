@@ -12,7 +12,7 @@ import type { EventStore } from '../src/eventstore/port.js';
 const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
 /** Busy and total jiffies of the whole machine; undefined off Linux. */
-function machineTicks(): { busy: number; total: number } | undefined {
+export function machineTicks(): { busy: number; total: number } | undefined {
   try {
     const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
     const total = fields.reduce((sum, value) => sum + value, 0);
@@ -23,7 +23,7 @@ function machineTicks(): { busy: number; total: number } | undefined {
 }
 
 /** utime + stime of a process in clock ticks; undefined when it is gone or not visible. */
-function processTicks(pid: number): number | undefined {
+export function processTicks(pid: number): number | undefined {
   try {
     const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');

@@ -3,7 +3,7 @@
  * against a baseline measured in the same run.
  *
  *   npm run bench:projections -- [--events 2000000] [--hot-rows 300000] [--accounts 10000]
- *       [--backlog 200000] [--steady-seconds 20] [--steady-rate 25000] [--batch 1000]
+ *       [--backlog 200000] [--steady-seconds 20] [--steady-rate 25000] [--writer-in-process] [--batch 1000]
  *       [--history-seconds 20] [--history-warmup-seconds 5] [--history-rate 200] [--write-rate 300] [--raw-queries 2000]
  *       [--seed-concurrency 4] [--port 54341] [--json out.json] [--no-analyze] [--read-api-in-process]
  *       [--projector-nice 0]
@@ -25,7 +25,9 @@
  *  4. Catch-up: --backlog deposits are appended with no projector running, then ProjectionRunners
  *     for `transactions` and `accounts` (PROJECTION_BATCH_SIZE --batch) start and the time to reach
  *     the head is measured. Steady: the runners stay up while deposits are appended at
- *     --steady-rate for --steady-seconds; applied events/s and lag are sampled.
+ *     --steady-rate for --steady-seconds; applied events/s and lag are sampled. The steady writer
+ *     is a child process of its own (bench/projections-writer.ts), as the write API would be, so
+ *     the runners do not share an event loop with it; --writer-in-process keeps it in this one.
  *  5. History: the raw SELECT of the query API on a pg client (p50/p99 over --raw-queries random
  *     pages: the hot account's first page and deep cursors, random accounts), then GET
  *     /v1/accounts/:id/transactions through the read API at a fixed, evenly paced --history-rate
@@ -74,6 +76,8 @@ import {
   urlFor,
   type Server,
 } from './projections-support.js';
+import { machineTicks, processTicks } from './commands-probes.js';
+import { startWriter, startWriterProcess } from './projections-writer.js';
 
 const JWT_SECRET = 'bench-projections-secret-long-enough-for-hs256-0123456789';
 
@@ -90,6 +94,7 @@ const { values: flags } = parseArgs({
     'history-warmup-seconds': { type: 'string', default: '5' },
     'history-rate': { type: 'string', default: '200' },
     'write-rate': { type: 'string', default: '300' },
+    'writer-in-process': { type: 'boolean', default: false },
     'raw-queries': { type: 'string', default: '2000' },
     'seed-concurrency': { type: 'string', default: '4' },
     port: { type: 'string', default: '54341' },
@@ -218,60 +223,6 @@ async function seed(databaseUrl: string): Promise<Seeded> {
 // ---------------------------------------------------------------------------------------------
 // Writers: deposits with correct balances, each worker owning a slice of the accounts
 // ---------------------------------------------------------------------------------------------
-
-interface Writer {
-  stop(): Promise<{ events: number; appends: number; seconds: number }>;
-  readonly events: number;
-}
-
-/**
- * Appends deposits of `perAppend` events to random accounts at `rate` events/s (0 = as fast as
- * possible) until `total` events were written or stop() is called.
- */
-function startWriter(store: EventStore, seeded: Seeded, options: { rate: number; perAppend: number; concurrency: number; total?: number; hotShare?: number }): Writer & { done: Promise<void> } {
-  let stopped = false;
-  let events = 0;
-  let appends = 0;
-  const started = performance.now();
-  const slices = Array.from({ length: options.concurrency }, (_unused, worker) => seeded.accountIds.filter((_id, index) => index % options.concurrency === worker));
-  const hotWorker = 0;
-  const done = Promise.all(
-    slices.map(async (accounts, worker) => {
-      let sent = 0;
-      while (!stopped && (options.total === undefined || events < options.total)) {
-        const useHot = worker === hotWorker && options.hotShare !== undefined && Math.random() < options.hotShare * options.concurrency;
-        const accountId = useHot ? seeded.hotAccountId : accounts[Math.floor(Math.random() * accounts.length)]!;
-        const balance = seeded.balances.get(accountId)!;
-        const batch: EventToAppend[] = [];
-        for (let i = 0; i < options.perAppend; i++) {
-          const amount = BigInt(100 + Math.floor(Math.random() * 5_000));
-          balance.minor += amount;
-          batch.push(fundsMoved(accountId, amount, balance.minor));
-        }
-        await store.append(accountStream(accountId), batch, { expectedRevision: 'any' });
-        events += batch.length;
-        appends++;
-        sent += batch.length;
-        if (options.rate > 0) {
-          const dueMs = started + (sent * options.concurrency * 1000) / options.rate;
-          const waitMs = dueMs - performance.now();
-          if (waitMs > 1) await sleep(waitMs);
-        }
-      }
-    }),
-  ).then(() => undefined);
-  return {
-    done,
-    get events() {
-      return events;
-    },
-    async stop() {
-      stopped = true;
-      await done;
-      return { events, appends, seconds: (performance.now() - started) / 1000 };
-    },
-  };
-}
 
 // ---------------------------------------------------------------------------------------------
 // Runners with an applied-events counter
@@ -512,7 +463,10 @@ async function main(): Promise<number> {
     let steady: { appendRate: number; applied: Record<string, number>; lagEvents: Record<string, number>; lagSeconds: Record<string, number>; drainSeconds: number } | undefined;
     if (STEADY_SECONDS > 0) {
       const before = new Map(runners.map((entry) => [entry.name, entry.applied.events]));
-      const writer = startWriter(runtime.store, seeded, { rate: STEADY_RATE, perAppend: 20, concurrency: 8 });
+      const steadyOptions = { rate: STEADY_RATE, perAppend: 20, concurrency: 8 };
+      const writer = flags['writer-in-process'] ? startWriter(runtime.store, seeded, steadyOptions) : await startWriterProcess(databaseUrl, seeded, steadyOptions);
+      // Where the CPU goes: this process (the runners), the writer, and the machine as a whole.
+      const cpuBefore = { runners: process.cpuUsage(), writer: 'pid' in writer ? processTicks(writer.pid) : undefined, machine: machineTicks() };
       const lagSamples = new Map<string, number[]>();
       const lagSecondsSamples = new Map<string, number[]>();
       const steadyStarted = performance.now();
@@ -526,6 +480,14 @@ async function main(): Promise<number> {
       }
       const applied: Record<string, number> = {};
       const elapsed = (performance.now() - steadyStarted) / 1000;
+      const runnersCpu = process.cpuUsage(cpuBefore.runners);
+      const writerTicks = 'pid' in writer ? processTicks(writer.pid) : undefined;
+      const machine = machineTicks();
+      const cpu = {
+        runners: (runnersCpu.user + runnersCpu.system) / 1e6 / elapsed,
+        writer: writerTicks !== undefined && cpuBefore.writer !== undefined ? (writerTicks - cpuBefore.writer) / 100 / elapsed : Number.NaN,
+        machine: machine && cpuBefore.machine ? ((machine.busy - cpuBefore.machine.busy) / (machine.total - cpuBefore.machine.total)) * os.cpus().length : Number.NaN,
+      };
       for (const entry of runners) applied[entry.name] = (entry.applied.events - before.get(entry.name)!) / elapsed;
       const written = await writer.stop();
       const drainStarted = performance.now();
@@ -537,7 +499,8 @@ async function main(): Promise<number> {
       for (const [name, values] of lagSecondsSamples) lagSeconds[name] = Math.max(...values);
       steady = { appendRate: written.events / written.seconds, applied, lagEvents, lagSeconds, drainSeconds };
       console.log(
-        `steady: offered ${fmt(STEADY_RATE)}/s, appended ${fmt(steady.appendRate)} events/s for ${written.seconds.toFixed(0)} s; applied ${names.map((name) => `${name} ${fmt(applied[name]!)}/s (max lag ${fmt(lagEvents[name]!)} events, ${lagSeconds[name]!.toFixed(2)} s)`).join(', ')}; drained ${drainSeconds.toFixed(1)} s after the writer stopped`,
+        `steady: offered ${fmt(STEADY_RATE)}/s, appended ${fmt(steady.appendRate)} events/s for ${written.seconds.toFixed(0)} s; applied ${names.map((name) => `${name} ${fmt(applied[name]!)}/s (max lag ${fmt(lagEvents[name]!)} events, ${lagSeconds[name]!.toFixed(2)} s)`).join(', ')}; drained ${drainSeconds.toFixed(1)} s after the writer stopped; ` +
+          `CPU cores: runners' process ${cpu.runners.toFixed(2)}, writer process ${cpu.writer.toFixed(2)}, machine ${cpu.machine.toFixed(2)} of ${os.cpus().length}`,
       );
     }
     results.steady = steady;
