@@ -293,4 +293,48 @@ describe('PostgreSQL event store under concurrent writers', () => {
       await otherPool.end();
     }
   });
+
+  it('caught-up subscriptions of one process share one read of the log per append, each getting its own filtered events', async () => {
+    const countingPool = createPool(database.url, { max: 6, statementTimeoutMs: 60_000 });
+    let pageReads = 0;
+    const query = countingPool.query.bind(countingPool) as (...args: unknown[]) => unknown;
+    (countingPool as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+      const config = args[0] as { name?: string } | undefined;
+      if (typeof config === 'object' && config?.name?.startsWith('ledger_subscribe_')) pageReads += 1;
+      return query(...args);
+    };
+    const shared = new PostgresEventStore(countingPool, database.url, { pollIntervalMs: 60_000, subscriberCoalesceMs: 0 });
+    const tag = randomUUID().slice(0, 8);
+    const prefixes = ['alpha', 'beta', 'gamma', 'delta'].map((name) => `${name}${tag}-`);
+    const seen = new Map(prefixes.map((prefix) => [prefix, [] as string[]]));
+    let caughtUp = 0;
+    const after = await shared.headPosition();
+    const subscriptions = prefixes.map((prefix) =>
+      shared.subscribe({ after, filter: { streamPrefixes: [prefix] }, onCaughtUp: () => void (caughtUp += 1) }, async (batch) => {
+        seen.get(prefix)!.push(...batch.events.map((event) => event.id));
+      }),
+    );
+    try {
+      const deadline = Date.now() + 5_000;
+      while (caughtUp < prefixes.length && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const readsBefore = pageReads;
+      const appends = 20;
+      for (let index = 0; index < appends; index++) {
+        const prefix = prefixes[index % prefixes.length]!;
+        const appended = events(1, index);
+        await shared.append(`${prefix}${index}`, appended, { expectedRevision: 'no_stream' });
+        const until = Date.now() + 3_000;
+        while (!seen.get(prefix)!.includes(appended[0]!.id) && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      for (const prefix of prefixes) expect(seen.get(prefix), prefix).toHaveLength(appends / prefixes.length);
+      // Four subscriptions reading for themselves would take at least four reads per append.
+      expect(pageReads - readsBefore).toBeLessThanOrEqual(appends * 2);
+    } finally {
+      await Promise.all(subscriptions.map((subscription) => subscription.stop()));
+      await shared.close();
+      await countingPool.end();
+    }
+  });
 });

@@ -13,6 +13,7 @@ import {
   IdempotencyConflictError,
   InvalidAppendError,
   MAX_EVENT_BYTES,
+  MAX_PAGE_SIZE,
   type AppendResult,
   type Batch,
   type EventMetadata,
@@ -27,6 +28,7 @@ import {
   type Subscription,
 } from '../port.js';
 import { NOTIFY_CHANNEL } from './schema.js';
+import { SharedTail, type TailPage } from './sharedTail.js';
 
 export interface PostgresEventStoreOptions {
   /** Polling fallback when no notification arrives. */
@@ -65,6 +67,8 @@ const NOTIFY_COALESCE_MS = 2;
 const MAX_APPENDS_PER_GROUP = 64;
 const MAX_EVENTS_PER_GROUP = 4_000;
 const DEFAULT_PIPELINE_MIN_EVENTS = 64;
+// Events the shared tail holds at most (about 1 KiB each once decoded).
+const TAIL_CAPACITY = 10_000;
 
 interface AppendRow {
   next_revision: string | null;
@@ -103,6 +107,8 @@ export class PostgresEventStore implements EventStore {
   private readonly pipelineMinEvents: number;
   private pendingEvents = 0;
   private readonly coalesceMs: number;
+  /** The newest stretch of the log, read once for all caught-up subscriptions (see sharedTail.ts). */
+  private readonly tail = new SharedTail(this.pageReader(undefined, MAX_PAGE_SIZE), MAX_PAGE_SIZE, TAIL_CAPACITY);
   /** Names this store's NOTIFYs, so its listener can tell them from other writers'. */
   private readonly notifierId = `${process.pid}:${randomUUID()}`;
 
@@ -118,6 +124,8 @@ export class PostgresEventStore implements EventStore {
     this.pipelineMinEvents = options.pipelineMinEvents ?? DEFAULT_PIPELINE_MIN_EVENTS;
     this.logger = options.logger;
     this.wakeups.setMaxListeners(1_000);
+    // First listener: the tail learns of every wake-up before any subscriber acts on it.
+    this.wakeups.on('wake', () => this.tail.wake());
   }
 
   async append(streamName: string, events: readonly EventToAppend[], options: { expectedRevision: ExpectedRevision }): Promise<AppendResult> {
@@ -282,19 +290,7 @@ export class PostgresEventStore implements EventStore {
 
   subscribe(options: SubscribeOptions, handler: (batch: Batch) => Promise<void>): Subscription {
     const batchSize = clampPageSize(options.batchSize, DEFAULT_BATCH_SIZE);
-    const { clause, parameters } = filterClause(options.filter, 3);
-    // One round trip per page: the horizon and the page come from the same statement (the same
-    // snapshot, so everything up to its horizon is visible to it). `head > safe` (a backward probe
-    // of the primary key, whatever the statistics say) tells whether rows wait above the horizon.
-    const pageQuery = `select h.safe::text as horizon_safe, (h.head > h.safe) as horizon_pending, e.*
-        from (select ledger_safe_position() as safe, (select max(position) from ledger_events) as head) h
-        left join lateral (
-          select ${EVENT_COLUMNS} from ledger_events
-           where position > $1 and position <= h.safe ${clause}
-           order by ledger_events.position limit $2
-        ) e on true`;
-    // Named, so each connection parses and plans it once rather than on every page.
-    const pageStatement = `ledger_subscribe_${createHash('sha1').update(pageQuery).digest('hex').slice(0, 16)}`;
+    const readPage = this.pageReader(options.filter, batchSize);
     let stopped = false;
     let wake: (() => void) | undefined;
     // A wake-up that arrives while a read is in flight must not be lost, or we would sleep a full poll interval.
@@ -322,6 +318,23 @@ export class PostgresEventStore implements EventStore {
       });
     };
 
+    /** The next batch: from the shared tail when it reaches back to the checkpoint, else read here. */
+    const nextPage = async (checkpoint: bigint): Promise<{ events: RecordedEvent[]; nextCheckpoint: bigint; drained: boolean; pending: boolean }> => {
+      let slice = this.tail.take(checkpoint, batchSize, options.filter);
+      if (slice && slice.events.length === 0 && slice.checkpoint <= checkpoint) {
+        await this.tail.refresh();
+        slice = this.tail.take(checkpoint, batchSize, options.filter);
+      }
+      if (slice) return { events: slice.events, nextCheckpoint: slice.checkpoint, drained: slice.drained, pending: slice.drained && slice.pending };
+      const page = await readPage(checkpoint);
+      const drained = page.events.length < batchSize;
+      // When the page was short, nothing else matches up to `safe`: filtered-out events need no re-scan.
+      const nextCheckpoint = drained && page.safe > checkpoint ? page.safe : (page.events.at(-1)?.position ?? checkpoint);
+      // Caught up: from here on the shared tail can serve this subscription.
+      if (drained) this.tail.startAt(nextCheckpoint);
+      return { events: page.events, nextCheckpoint, drained, pending: page.pending };
+    };
+
     const run = async () => {
       let checkpoint = options.after ?? 0n;
       let pendingDelayMs = PENDING_RETRY_MIN_MS;
@@ -329,18 +342,7 @@ export class PostgresEventStore implements EventStore {
       let lastEmptyBatchMs = 0;
       while (!stopped && !this.closed) {
         wakeRequested = false;
-        const result = await this.pool.query<Partial<EventRow> & { horizon_safe: string; horizon_pending: boolean | null }>({
-          name: pageStatement,
-          text: pageQuery,
-          values: [checkpoint.toString(), batchSize, ...parameters],
-        });
-        const first = result.rows[0]!;
-        const safe = BigInt(first.horizon_safe);
-        const pending = first.horizon_pending === true;
-        const events = first.position === null ? [] : result.rows.map((row) => toRecordedEvent(row as EventRow));
-        const drained = events.length < batchSize;
-        // When the page was short, nothing else matches up to `safe`: filtered-out events need no re-scan.
-        const nextCheckpoint = drained && safe > checkpoint ? safe : (events.at(-1)?.position ?? checkpoint);
+        const { events, nextCheckpoint, drained, pending } = await nextPage(checkpoint);
         let deferred = false;
         if (events.length > 0) {
           assertIncreasing(checkpoint, events);
@@ -372,6 +374,8 @@ export class PostgresEventStore implements EventStore {
           pendingDelayMs = PENDING_RETRY_MIN_MS;
           await sleep(this.pollIntervalMs);
         }
+        // Whatever woke us (an append, a notification, a timer), the shared tail must read again.
+        this.tail.wake();
       }
     };
 
@@ -389,6 +393,38 @@ export class PostgresEventStore implements EventStore {
     };
     this.subscriptions.add(subscription);
     return subscription;
+  }
+
+  /**
+   * Reads one page of the log after a position, up to the safe horizon, for a filter. One round
+   * trip: the horizon and the page come from the same statement (the same snapshot, so everything
+   * up to its horizon is visible to it). `head > safe` (a backward probe of the primary key,
+   * whatever the statistics say) tells whether rows wait above the horizon.
+   */
+  private pageReader(filter: GlobalFilter | undefined, limit: number): (after: bigint) => Promise<TailPage> {
+    const { clause, parameters } = filterClause(filter, 3);
+    const pageQuery = `select h.safe::text as horizon_safe, (h.head > h.safe) as horizon_pending, e.*
+        from (select ledger_safe_position() as safe, (select max(position) from ledger_events) as head) h
+        left join lateral (
+          select ${EVENT_COLUMNS} from ledger_events
+           where position > $1 and position <= h.safe ${clause}
+           order by ledger_events.position limit $2
+        ) e on true`;
+    // Named, so each connection parses and plans it once rather than on every page.
+    const pageStatement = `ledger_subscribe_${createHash('sha1').update(pageQuery).digest('hex').slice(0, 16)}`;
+    return async (after) => {
+      const result = await this.pool.query<Partial<EventRow> & { horizon_safe: string; horizon_pending: boolean | null }>({
+        name: pageStatement,
+        text: pageQuery,
+        values: [after.toString(), limit, ...parameters],
+      });
+      const first = result.rows[0]!;
+      return {
+        safe: BigInt(first.horizon_safe),
+        pending: first.horizon_pending === true,
+        events: first.position === null ? [] : result.rows.map((row) => toRecordedEvent(row as EventRow)),
+      };
+    };
   }
 
   /**

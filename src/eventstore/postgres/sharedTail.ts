@@ -1,0 +1,147 @@
+import type { GlobalFilter, RecordedEvent } from '../port.js';
+
+const IDLE_RESTART_MS = 1_000;
+
+/** One unfiltered page of the log up to the safe horizon, as the subscription query returns it. */
+export interface TailPage {
+  events: RecordedEvent[];
+  /** The safe horizon the page was read under. */
+  safe: bigint;
+  /** Rows wait above the horizon (an older transaction is still open). */
+  pending: boolean;
+}
+
+export interface TailSlice {
+  /** Events after the caller's checkpoint that match its filter, in log order. */
+  events: RecordedEvent[];
+  /** Where the caller may move its checkpoint once these are applied (past skipped events). */
+  checkpoint: bigint;
+  /** Fewer than the limit: everything the tail holds past the checkpoint was looked at. */
+  drained: boolean;
+  pending: boolean;
+}
+
+/**
+ * The newest stretch of the log, read once for every caught-up subscription of this process.
+ *
+ * Each subscription used to read its own page on every wake-up: five projections and the process
+ * manager in one process meant five reads, and five decodings, of the same rows. The tail reads the
+ * log unfiltered, one page at a time, and each subscription takes its events from memory, filtered
+ * here. It holds every event in (start, covered] (the same safe-horizon rule as a subscription's own
+ * read), at most `capacity` of them; a subscription whose checkpoint is outside that range reads
+ * for itself, as before.
+ *
+ * Wake-ups (appends here, NOTIFYs from elsewhere, poll timers) raise a generation; a subscription
+ * that has taken everything waits for a read that started after the newest wake-up, so all
+ * subscriptions woken by one append share one read. Events are shared between subscriptions:
+ * handlers must not change them.
+ */
+export class SharedTail {
+  private events: RecordedEvent[] = [];
+  private start: bigint | undefined;
+  private covered = 0n;
+  private pending = false;
+  private generation = 0;
+  private readGeneration = -1;
+  private reading: Promise<void> | undefined;
+  private lastServedMs = 0;
+
+  constructor(
+    private readonly read: (after: bigint) => Promise<TailPage>,
+    private readonly pageSize: number,
+    private readonly capacity: number,
+  ) {}
+
+  /** Something may have been appended: the next refresh must read. */
+  wake(): void {
+    this.generation += 1;
+  }
+
+  /**
+   * Starts the tail where a subscription just caught up, unless it already runs. A tail nobody took
+   * from for a while is started again there: a subscription ahead of it would otherwise read for
+   * itself for good, since only a subscription the tail serves makes it read.
+   */
+  startAt(position: bigint, nowMs = Date.now()): void {
+    const idle = nowMs - this.lastServedMs > IDLE_RESTART_MS;
+    if (this.start !== undefined && !(idle && position > this.covered)) return;
+    this.events = [];
+    this.start = position;
+    this.covered = position;
+  }
+
+  /** What the tail holds after `after` for this filter, or undefined when it does not reach back there. */
+  take(after: bigint, limit: number, filter: GlobalFilter | undefined): TailSlice | undefined {
+    if (this.start === undefined || after < this.start || after > this.covered) return undefined;
+    const matches = matcher(filter);
+    const events: RecordedEvent[] = [];
+    let index = this.firstAfter(after);
+    for (; index < this.events.length && events.length < limit; index++) {
+      const event = this.events[index]!;
+      if (matches(event)) events.push(event);
+    }
+    const drained = index >= this.events.length;
+    this.lastServedMs = Date.now();
+    return { events, checkpoint: drained ? this.covered : events.at(-1)!.position, drained, pending: this.pending };
+  }
+
+  /** Resolves once a read that started after the latest wake-up has completed. */
+  async refresh(): Promise<void> {
+    const wanted = this.generation;
+    while (this.readGeneration < wanted) {
+      this.reading ??= this.readOnce().finally(() => {
+        this.reading = undefined;
+      });
+      await this.reading;
+    }
+  }
+
+  private async readOnce(): Promise<void> {
+    const generation = this.generation;
+    const from = this.covered;
+    const page = await this.read(from);
+    // A trim or a restart of the tail while reading would leave a gap: drop this page then.
+    if (this.covered !== from) return;
+    let previous = from;
+    for (const event of page.events) {
+      if (event.position <= previous) throw new Error(`shared tail: global order broken at ${event.position} after ${previous}`);
+      previous = event.position;
+    }
+    this.events.push(...page.events);
+    this.covered = page.events.length < this.pageSize && page.safe > previous ? page.safe : previous;
+    this.pending = page.pending;
+    this.readGeneration = generation;
+    if (this.events.length > this.capacity) {
+      const dropped = this.events.splice(0, this.events.length - this.capacity);
+      this.start = dropped.at(-1)!.position;
+    }
+  }
+
+  /** Index of the first held event after `position` (binary search: positions ascend). */
+  private firstAfter(position: bigint): number {
+    let low = 0;
+    let high = this.events.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (this.events[middle]!.position <= position) low = middle + 1;
+      else high = middle;
+    }
+    return low;
+  }
+}
+
+const everything = () => true;
+const matchers = new WeakMap<GlobalFilter, (event: RecordedEvent) => boolean>();
+
+/** The JavaScript twin of the SQL filter clause: any of the stream prefixes, and any of the types. */
+export function matcher(filter: GlobalFilter | undefined): (event: RecordedEvent) => boolean {
+  if (!filter) return everything;
+  let matches = matchers.get(filter);
+  if (!matches) {
+    const prefixes = filter.streamPrefixes && filter.streamPrefixes.length > 0 ? [...filter.streamPrefixes] : undefined;
+    const types = filter.eventTypes && filter.eventTypes.length > 0 ? new Set(filter.eventTypes) : undefined;
+    matches = (event) => (prefixes === undefined || prefixes.some((prefix) => event.streamName.startsWith(prefix))) && (types === undefined || types.has(event.type));
+    matchers.set(filter, matches);
+  }
+  return matches;
+}

@@ -1,0 +1,122 @@
+import { describe, expect, it } from 'vitest';
+import type { RecordedEvent } from '../../src/eventstore/port.js';
+import { SharedTail, type TailPage } from '../../src/eventstore/postgres/sharedTail.js';
+
+function event(position: number, streamName = 'account-a', type = 'FundsDeposited'): RecordedEvent {
+  return { id: `e${position}`, streamName, revision: 0n, position: BigInt(position), type, schemaVersion: 1, data: {}, metadata: { recordedAt: '2026-11-26T00:00:00.000Z' } };
+}
+
+/** A log the tail reads from: events up to `safe` are visible; reads are counted and can be held. */
+function fakeLog(pageSize: number) {
+  const log = { events: [] as RecordedEvent[], safe: 0n, pending: false, reads: 0, hold: undefined as Promise<void> | undefined };
+  const read = async (after: bigint): Promise<TailPage> => {
+    log.reads += 1;
+    const { safe, pending } = log;
+    const events = log.events.filter((item) => item.position > after && item.position <= safe).slice(0, pageSize);
+    await log.hold;
+    return { events, safe, pending };
+  };
+  return { log, read };
+}
+
+describe('the shared tail of the log', () => {
+  it('serves each filter its events from one read, and moves the checkpoint past what it skipped', async () => {
+    const { log, read } = fakeLog(100);
+    const tail = new SharedTail(read, 100, 1_000);
+    tail.startAt(10n);
+    log.events = [event(11), event(12, 'transfer-t', 'TransferRequested'), event(13), event(14, 'customer-c', 'CustomerRegistered')];
+    log.safe = 20n;
+    tail.wake();
+    await tail.refresh();
+
+    expect(tail.take(10n, 100, { streamPrefixes: ['account-'] })).toEqual({ events: [event(11), event(13)], checkpoint: 20n, drained: true, pending: false });
+    expect(tail.take(10n, 100, { eventTypes: ['TransferRequested'] })?.events).toEqual([event(12, 'transfer-t', 'TransferRequested')]);
+    expect(tail.take(11n, 1, undefined)).toEqual({ events: [event(12, 'transfer-t', 'TransferRequested')], checkpoint: 12n, drained: false, pending: false });
+    expect(tail.take(20n, 100, undefined)).toEqual({ events: [], checkpoint: 20n, drained: true, pending: false });
+    expect(log.reads).toBe(1);
+  });
+
+  it('does not answer for positions it does not cover: before its start, or past what it read', async () => {
+    const { log, read } = fakeLog(100);
+    const tail = new SharedTail(read, 100, 1_000);
+    expect(tail.take(0n, 10, undefined)).toBeUndefined();
+    tail.startAt(10n);
+    log.events = [event(11)];
+    log.safe = 11n;
+    tail.wake();
+    await tail.refresh();
+    expect(tail.take(9n, 10, undefined)).toBeUndefined();
+    expect(tail.take(12n, 10, undefined)).toBeUndefined();
+  });
+
+  it('shares one read among everyone woken by the same append; a wake-up during a read gets a read of its own', async () => {
+    const { log, read } = fakeLog(100);
+    const tail = new SharedTail(read, 100, 1_000);
+    tail.startAt(0n);
+    log.events = [event(1)];
+    log.safe = 1n;
+    tail.wake();
+    await Promise.all([tail.refresh(), tail.refresh(), tail.refresh()]);
+    expect(log.reads).toBe(1);
+    await tail.refresh();
+    expect(log.reads, 'no wake-up since: nothing to read').toBe(1);
+
+    let release: () => void = () => undefined;
+    log.hold = new Promise<void>((resolve) => (release = resolve));
+    tail.wake();
+    const first = tail.refresh();
+    await Promise.resolve();
+    // Appended while that read is in flight: its snapshot may predate the event.
+    log.events.push(event(2));
+    log.safe = 2n;
+    tail.wake();
+    const second = tail.refresh();
+    release();
+    log.hold = undefined;
+    await Promise.all([first, second]);
+    expect(log.reads).toBe(3);
+    expect(tail.take(0n, 10, undefined)?.events.map((item) => item.position)).toEqual([1n, 2n]);
+  });
+
+  it('covers only up to the last event of a full page, and reports rows pending above the horizon', async () => {
+    const { log, read } = fakeLog(2);
+    const tail = new SharedTail(read, 2, 1_000);
+    tail.startAt(0n);
+    log.events = [event(1), event(2), event(3)];
+    log.safe = 9n;
+    log.pending = true;
+    tail.wake();
+    await tail.refresh();
+    expect(tail.take(0n, 10, undefined)).toEqual({ events: [event(1), event(2)], checkpoint: 2n, drained: true, pending: true });
+    tail.wake();
+    await tail.refresh();
+    expect(tail.take(2n, 10, undefined)).toEqual({ events: [event(3)], checkpoint: 9n, drained: true, pending: true });
+  });
+
+  it('holds at most its capacity: older checkpoints read for themselves', async () => {
+    const { log, read } = fakeLog(100);
+    const tail = new SharedTail(read, 100, 3);
+    tail.startAt(0n);
+    log.events = [1, 2, 3, 4, 5].map((position) => event(position));
+    log.safe = 5n;
+    tail.wake();
+    await tail.refresh();
+    expect(tail.take(1n, 10, undefined)).toBeUndefined();
+    expect(tail.take(2n, 10, undefined)?.events.map((item) => item.position)).toEqual([3n, 4n, 5n]);
+  });
+
+  it('starts again where a subscription caught up once nobody took from it for a while', async () => {
+    const { log, read } = fakeLog(100);
+    const tail = new SharedTail(read, 100, 1_000);
+    tail.startAt(0n, 0);
+    tail.startAt(50n, 500);
+    expect(tail.take(0n, 10, undefined), 'a running tail is kept').toBeDefined();
+    tail.startAt(50n, Date.now() + 5_000);
+    expect(tail.take(0n, 10, undefined)).toBeUndefined();
+    log.events = [event(51)];
+    log.safe = 51n;
+    tail.wake();
+    await tail.refresh();
+    expect(tail.take(50n, 10, undefined)?.events).toEqual([event(51)]);
+  });
+});
