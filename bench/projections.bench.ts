@@ -3,7 +3,7 @@
  * against a baseline measured in the same run.
  *
  *   npm run bench:projections -- [--events 2000000] [--hot-rows 300000] [--accounts 10000]
- *       [--backlog 200000] [--steady-seconds 20] [--steady-rate 25000] [--writer-in-process] [--batch 1000]
+ *       [--backlog 200000] [--steady-seconds 20] [--steady-rate 25000] [--steady-writers 12] [--writer-in-process] [--batch 1000]
  *       [--history-seconds 20] [--history-warmup-seconds 5] [--history-rate 200] [--write-rate 300] [--raw-queries 2000]
  *       [--seed-concurrency 4] [--port 54341] [--json out.json] [--no-analyze] [--read-api-in-process]
  *       [--projector-nice 0]
@@ -27,7 +27,8 @@
  *     the head is measured. Steady: the runners stay up while deposits are appended at
  *     --steady-rate for --steady-seconds; applied events/s and lag are sampled. The steady writer
  *     is a child process of its own (bench/projections-writer.ts), as the write API would be, so
- *     the runners do not share an event loop with it; --writer-in-process keeps it in this one.
+ *     the runners do not share an event loop with it, with --steady-writers concurrent appenders
+ *     of 20 events each; --writer-in-process keeps it in this one.
  *  5. History: the raw SELECT of the query API on a pg client (p50/p99 over --raw-queries random
  *     pages: the hot account's first page and deep cursors, random accounts), then GET
  *     /v1/accounts/:id/transactions through the read API at a fixed, evenly paced --history-rate
@@ -95,6 +96,7 @@ const { values: flags } = parseArgs({
     'history-rate': { type: 'string', default: '200' },
     'write-rate': { type: 'string', default: '300' },
     'writer-in-process': { type: 'boolean', default: false },
+    'steady-writers': { type: 'string', default: '12' },
     'raw-queries': { type: 'string', default: '2000' },
     'seed-concurrency': { type: 'string', default: '4' },
     port: { type: 'string', default: '54341' },
@@ -123,6 +125,7 @@ const HISTORY_SECONDS = count('history-seconds');
 const HISTORY_WARMUP_SECONDS = count('history-warmup-seconds');
 const HISTORY_RATE = Math.max(1, count('history-rate'));
 const WRITE_RATE = count('write-rate');
+const STEADY_WRITERS = Math.max(1, count('steady-writers'));
 const RAW_QUERIES = Math.max(1, count('raw-queries'));
 const SEED_CONCURRENCY = Math.max(1, count('seed-concurrency'));
 const APPEND_MAX = 1000;
@@ -463,7 +466,7 @@ async function main(): Promise<number> {
     let steady: { appendRate: number; applied: Record<string, number>; lagEvents: Record<string, number>; lagSeconds: Record<string, number>; drainSeconds: number } | undefined;
     if (STEADY_SECONDS > 0) {
       const before = new Map(runners.map((entry) => [entry.name, entry.applied.events]));
-      const steadyOptions = { rate: STEADY_RATE, perAppend: 20, concurrency: 8 };
+      const steadyOptions = { rate: STEADY_RATE, perAppend: 20, concurrency: STEADY_WRITERS };
       const writer = flags['writer-in-process'] ? startWriter(runtime.store, seeded, steadyOptions) : await startWriterProcess(databaseUrl, seeded, steadyOptions);
       // Where the CPU goes: this process (the runners), the writer, and the machine as a whole.
       const cpuBefore = { runners: process.cpuUsage(), writer: 'pid' in writer ? processTicks(writer.pid) : undefined, machine: machineTicks() };
