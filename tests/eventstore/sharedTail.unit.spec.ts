@@ -80,7 +80,8 @@ describe('the shared tail of the log', () => {
 
   it('covers only up to the last event of a full page, and reports rows pending above the horizon', async () => {
     const { log, read } = fakeLog(2);
-    const tail = new SharedTail(read, 2, 1_000);
+    // Room for one page only, so it does not read ahead here.
+    const tail = new SharedTail(read, 2, 2);
     tail.startAt(0n);
     log.events = [event(1), event(2), event(3)];
     log.safe = 9n;
@@ -118,5 +119,19 @@ describe('the shared tail of the log', () => {
     tail.wake();
     await tail.refresh();
     expect(tail.take(50n, 10, undefined)?.events).toEqual([event(51)]);
+  });
+
+  it('reads ahead while its pages come back full, up to its capacity, without waiting to be asked', async () => {
+    const { log, read } = fakeLog(2);
+    const tail = new SharedTail(read, 2, 6);
+    tail.startAt(0n);
+    log.events = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map((position) => event(position));
+    log.safe = 10n;
+    tail.wake();
+    await tail.refresh();
+    // The first read was asked for; the next ones follow on their own until six events are held.
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(log.reads).toBe(3);
+    expect(tail.take(0n, 100, undefined)?.events.map((item) => item.position)).toEqual([1n, 2n, 3n, 4n, 5n, 6n]);
   });
 });

@@ -89,19 +89,33 @@ export class SharedTail {
   async refresh(): Promise<void> {
     const wanted = this.generation;
     while (this.readGeneration < wanted) {
-      this.reading ??= this.readOnce().finally(() => {
-        this.reading = undefined;
-      });
-      await this.reading;
+      await this.startRead();
     }
   }
 
-  private async readOnce(): Promise<void> {
+  private startRead(): Promise<void> {
+    this.reading ??= this.readOnce().then(
+      (full) => {
+        this.reading = undefined;
+        // A full page means more is waiting: read on while subscriptions apply what they took,
+        // as long as that needs no trim. Reading and applying then overlap instead of taking turns.
+        if (full && this.events.length + this.pageSize <= this.capacity) void this.startRead().catch(() => undefined);
+      },
+      (error: unknown) => {
+        this.reading = undefined;
+        throw error;
+      },
+    );
+    return this.reading;
+  }
+
+  /** One read; true when the page came back full. */
+  private async readOnce(): Promise<boolean> {
     const generation = this.generation;
     const from = this.covered;
     const page = await this.read(from);
-    // A trim or a restart of the tail while reading would leave a gap: drop this page then.
-    if (this.covered !== from) return;
+    // A restart of the tail while reading would leave a gap: drop this page then.
+    if (this.covered !== from) return false;
     let previous = from;
     for (const event of page.events) {
       if (event.position <= previous) throw new Error(`shared tail: global order broken at ${event.position} after ${previous}`);
@@ -115,6 +129,7 @@ export class SharedTail {
       const dropped = this.events.splice(0, this.events.length - this.capacity);
       this.start = dropped.at(-1)!.position;
     }
+    return page.events.length >= this.pageSize;
   }
 
   /** Index of the first held event after `position` (binary search: positions ascend). */
