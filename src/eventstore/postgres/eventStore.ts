@@ -13,7 +13,6 @@ import {
   IdempotencyConflictError,
   InvalidAppendError,
   MAX_EVENT_BYTES,
-  MAX_PAGE_SIZE,
   type AppendResult,
   type Batch,
   type EventMetadata,
@@ -67,8 +66,10 @@ const NOTIFY_COALESCE_MS = 2;
 const MAX_APPENDS_PER_GROUP = 64;
 const MAX_EVENTS_PER_GROUP = 4_000;
 const DEFAULT_PIPELINE_MIN_EVENTS = 64;
-// Events the shared tail holds at most (about 1 KiB each once decoded).
-const TAIL_CAPACITY = 10_000;
+// Events the shared tail holds at most (about 1 KiB each once decoded), and reads at once: reads
+// are serial, so under a heavy writer the page size, not the database, sets the tail's pace.
+const TAIL_CAPACITY = 20_000;
+const TAIL_PAGE_EVENTS = 4_000;
 
 interface AppendRow {
   next_revision: string | null;
@@ -108,7 +109,7 @@ export class PostgresEventStore implements EventStore {
   private pendingEvents = 0;
   private readonly coalesceMs: number;
   /** The newest stretch of the log, read once for all caught-up subscriptions (see sharedTail.ts). */
-  private readonly tail = new SharedTail(this.pageReader(undefined, MAX_PAGE_SIZE), MAX_PAGE_SIZE, TAIL_CAPACITY);
+  private readonly tail = new SharedTail(this.pageReader(undefined, TAIL_PAGE_EVENTS), TAIL_PAGE_EVENTS, TAIL_CAPACITY);
   /** Names this store's NOTIFYs, so its listener can tell them from other writers'. */
   private readonly notifierId = `${process.pid}:${randomUUID()}`;
 
