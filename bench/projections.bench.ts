@@ -65,7 +65,6 @@ import {
   customerEvents,
   dropDatabase,
   fmt,
-  fundsMoved,
   machineFacts,
   movements,
   openServer,
