@@ -332,8 +332,9 @@ export class PostgresEventStore implements EventStore {
       const drained = page.events.length < batchSize;
       // When the page was short, nothing else matches up to `safe`: filtered-out events need no re-scan.
       const nextCheckpoint = drained && page.safe > checkpoint ? page.safe : (page.events.at(-1)?.position ?? checkpoint);
-      // Caught up: from here on the shared tail can serve this subscription.
-      if (drained) this.tail.startAt(nextCheckpoint);
+      // Caught up: from here on the shared tail can serve this subscription. (Not from a
+      // checkpoint beyond the horizon: a tail started there would serve nobody else.)
+      if (drained && nextCheckpoint <= page.safe) this.tail.startAt(nextCheckpoint);
       return { events: page.events, nextCheckpoint, drained, pending: page.pending };
     };
 
