@@ -249,7 +249,8 @@ export async function ensureCheckpoint(db: Kysely<unknown> | Transaction<unknown
  * A batch touches rows by key only, so its joins are turned into nested loops over the keys: a
  * table without statistics yet (a new deployment, a rebuild's fresh tables) otherwise gets a hash
  * join that scans it whole for each batch. Measured in bench:transfers on a fresh database: the
- * history status update took 8.3 ms a batch with 408 scans of the table, and 0.5 ms as a loop.
+ * history status update took 8.3 ms a batch, with 408 full scans of the table in 30 s; on a
+ * 300,000-row copy without statistics the same update took 31 ms as a hash join, 0.5 ms as a loop.
  *
  * Asynchronous commit is safe here because rows and checkpoint commit together: a crash can lose
  * only whole recent batches, which the projection applies again from the log; it cannot lose or

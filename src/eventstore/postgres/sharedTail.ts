@@ -24,7 +24,7 @@ export interface TailSlice {
 /**
  * The newest stretch of the log, read once for every caught-up subscription of this process.
  *
- * Each subscription used to read its own page on every wake-up: five projections and the process
+ * Each subscription used to read its own page on every wake-up: four projections and the process
  * manager in one process meant five reads, and five decodings, of the same rows. The tail reads the
  * log unfiltered, one page at a time, and each subscription takes its events from memory, filtered
  * here. It holds every event in (start, covered] (the same safe-horizon rule as a subscription's own

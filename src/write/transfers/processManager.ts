@@ -83,7 +83,8 @@ const DETACHED_MAX = 4_096;
  * clearing, capture the hold into clearing, complete; or compensate and fail. Each reaction is a
  * normal command with a deterministic idempotency key, and every account step is idempotent per
  * transfer in the domain, so redelivery, crashes between steps and concurrent managers change
- * nothing. The checkpoint commits after the reactions, with the deadline rows.
+ * nothing. A batch's deadline rows are written before its first step; the checkpoint commits after
+ * the reactions, with the deletion of finished transfers' deadline rows.
  *
  * A step's outcome events are reacted to as soon as the step returns them, detached from the
  * batch, instead of after a trip through the log (six subscription hops per transfer became one).
