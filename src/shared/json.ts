@@ -64,19 +64,21 @@ export function encodeJson(value: JsonValue): string {
 export function decodeJson<T = JsonValue>(text: string): T {
   const parsed: unknown = JSON.parse(text);
   // Most stored documents hold no bigint at all; the check is one native scan of the text.
-  return (text.includes(`"${BIGINT_TAG}"`) ? reviveInPlace(parsed) : parsed) as T;
+  return (text.includes(`"${BIGINT_TAG}"`) ? reviveBigints(parsed) : parsed) as T;
 }
 
 /**
- * reviveBigints over a value nobody else holds (just parsed): tagged nodes are replaced where they
- * are, instead of copying every object and array. Reading events is the projections' hottest path.
+ * Turns `{"$bigint": "..."}` nodes of already-parsed JSON (just parsed, or handed over by a client
+ * library) into bigints. In place: the value must be one nobody else holds. Tagged nodes are
+ * replaced where they are instead of copying every object and array, since reading events is the
+ * projections' hottest path.
  */
-function reviveInPlace(value: unknown): unknown {
+export function reviveBigints(value: unknown): unknown {
   if (typeof value !== 'object' || value === null) return value;
   if (Array.isArray(value)) {
     for (let index = 0; index < value.length; index++) {
       const item: unknown = value[index];
-      const revived = reviveInPlace(item);
+      const revived = reviveBigints(item);
       if (revived !== item) value[index] = revived;
     }
     return value;
@@ -87,22 +89,8 @@ function reviveInPlace(value: unknown): unknown {
   if (keys.length === 1 && typeof tagged === 'string' && BIGINT_TEXT.test(tagged)) return BigInt(tagged);
   for (const key of keys) {
     const item = record[key];
-    const revived = reviveInPlace(item);
+    const revived = reviveBigints(item);
     if (revived !== item) record[key] = revived;
   }
   return record;
-}
-
-/** Turns `{"$bigint": "..."}` nodes of already-parsed JSON (for example from a jsonb column) into bigints. */
-export function reviveBigints(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(reviveBigints);
-  if (typeof value === 'object' && value !== null) {
-    const keys = Object.keys(value);
-    const tagged = (value as Record<string, unknown>)[BIGINT_TAG];
-    if (keys.length === 1 && typeof tagged === 'string' && BIGINT_TEXT.test(tagged)) return BigInt(tagged);
-    const result: Record<string, unknown> = {};
-    for (const key of keys) result[key] = reviveBigints((value as Record<string, unknown>)[key]);
-    return result;
-  }
-  return value;
 }
