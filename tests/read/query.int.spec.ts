@@ -90,9 +90,10 @@ describe.each(storeVariants('query API'))('query API on $name', ({ env: storeEnv
     const mine = await openFundedAccount(ledger.app, tokens, { deposit: '1.00' });
     const theirs = await openFundedAccount(ledger.app, tokens, { deposit: '1.00' });
     const customer = client(ledger.app, await ledger.token('customer', mine.customerId));
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    expect((await customer.get(`/v1/accounts/${mine.accountId}`)).statusCode).toBe(200);
-    expect((await customer.get(`/v1/accounts/${theirs.accountId}`)).statusCode).toBe(404);
+    // Wait for the read model to pass both accounts' last writes, so a 404 can only mean "not yours".
+    const after = `minPosition=${theirs.position}`;
+    expect((await customer.get(`/v1/accounts/${mine.accountId}?${after}`)).statusCode).toBe(200);
+    expect((await customer.get(`/v1/accounts/${theirs.accountId}?${after}`)).statusCode).toBe(404);
     // Staff read it first, so its owner is remembered: the customer is still refused.
     expect((await auditor.get(`/v1/accounts/${theirs.accountId}/transactions`)).statusCode).toBe(200);
     expect((await customer.get(`/v1/accounts/${theirs.accountId}/transactions`)).statusCode).toBe(404);

@@ -87,9 +87,12 @@ export async function openFundedAccount(app: FastifyInstance, tokens: { admin: s
   const account = await teller.post('/v1/accounts', { customerId, currency, type: 'checking', ...(options.overdraftLimit ? { overdraftLimit: options.overdraftLimit } : {}) });
   if (account.statusCode !== 201) throw new Error(`open failed: ${account.body}`);
   const accountId = account.json<{ id: string }>().id;
+  let position = account.json<{ position: string }>().position;
   if (options.deposit) {
     const deposit = await teller.post(`/v1/accounts/${accountId}/deposits`, { amount: options.deposit, currency });
     if (deposit.statusCode !== 201) throw new Error(`deposit failed: ${deposit.body}`);
+    position = deposit.json<{ position: string }>().position;
   }
-  return { customerId, accountId, currency };
+  // The log position of the last write, for read-your-writes queries (`minPosition`).
+  return { customerId, accountId, currency, position };
 }
