@@ -11,7 +11,7 @@ import { writeApi } from './write/plugin.js';
 import { startProjector } from './projections/projector.js';
 import { readApi } from './read/plugin.js';
 import { startProcessManager } from './write/transfers/processManager.js';
-import { commandContext } from './write/http.js';
+import { keyedCommandContext } from './write/http.js';
 import { securityPlugin, unverifiedTokenReaderForBenchmark } from './shared/security/plugin.js';
 import { hardenedServerOptions } from './shared/security/hardening.js';
 
@@ -58,7 +58,7 @@ export async function buildLedger(runtime: Runtime, roles: readonly Role[], opti
   });
   const workers: Worker[] = [];
   app.decorate('runtime', runtime);
-  await app.register(securityPlugin, { config, logger: runtime.logger, rateLimit: !options.authAndRateLimitDisabledForBenchmark, idempotencyScope: (request) => commandContext(request) });
+  await app.register(securityPlugin, { config, logger: runtime.logger, rateLimit: !options.authAndRateLimitDisabledForBenchmark, idempotencyScope: keyedCommandContext });
   await app.register(authPlugin, { verifier: options.verifier ?? (options.authAndRateLimitDisabledForBenchmark ? unverifiedTokenReaderForBenchmark : createTokenVerifier(config)) });
   const write = createWriteSide(runtime.store, { retryLimit: config.COMMAND_RETRY_LIMIT });
 

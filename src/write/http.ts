@@ -36,6 +36,15 @@ export function commandContext(request: FastifyRequest, body: unknown = request.
   };
 }
 
+/**
+ * The command context of a request that carries an Idempotency-Key, else undefined. Checked, not
+ * thrown: a transfer carries its key in the body, and an exception per request is costly.
+ */
+export function keyedCommandContext(request: FastifyRequest): CommandContext | undefined {
+  const key = request.headers['idempotency-key'];
+  return typeof key === 'string' && key.length > 0 ? commandContext(request) : undefined;
+}
+
 export function nowIso(): string {
   return new Date().toISOString();
 }

@@ -84,8 +84,8 @@ function parseCached(text: string): CachedResponse | undefined {
 
 export interface IdempotencyCacheOptions {
   cache: ResponseCache;
-  /** The command's scope, exactly as the command handler computes it; throws when there is no key. */
-  scopeOf(request: FastifyRequest): IdempotencyScope;
+  /** The command's scope, exactly as the command handler computes it; undefined when the request carries no key. */
+  scopeOf(request: FastifyRequest): IdempotencyScope | undefined;
   logger: Logger;
 }
 
@@ -105,12 +105,9 @@ export const idempotencyCachePlugin = fp(
 
     app.addHook('preHandler', async (request, reply) => {
       if (request.method !== 'POST' || !request.routeOptions.url?.startsWith('/v1') || !request.principal) return;
-      let scope: IdempotencyScope;
-      try {
-        scope = options.scopeOf(request);
-      } catch {
-        return; // no key: the handler refuses the request
-      }
+      // No key (the handler refuses the request, or the route has its own key, as transfers do).
+      const scope = options.scopeOf(request);
+      if (!scope) return;
       const key = idempotencyCacheKey(scope.idempotencyKey);
       let cached: CachedResponse | undefined;
       try {

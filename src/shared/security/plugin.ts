@@ -16,7 +16,7 @@ export interface SecurityOptions {
   /** False only for the overhead benchmark. */
   rateLimit?: boolean;
   /** The command's principal-scoped idempotency key and request fingerprint. */
-  idempotencyScope(request: FastifyRequest): IdempotencyScope;
+  idempotencyScope(request: FastifyRequest): IdempotencyScope | undefined;
 }
 
 export interface SecurityState {
