@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { v5 as uuidv5 } from 'uuid';
+import { uuidV5Namer } from '../shared/uuidV5.js';
 import type { Decider } from '../domain/decider.js';
 import type { JsonObject } from '../shared/json.js';
 import { ConcurrencyError, IdempotencyConflictError, MAX_EVENTS_PER_APPEND, MAX_PAGE_SIZE, type EventStore, type RecordedEvent } from '../eventstore/port.js';
@@ -34,6 +34,8 @@ export interface CommandContext {
 
 export interface CommandResult<Event extends DomainEvent> {
   events: Event[];
+  /** The events' ids, in order: derived from (stream, idempotency key, index), or as stored for a replay. */
+  eventIds: string[];
   /** Global position of the last event written by the append that carried this command. */
   position: bigint;
   /** True when this answer replays an earlier request with the same key. */
@@ -74,14 +76,16 @@ export interface CommandHandlerOptions {
   queueLimit?: number;
 }
 
-const EVENT_ID_NAMESPACE = '6f1c9c2e-5a0b-4d55-9a52-2f1a1c0b7e11';
+// Never change it: stored event ids were derived from it, and a repeat must derive the same ids.
+export const EVENT_ID_NAMESPACE = '6f1c9c2e-5a0b-4d55-9a52-2f1a1c0b7e11';
+const eventIdName = uuidV5Namer(EVENT_ID_NAMESPACE);
 
 export function eventIdFor(streamName: string, idempotencyKey: string, index: number): string {
-  return uuidv5(`${streamName}\u0000${idempotencyKey}\u0000${index}`, EVENT_ID_NAMESPACE);
+  return eventIdName(`${streamName}\u0000${idempotencyKey}\u0000${index}`);
 }
 
 export function deterministicId(...parts: string[]): string {
-  return uuidv5(parts.join('\u0000'), EVENT_ID_NAMESPACE);
+  return eventIdName(parts.join('\u0000'));
 }
 
 export function requestFingerprint(...parts: unknown[]): string {
@@ -266,9 +270,10 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
         continue;
       }
       for (const event of events) state = this.decider.evolve(state, event);
+      const eventIds = events.map((_event, index) => eventIdFor(streamName, context.idempotencyKey, index));
       events.forEach((event, index) => {
         toAppend.push({
-          id: eventIdFor(streamName, context.idempotencyKey, index),
+          id: eventIds[index]!,
           type: event.type,
           data: event.data,
           metadata: {
@@ -285,7 +290,7 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
         added.set(context.idempotencyKey, recorded);
         fresh.push(recorded);
       }
-      settlements.push((position) => pending.resolve({ events, position, replayed: false }));
+      settlements.push((position) => pending.resolve({ events, eventIds, position, replayed: false }));
     }
 
     return {
@@ -300,17 +305,17 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
       settle: (position: bigint) => {
         settlements.forEach((settle) => settle(position));
         for (const { pending, recorded } of replays) {
-          this.replay(streamName, recorded).then((events) => pending.resolve({ events, position: recorded.position, replayed: true }), pending.reject);
+          this.replay(streamName, recorded).then(({ events, eventIds }) => pending.resolve({ events, eventIds, position: recorded.position, replayed: true }), pending.reject);
         }
       },
     };
   }
 
   /** Re-reads the events an earlier command wrote, so a repeat gets the same answer. */
-  private async replay(streamName: string, recorded: RecordedCommand): Promise<Event[]> {
+  private async replay(streamName: string, recorded: RecordedCommand): Promise<{ events: Event[]; eventIds: string[] }> {
     const count = Number(recorded.lastRevision - recorded.firstRevision + 1n);
-    const events = await this.store.readStream(streamName, { fromRevision: recorded.firstRevision, maxCount: count });
-    return events.map((event) => ({ type: event.type, data: event.data }) as Event);
+    const stored = await this.store.readStream(streamName, { fromRevision: recorded.firstRevision, maxCount: count });
+    return { events: stored.map((event) => ({ type: event.type, data: event.data }) as Event), eventIds: stored.map((event) => event.id) };
   }
 
   /** Brings a cached stream up to date by reading only what was appended since. */

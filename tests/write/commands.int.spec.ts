@@ -236,6 +236,9 @@ describe('command API', () => {
       const repeated = await createWriteSide(second.store, { retryLimit: 5 }).transfers.handle(transferStream(transferId), request(Date.now() + 5_000), context);
       expect(repeated.replayed).toBe(true);
       expect(repeated.events).toEqual(created.events);
+      // The ids a command answers with are the ids stored, fresh or replayed (the process manager follows them).
+      expect(repeated.eventIds).toEqual(created.eventIds);
+      expect((await first.store.readStream(transferStream(transferId))).map((event) => event.id)).toEqual(created.eventIds);
       expect(second.reads()).toBeGreaterThan(0);
       expect(await storedEventCount()).toBe(before);
 

@@ -12,7 +12,7 @@ import type { ReadDatabase } from '../../projections/database.js';
 import type { Projection } from '../../projections/projection.js';
 import { ProjectionRunner } from '../../projections/runner.js';
 import type { Worker } from '../../server.js';
-import { eventIdFor, type CommandContext, type CommandResult, type DomainEvent } from '../commandHandler.js';
+import { type CommandContext, type CommandResult, type DomainEvent } from '../commandHandler.js';
 import { nowIso } from '../http.js';
 import { accountStream, STREAM_PREFIX, transferStream } from '../streams.js';
 import type { WriteSide } from '../writeSide.js';
@@ -316,7 +316,7 @@ export class TransferProcessManager {
     // A replayed step's outcomes were recorded before: the log delivers them, to this manager or another.
     if (result.replayed) return result;
     for (const [index, event] of result.events.entries()) {
-      if (REACTS_TO.has(event.type)) this.follow({ id: eventIdFor(streamName, context.idempotencyKey, index), streamName, type: event.type, data: event.data });
+      if (REACTS_TO.has(event.type)) this.follow({ id: result.eventIds[index]!, streamName, type: event.type, data: event.data });
     }
     return result;
   }
