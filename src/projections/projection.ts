@@ -34,21 +34,48 @@ export async function loadRows<Row>(trx: Transaction<unknown> | Kysely<unknown>,
   return rows;
 }
 
-/** One multi-row upsert for a batch's changed rows. */
+/**
+ * One multi-row upsert for a batch's changed rows, as one JSON parameter that PostgreSQL turns into
+ * rows of the table's own type. A VALUES list of one parameter per cell cost more to build in
+ * Kysely than the projection's own work (60 % of the accounts projection's CPU), and PostgreSQL
+ * parsed and planned it anew for every batch size. Rows must have distinct keys.
+ */
 export async function upsertRows(trx: Transaction<unknown>, table: string, keyColumn: string, rows: readonly Record<string, unknown>[]): Promise<void> {
   if (rows.length === 0) return;
-  const columns = Object.keys(rows[0]!);
-  const values = rows.map((row) => sql`(${sql.join(columns.map((column) => sql`${toSqlValue(row[column])}`))})`);
-  const updates = columns.filter((column) => column !== keyColumn).map((column) => sql`${sql.ref(column)} = excluded.${sql.ref(column)}`);
-  await sql`insert into ${sql.table(table)} (${sql.join(columns.map((column) => sql.ref(column)))}) values ${sql.join(values)}
+  const keys = Object.keys(rows[0]!);
+  const columns = sql.join(keys.map((column) => sql.ref(column)));
+  const updates = keys.filter((column) => column !== keyColumn).map((column) => sql`${sql.ref(column)} = excluded.${sql.ref(column)}`);
+  await sql`insert into ${sql.table(table)} (${columns})
+    select ${columns} from json_populate_recordset(null::${sql.table(table)}, ${rowsAsJson(keys, rows)}::json)
     on conflict (${sql.ref(keyColumn)}) do update set ${sql.join(updates)}`.execute(trx);
 }
 
-function toSqlValue(value: unknown): unknown {
-  if (Array.isArray(value) || (typeof value === 'object' && value !== null && !(value instanceof Date))) {
-    return JSON.stringify(value, (_key, item: unknown) => (typeof item === 'bigint' ? item.toString() : item));
+/**
+ * The rows as a JSON array, written directly: bigints as strings (PostgreSQL reads them into int8 or
+ * numeric exactly), dates as ISO strings. `JSON.stringify` with a replacer took twice as long.
+ */
+export function rowsAsJson(keys: readonly string[], rows: readonly Record<string, unknown>[]): string {
+  const heads = keys.map((key, index) => `${index === 0 ? '{' : ','}${JSON.stringify(key)}:`);
+  let json = '[';
+  for (let index = 0; index < rows.length; index++) {
+    const row = rows[index]!;
+    if (index > 0) json += ',';
+    for (let column = 0; column < keys.length; column++) {
+      const value = row[keys[column]!];
+      json += heads[column]!;
+      if (value === null || value === undefined) json += 'null';
+      else if (typeof value === 'string') json += JSON.stringify(value);
+      else if (typeof value === 'bigint') json += `"${value}"`;
+      else if (value instanceof Date) json += `"${value.toISOString()}"`;
+      else json += JSON.stringify(value, bigintsAsStrings);
+    }
+    json += '}';
   }
-  return value;
+  return `${json}]`;
+}
+
+function bigintsAsStrings(_key: string, value: unknown): unknown {
+  return typeof value === 'bigint' ? value.toString() : value;
 }
 
 /** Creates empty copies of a projection's tables (columns, defaults, constraints and indexes). */

@@ -48,7 +48,10 @@ export const accountsProjection: Projection = {
         continue;
       }
       if (!existing) throw new Error(`${event.type} for account ${accountId} before AccountOpened`);
-      const row = { ...existing, last_position: recorded.position, updated_at: at };
+      // Rows are this batch's own copies (loaded or opened in it), so they are changed in place.
+      const row = existing;
+      row.last_position = recorded.position;
+      row.updated_at = at;
       switch (event.type) {
         case 'AccountFrozen':
           row.status = 'frozen';
@@ -98,7 +101,6 @@ export const accountsProjection: Projection = {
           throw new Error(`accounts projection cannot apply ${(event as { type: string }).type}`);
       }
       row.available_minor = row.balance_minor - row.held_minor + row.overdraft_limit_minor;
-      balances.set(accountId, row);
       changedBalances.add(accountId);
     }
 
