@@ -19,6 +19,7 @@
  * - frozen: the bank has stopped debits; credits and captures of already reserved funds still go
  *   through.
  */
+import { Map as PersistentMap } from 'immutable';
 import type { Decider } from './decider.js';
 import { assertNever } from './decider.js';
 import type { CustomerStatus } from './customer.js';
@@ -284,12 +285,19 @@ export type OpenedAccount = {
   accountType: AccountType;
   balanceMinor: bigint;
   overdraftLimitMinor: bigint;
-  /** Every hold ever placed, so a holdId is never reused. */
-  holds: ReadonlyMap<string, Hold>;
+  /**
+   * Every hold ever placed, so a holdId is never reused. These three grow with the account's
+   * history, so they are persistent maps: an event adds to them in O(log n) and shares the rest.
+   * Copying a plain Map per event made a transfer cost 18 ms of CPU on an account with 20,000
+   * transfers behind it.
+   */
+  holds: PersistentMap<string, Hold>;
   /** Outcome of PlaceTransferHold / RejectTransferHold per transferId (source side). */
-  transferHoldOutcomes: ReadonlyMap<string, 'placed' | 'rejected'>;
+  transferHoldOutcomes: PersistentMap<string, 'placed' | 'rejected'>;
   /** Outcome of CreditTransfer / RejectTransferCredit per transferId (destination side). */
-  transferCreditOutcomes: ReadonlyMap<string, 'credited' | 'rejected'>;
+  transferCreditOutcomes: PersistentMap<string, 'credited' | 'rejected'>;
+  /** The holds still active (a few at a time): what the available balance is computed from. */
+  activeHolds: ReadonlyMap<string, Hold>;
   openedAt: string;
   /**
    * The latest `at` this account has recorded. Decisions never look at an earlier instant, so a
@@ -310,7 +318,7 @@ function holdReservesAt(hold: Hold, nowMs: number): boolean {
 
 function heldAtMs(account: OpenedAccount, nowMs: number): bigint {
   let heldSumMinor = 0n;
-  for (const hold of account.holds.values()) if (holdReservesAt(hold, nowMs)) heldSumMinor += hold.amountMinor;
+  for (const hold of account.activeHolds.values()) if (holdReservesAt(hold, nowMs)) heldSumMinor += hold.amountMinor;
   return heldSumMinor;
 }
 
@@ -419,7 +427,7 @@ function closeAccount(command: CloseAccount, account: OpenedAccount, nowMs: numb
   if (account.balanceMinor !== 0n) {
     throw new BusinessRuleError('balance_not_zero', 'only an account with a zero balance can be closed', { balanceMinor: account.balanceMinor });
   }
-  const activeHolds = [...account.holds.values()].filter((hold) => hold.status === 'active');
+  const activeHolds = [...account.activeHolds.values()];
   const openHoldCount = activeHolds.filter((hold) => holdReservesAt(hold, nowMs)).length;
   if (openHoldCount > 0) throw new BusinessRuleError('open_holds', `the account has ${openHoldCount} open holds`, { openHoldCount });
   const events: AccountEvent[] = activeHolds.map((hold) => ({ type: 'HoldExpired', data: holdEndedData(account, hold, 0n, command.data.now) }));
@@ -835,7 +843,7 @@ function assertDecisionKeepsInvariants(before: AccountState, events: readonly Ac
   if (after.status === 'none') return;
   if (!isWithinBalanceLimit(after.balanceMinor)) throw new Error(`balance ${after.balanceMinor} is outside the balance limit`);
   if (after.overdraftLimitMinor < 0n || after.overdraftLimitMinor > MAX_BALANCE_MINOR) throw new Error('overdraft limit out of bounds');
-  if (after.status === 'closed' && (after.balanceMinor !== 0n || [...after.holds.values()].some((hold) => hold.status === 'active'))) {
+  if (after.status === 'closed' && (after.balanceMinor !== 0n || after.activeHolds.size > 0)) {
     throw new Error('a closed account holds money');
   }
   const availableAfterMinor = availableAtMs(after, nowMs);
@@ -856,9 +864,10 @@ export function evolve(state: AccountState, event: AccountEvent): AccountState {
       accountType,
       balanceMinor: 0n,
       overdraftLimitMinor,
-      holds: new Map(),
-      transferHoldOutcomes: new Map(),
-      transferCreditOutcomes: new Map(),
+      holds: PersistentMap(),
+      transferHoldOutcomes: PersistentMap(),
+      transferCreditOutcomes: PersistentMap(),
+      activeHolds: new Map(),
       openedAt: at,
       clockMs: Date.parse(at),
     };
@@ -887,8 +896,8 @@ function evolveOpened(account: OpenedAccount, event: Exclude<AccountEvent, Accou
       const { holdId, transferId, amountMinor, expiresAt } = event.data;
       if (account.holds.has(holdId)) throw new Error(`HoldPlaced reuses hold id ${holdId}`);
       const hold: Hold = { holdId, transferId, amountMinor, expiresAt, expiresAtMs: Date.parse(expiresAt), status: 'active' };
-      const placed = { ...account, holds: new Map(account.holds).set(holdId, hold) };
-      return transferId === null ? placed : { ...placed, transferHoldOutcomes: new Map(account.transferHoldOutcomes).set(transferId, 'placed') };
+      const placed = { ...account, holds: account.holds.set(holdId, hold), activeHolds: new Map(account.activeHolds).set(holdId, hold) };
+      return transferId === null ? placed : { ...placed, transferHoldOutcomes: account.transferHoldOutcomes.set(transferId, 'placed') };
     }
     case 'HoldCaptured': {
       const captured = withHoldStatus(account, event.data.holdId, 'captured');
@@ -899,13 +908,13 @@ function evolveOpened(account: OpenedAccount, event: Exclude<AccountEvent, Accou
     case 'HoldExpired':
       return withHoldStatus(account, event.data.holdId, 'expired');
     case 'TransferHoldRejected':
-      return { ...account, transferHoldOutcomes: new Map(account.transferHoldOutcomes).set(event.data.transferId, 'rejected') };
+      return { ...account, transferHoldOutcomes: account.transferHoldOutcomes.set(event.data.transferId, 'rejected') };
     case 'TransferCredited': {
       const credited = withBalance(account, account.balanceMinor + event.data.amountMinor, event.data.balanceAfterMinor, event.type);
-      return { ...credited, transferCreditOutcomes: new Map(account.transferCreditOutcomes).set(event.data.transferId, 'credited') };
+      return { ...credited, transferCreditOutcomes: account.transferCreditOutcomes.set(event.data.transferId, 'credited') };
     }
     case 'TransferCreditRejected':
-      return { ...account, transferCreditOutcomes: new Map(account.transferCreditOutcomes).set(event.data.transferId, 'rejected') };
+      return { ...account, transferCreditOutcomes: account.transferCreditOutcomes.set(event.data.transferId, 'rejected') };
     default:
       return assertNever(event, 'account event');
   }
@@ -920,7 +929,9 @@ function withBalance(account: OpenedAccount, balanceMinor: bigint, balanceAfterM
 function withHoldStatus(account: OpenedAccount, holdId: string, status: Exclude<HoldStatus, 'active'>): OpenedAccount {
   const hold = account.holds.get(holdId);
   if (hold === undefined || hold.status !== 'active') throw new Error(`hold ${holdId} cannot become ${status} from ${hold?.status ?? 'missing'}`);
-  return { ...account, holds: new Map(account.holds).set(holdId, { ...hold, status }) };
+  const activeHolds = new Map(account.activeHolds);
+  activeHolds.delete(holdId);
+  return { ...account, holds: account.holds.set(holdId, { ...hold, status }), activeHolds };
 }
 
 export const accountDecider: Decider<AccountState, AccountCommand, AccountEvent> = { decide, evolve, initialState };

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { AccountEvent, TransferCreditRejectionReason, TransferHoldRejectionReason } from '../../src/domain/account.js';
+import type { AccountCommand, AccountEvent, TransferCreditRejectionReason, TransferHoldRejectionReason } from '../../src/domain/account.js';
+import { accountDecider } from '../../src/domain/account.js';
 import { BusinessRuleError } from '../../src/domain/errors.js';
 import { assertTrialBalanceZero, ledgerAccountBalance, trialBalance } from '../../src/domain/ledger.js';
 import { MAX_AMOUNT_MINOR, MAX_BALANCE_MINOR } from '../../src/domain/money.js';
@@ -250,5 +251,32 @@ describe('a whole transfer between two accounts', () => {
     expect(ledgerAccountBalance(trial, 'EUR', `customer:${destinationId}`)).toBe(300n);
     expect(ledgerAccountBalance(trial, 'EUR', 'clearing:EUR')).toBe(0n);
     expect(ledgerAccountBalance(trial, 'EUR', 'settlement:EUR')).toBe(-1000n);
+  });
+});
+
+describe('an account with a long history', () => {
+  it('leaves the state it evolved from untouched: a refused append keeps the cached state exact', () => {
+    const given = history(cmd.open(), cmd.deposit(1_000n), cmd.placeTransferHold('t1', 300n));
+    const before = given.reduce(accountDecider.evolve, accountDecider.initialState());
+    const [placed] = accountDecider.decide(cmd.placeTransferHold('t2', 200n), before);
+    const after = accountDecider.evolve(before, placed!);
+    if (before.status === 'none' || after.status === 'none') throw new Error('never opened');
+    expect([...before.holds.keys()]).toEqual(['t1']);
+    expect([...before.activeHolds.keys()]).toEqual(['t1']);
+    expect(before.transferHoldOutcomes.has('t2')).toBe(false);
+    expect([...after.activeHolds.keys()]).toEqual(['t1', 't2']);
+    expect(after.transferHoldOutcomes.get('t2')).toBe('placed');
+  });
+
+  it('remembers every transfer it took part in, while only open holds count against the funds', () => {
+    const commands: AccountCommand[] = [cmd.open(), cmd.deposit(1_000_000n)];
+    for (let index = 0; index < 500; index++) commands.push(cmd.placeTransferHold(`t${index}`, 1n), cmd.captureTransferHold(`t${index}`));
+    const state = history(...commands).reduce(accountDecider.evolve, accountDecider.initialState());
+    if (state.status === 'none') throw new Error('never opened');
+    expect(state.holds.size).toBe(500);
+    expect(state.activeHolds.size).toBe(0);
+    // A repeat of any old transfer's step decides nothing.
+    spec.given(history(...commands)).when(cmd.placeTransferHold('t7', 1n)).thenNothing();
+    expect(state.balanceMinor).toBe(999_500n);
   });
 });

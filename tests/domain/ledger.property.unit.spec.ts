@@ -178,6 +178,8 @@ describe('ledger properties', () => {
             expect(availableMinor(state, now) >= 0n).toBe(true);
             expect(state.balanceMinor <= MAX_BALANCE_MINOR && state.balanceMinor >= -MAX_BALANCE_MINOR).toBe(true);
             expect(ledgerAccountBalance(trial, currency, customerLedgerAccount(accountId))).toBe(state.balanceMinor);
+            // The active holds the available balance is computed from are exactly the holds still active.
+            expect([...state.activeHolds.keys()].sort()).toEqual([...state.holds.values()].filter((hold) => hold.status === 'active').map((hold) => hold.holdId).sort());
           }
         }
 
