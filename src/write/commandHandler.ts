@@ -272,17 +272,10 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
       for (const event of events) state = this.decider.evolve(state, event);
       const eventIds = events.map((_event, index) => eventIdFor(streamName, context.idempotencyKey, index));
       events.forEach((event, index) => {
-        toAppend.push({
-          id: eventIds[index]!,
-          type: event.type,
-          data: event.data,
-          metadata: {
-            correlationId: context.correlationId,
-            ...(context.causationId ? { causationId: context.causationId } : {}),
-            actor: context.actor,
-            extra: { idempotencyKey: context.idempotencyKey, requestHash: context.requestHash },
-          },
-        });
+        // Built property by property: a conditional spread inside the literal is several times slower.
+        const metadata: (typeof toAppend)[number]['metadata'] = { correlationId: context.correlationId, actor: context.actor, extra: { idempotencyKey: context.idempotencyKey, requestHash: context.requestHash } };
+        if (context.causationId) metadata.causationId = context.causationId;
+        toAppend.push({ id: eventIds[index]!, type: event.type, data: event.data, metadata });
       });
       if (events.length > 0) {
         const firstRevision = nextRevision + BigInt(toAppend.length - events.length);

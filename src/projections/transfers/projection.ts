@@ -3,7 +3,7 @@ import { transferStreamEventTypes, type TransferEvent } from '../../domain/trans
 import type { RecordedEvent } from '../../eventstore/port.js';
 import { STREAM_PREFIX } from '../../write/streams.js';
 import { loadRows, upsertRows, type Projection, type TableNames } from '../projection.js';
-import type { TransfersTable } from './table.js';
+import type { TransferTimelineEntry, TransfersTable } from './table.js';
 
 const STAGES: Record<TransferEvent['type'], string> = {
   TransferRequested: 'requested',
@@ -29,7 +29,8 @@ export const transfersProjection: Projection = {
       const existing = rows.get(id);
       if (existing && existing.last_position >= recorded.position) continue;
       const stage = STAGES[event.type];
-      const entry = { stage, at: event.data.at, position: recorded.position.toString(), ...('reason' in event.data ? { reason: event.data.reason } : {}) };
+      const entry: TransferTimelineEntry = { stage, at: event.data.at, position: recorded.position.toString() };
+      if ('reason' in event.data) entry.reason = event.data.reason;
       if (event.type === 'TransferRequested') {
         rows.set(id, {
           transfer_id: id,
