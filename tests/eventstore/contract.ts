@@ -195,6 +195,12 @@ export function runEventStoreContract(name: string, factory: () => Promise<Contr
         expect(recorded?.data).toEqual(data);
         expect(recorded?.metadata).toMatchObject(appended.metadata!);
         expect(Number.isNaN(Date.parse(recorded!.metadata.recordedAt))).toBe(false);
+        // One form on every adapter: ISO 8601 in UTC with milliseconds, as Date#toISOString writes it.
+        expect(new Date(recorded!.metadata.recordedAt).toISOString()).toBe(recorded!.metadata.recordedAt);
+        // The same metadata however the event is read, and whatever reads it first.
+        const [again] = await store.readStream(stream);
+        expect({ ...again }).toEqual({ ...recorded });
+        expect(JSON.parse(JSON.stringify(again, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value))).metadata.actor).toBe('teller:7');
       });
 
       it('reads the global log in order, after a position, filtered by stream prefix or event type', async () => {
