@@ -68,6 +68,10 @@ describe.each(storeVariants('query API'))('query API on $name', ({ env: storeEnv
     const last = (await teller.post(`/v1/accounts/${accountId}/withdrawals`, { amount: '20.00', currency: 'EUR' })).json<{ position: string }>().position;
     const withdrawals = await auditor.get(`/v1/accounts/${accountId}/transactions?type=withdrawal&minPosition=${last}`);
     expect(withdrawals.json<{ items: { amount: string; balanceAfter: string }[] }>().items).toEqual([expect.objectContaining({ amount: '-20.00', balanceAfter: '30.00' })]);
+    // occurredAt is ISO 8601 in UTC with milliseconds, the form every other timestamp of the API has.
+    const [withdrawal] = withdrawals.json<{ items: { occurredAt: string }[] }>().items;
+    expect(withdrawal!.occurredAt).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+    expect(Math.abs(Date.parse(withdrawal!.occurredAt) - Date.now())).toBeLessThan(60_000);
     const big = await auditor.get(`/v1/accounts/${accountId}/transactions?minAmount=30`);
     expect(big.json<{ items: { amount: string }[] }>().items.map((item) => item.amount)).toEqual(['50.00']);
     const today = new Date().toISOString().slice(0, 10);

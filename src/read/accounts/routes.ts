@@ -89,7 +89,7 @@ function transactionView(row: TransactionRow) {
     holdId: row.hold_id,
     reference: row.reference,
     description: row.description,
-    occurredAt: row.occurred_at.toISOString(),
+    occurredAt: row.occurred_at,
     eventId: row.event_id,
     position: row.position.toString(),
   };
