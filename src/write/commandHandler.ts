@@ -88,6 +88,16 @@ export function deterministicId(...parts: string[]): string {
   return eventIdName(parts.join('\u0000'));
 }
 
+/**
+ * A stream kept changing under a command past the handler's retries: nothing was written, and the
+ * command may be tried again. A 409 over HTTP; the process manager retries it itself.
+ */
+export class StreamContendedError extends HttpProblem {
+  constructor() {
+    super(409, 'concurrency_conflict', 'the resource kept changing concurrently; retry the request');
+  }
+}
+
 export function requestFingerprint(...parts: unknown[]): string {
   const hash = createHash('sha256');
   for (const part of parts) hash.update(JSON.stringify(part, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value)) ?? 'undefined').update('\u0000');
@@ -226,7 +236,7 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
           continue;
         }
         this.cache.delete(streamName);
-        const failure = error instanceof ConcurrencyError ? new HttpProblem(409, 'concurrency_conflict', 'the resource kept changing concurrently; retry the request') : error;
+        const failure = error instanceof ConcurrencyError ? new StreamContendedError() : error;
         batch.forEach((pending) => pending.reject(failure));
         return;
       }

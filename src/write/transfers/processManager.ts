@@ -3,7 +3,6 @@ import type { Logger } from 'pino';
 import type { AccountCommand, AccountEvent } from '../../domain/account.js';
 import { assertNever } from '../../domain/decider.js';
 import { DomainError } from '../../domain/errors.js';
-import { HttpProblem } from '../../shared/http/problem.js';
 import type { CurrencyCode } from '../../domain/money.js';
 import type { TransferCommand, TransferEvent, TransferFailureReason } from '../../domain/transfer.js';
 import type { EventStore, RecordedEvent } from '../../eventstore/port.js';
@@ -12,7 +11,7 @@ import type { ReadDatabase } from '../../projections/database.js';
 import type { Projection } from '../../projections/projection.js';
 import { ProjectionRunner } from '../../projections/runner.js';
 import type { Worker } from '../../server.js';
-import { type CommandContext, type CommandResult, type DomainEvent } from '../commandHandler.js';
+import { StreamContendedError, type CommandContext, type CommandResult, type DomainEvent } from '../commandHandler.js';
 import { nowIso } from '../http.js';
 import { accountStream, STREAM_PREFIX, transferStream } from '../streams.js';
 import type { WriteSide } from '../writeSide.js';
@@ -300,7 +299,7 @@ export class TransferProcessManager {
           return undefined;
         }
         // A hot account another writer keeps moving: try the step again here rather than failing the whole batch.
-        if (error instanceof HttpProblem && error.status === 409 && attempt < STEP_CONFLICT_ATTEMPTS) {
+        if (error instanceof StreamContendedError && attempt < STEP_CONFLICT_ATTEMPTS) {
           await new Promise((resolve) => setTimeout(resolve, Math.random() * 50 * attempt));
           continue;
         }
