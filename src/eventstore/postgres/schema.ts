@@ -370,29 +370,8 @@ export async function upAppendCore(db: Kysely<unknown>): Promise<void> {
  * so stream rows are locked in the same order as before.
  */
 export async function upAppendSetBased(db: Kysely<unknown>): Promise<void> {
-  await sql`
-    create or replace function ledger_append_each(p_appends jsonb)
-    returns table (idx int, next_revision bigint, last_position bigint, duplicate boolean, error_code text, error_detail text)
-    language plpgsql as $fn$
-    declare
-      v_append jsonb;
-      v_offset int := coalesce(nullif(current_setting('ledger.tx_event_index', true), '')::int, 0);
-      r record;
-    begin
-      idx := 0;
-      for v_append in select value from jsonb_array_elements(p_appends) loop
-        r := ledger_append_core(v_append->>'stream', (v_append->>'kind')::smallint, (v_append->>'expected')::bigint, v_append->'events', v_offset);
-        next_revision := r.next_revision; last_position := r.last_position; duplicate := r.duplicate;
-        error_code := r.error_code; error_detail := r.error_detail;
-        if r.error_code is null and not r.duplicate then
-          v_offset := v_offset + jsonb_array_length(v_append->'events');
-        end if;
-        return next;
-        idx := idx + 1;
-      end loop;
-      perform set_config('ledger.tx_event_index', v_offset::text, true);
-    end
-    $fn$`.execute(db);
+  // The loop that 0302 installed as ledger_append_many keeps its body under its new name.
+  await sql`alter function ledger_append_many(jsonb) rename to ledger_append_each`.execute(db);
 
   await sql`
     create or replace function ledger_append_many(p_appends jsonb)
