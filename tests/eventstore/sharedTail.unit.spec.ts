@@ -29,10 +29,10 @@ describe('the shared tail of the log', () => {
     tail.wake();
     await tail.refresh();
 
-    expect(tail.take(10n, 100, { streamPrefixes: ['account-'] })).toEqual({ events: [event(11), event(13)], checkpoint: 20n, drained: true, pending: false });
+    expect(tail.take(10n, 100, { streamPrefixes: ['account-'] })).toEqual({ events: [event(11), event(13)], checkpoint: 20n, drained: true, pending: false, more: false });
     expect(tail.take(10n, 100, { eventTypes: ['TransferRequested'] })?.events).toEqual([event(12, 'transfer-t', 'TransferRequested')]);
-    expect(tail.take(11n, 1, undefined)).toEqual({ events: [event(12, 'transfer-t', 'TransferRequested')], checkpoint: 12n, drained: false, pending: false });
-    expect(tail.take(20n, 100, undefined)).toEqual({ events: [], checkpoint: 20n, drained: true, pending: false });
+    expect(tail.take(11n, 1, undefined)).toEqual({ events: [event(12, 'transfer-t', 'TransferRequested')], checkpoint: 12n, drained: false, pending: false, more: false });
+    expect(tail.take(20n, 100, undefined)).toEqual({ events: [], checkpoint: 20n, drained: true, pending: false, more: false });
     expect(log.reads).toBe(1);
   });
 
@@ -88,10 +88,10 @@ describe('the shared tail of the log', () => {
     log.pending = true;
     tail.wake();
     await tail.refresh();
-    expect(tail.take(0n, 10, undefined)).toEqual({ events: [event(1), event(2)], checkpoint: 2n, drained: true, pending: true });
+    expect(tail.take(0n, 10, undefined)).toEqual({ events: [event(1), event(2)], checkpoint: 2n, drained: true, pending: true, more: true });
     tail.wake();
     await tail.refresh();
-    expect(tail.take(2n, 10, undefined)).toEqual({ events: [event(3)], checkpoint: 9n, drained: true, pending: true });
+    expect(tail.take(2n, 10, undefined)).toEqual({ events: [event(3)], checkpoint: 9n, drained: true, pending: true, more: false });
   });
 
   it('holds at most its capacity: older checkpoints read for themselves', async () => {
@@ -133,5 +133,28 @@ describe('the shared tail of the log', () => {
     await new Promise((resolve) => setTimeout(resolve, 10));
     expect(log.reads).toBe(3);
     expect(tail.take(0n, 100, undefined)?.events.map((item) => item.position)).toEqual([1n, 2n, 3n, 4n, 5n, 6n]);
+  });
+
+  it('behind the head with nothing more appended, reads on at each ask instead of waiting for a wake-up', async () => {
+    const { log, read } = fakeLog(2);
+    // Read-ahead stops at capacity: from then on only asking makes it read.
+    const tail = new SharedTail(read, 2, 4);
+    tail.startAt(0n);
+    log.events = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map((position) => event(position));
+    log.safe = 10n;
+    tail.wake();
+    await tail.refresh();
+    const seen: bigint[] = [];
+    let checkpoint = 0n;
+    for (let asks = 0; asks < 20; asks++) {
+      const slice = tail.take(checkpoint, 100, undefined)!;
+      seen.push(...slice.events.map((item) => item.position));
+      checkpoint = slice.checkpoint;
+      if (slice.drained && !slice.more) break;
+      // No wake-up here: only what the tail knows makes it read again.
+      if (slice.events.length === 0) await tail.refresh();
+    }
+    expect(seen).toEqual([1n, 2n, 3n, 4n, 5n, 6n, 7n, 8n, 9n, 10n]);
+    expect(tail.take(10n, 100, undefined)).toMatchObject({ events: [], checkpoint: 10n, drained: true, more: false });
   });
 });

@@ -331,7 +331,7 @@ export class PostgresEventStore implements EventStore {
         await this.tail.refresh();
         slice = this.tail.take(checkpoint, batchSize, options.filter);
       }
-      if (slice) return { events: slice.events, nextCheckpoint: slice.checkpoint, drained: slice.drained, pending: slice.drained && slice.pending };
+      if (slice) return { events: slice.events, nextCheckpoint: slice.checkpoint, drained: slice.drained && !slice.more, pending: slice.drained && slice.pending };
       const page = await readPage(checkpoint);
       const drained = page.events.length < batchSize;
       // When the page was short, nothing else matches up to `safe`: filtered-out events need no re-scan.
@@ -355,9 +355,10 @@ export class PostgresEventStore implements EventStore {
           assertIncreasing(checkpoint, events);
           await handler({ events, checkpoint: nextCheckpoint });
           checkpoint = nextCheckpoint;
-        } else if (nextCheckpoint > checkpoint && Date.now() - lastEmptyBatchMs >= EMPTY_BATCH_INTERVAL_MS) {
-          // Nothing matched the filter up to `safe`: say so (rarely), so a filtered subscriber's
-          // checkpoint keeps up with the log and readers waiting for a position are not held back.
+        } else if (nextCheckpoint > checkpoint && (!drained || Date.now() - lastEmptyBatchMs >= EMPTY_BATCH_INTERVAL_MS)) {
+          // Nothing matched the filter up to `safe`: say so (rarely, unless behind the head), so a
+          // filtered subscriber's checkpoint keeps up with the log and readers waiting for a
+          // position are not held back.
           lastEmptyBatchMs = Date.now();
           await handler({ events: [], checkpoint: nextCheckpoint });
           checkpoint = nextCheckpoint;

@@ -19,6 +19,8 @@ export interface TailSlice {
   /** Fewer than the limit: everything the tail holds past the checkpoint was looked at. */
   drained: boolean;
   pending: boolean;
+  /** The tail's last read came back full: the log holds more than it has read, so read again now. */
+  more: boolean;
 }
 
 /**
@@ -41,6 +43,7 @@ export class SharedTail {
   private start: bigint | undefined;
   private covered = 0n;
   private pending = false;
+  private more = false;
   private generation = 0;
   private readGeneration = -1;
   private reading: Promise<void> | undefined;
@@ -82,7 +85,7 @@ export class SharedTail {
     }
     const drained = index >= this.events.length;
     this.lastServedMs = Date.now();
-    return { events, checkpoint: drained ? this.covered : events.at(-1)!.position, drained, pending: this.pending };
+    return { events, checkpoint: drained ? this.covered : events.at(-1)!.position, drained, pending: this.pending, more: drained && this.more };
   }
 
   /** Resolves once a read that started after the latest wake-up has completed. */
@@ -124,7 +127,11 @@ export class SharedTail {
     this.events.push(...page.events);
     this.covered = page.events.length < this.pageSize && page.safe > previous ? page.safe : previous;
     this.pending = page.pending;
+    this.more = page.events.length >= this.pageSize;
     this.readGeneration = generation;
+    // A full page is as good as a wake-up: without it, a tail behind the head with nothing being
+    // appended (read-ahead stopped at capacity) would read one page per poll interval.
+    if (this.more) this.generation += 1;
     if (this.events.length > this.capacity) {
       const dropped = this.events.splice(0, this.events.length - this.capacity);
       this.start = dropped.at(-1)!.position;
