@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { sql } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { Type } from '@sinclair/typebox';
 import type { Runtime } from './runtime.js';
 import { createHttpApp } from './shared/http/app.js';
@@ -10,7 +10,8 @@ import { createWriteSide, type WriteSide } from './write/writeSide.js';
 import { writeApi } from './write/plugin.js';
 import { startProjector } from './projections/projector.js';
 import { readApi } from './read/plugin.js';
-import { startProcessManager } from './write/transfers/processManager.js';
+import { PROCESS_MANAGER_FILTER, PROCESS_MANAGER_NAME, startProcessManager } from './write/transfers/processManager.js';
+import { TransferAdmission } from './write/transfers/admission.js';
 import { keyedCommandContext } from './write/http.js';
 import { securityPlugin, unverifiedTokenReaderForBenchmark } from './shared/security/plugin.js';
 import { hardenedServerOptions } from './shared/security/hardening.js';
@@ -88,7 +89,11 @@ export async function buildLedger(runtime: Runtime, roles: readonly Role[], opti
   for (const role of roles) {
     switch (role) {
       case 'write-api':
-        await app.register(writeApi, { write, timings: { deadlineMs: config.TRANSFER_DEADLINE_MS, holdGraceMs: config.TRANSFER_HOLD_GRACE_MS } });
+        await app.register(writeApi, {
+          write,
+          timings: { deadlineMs: config.TRANSFER_DEADLINE_MS, holdGraceMs: config.TRANSFER_HOLD_GRACE_MS },
+          admission: new TransferAdmission(runtime.db as unknown as Kysely<unknown>, runtime.store, { name: PROCESS_MANAGER_NAME, filter: PROCESS_MANAGER_FILTER }, { maxLagMs: config.TRANSFER_ADMISSION_MAX_LAG_MS, logger: runtime.logger }),
+        });
         break;
       case 'read-api':
         await app.register(readApi, { runtime });

@@ -69,6 +69,9 @@ export interface ProcessManagerOptions {
 /** What a reaction needs of an event: delivered by the log, or just recorded by this manager's own step. */
 type Delivered = Pick<RecordedEvent, 'id' | 'streamName' | 'type' | 'data'>;
 
+/** What the manager takes from the log: its reactions, on account and transfer streams. */
+export const PROCESS_MANAGER_FILTER = { streamPrefixes: [STREAM_PREFIX.account, STREAM_PREFIX.transfer], eventTypes: [...ACCOUNT_REACTIONS, ...TRANSFER_REACTIONS] };
+
 const REACTS_TO: ReadonlySet<string> = new Set([...ACCOUNT_REACTIONS, ...TRANSFER_REACTIONS]);
 // Reactions this manager started on its own steps' outcomes, by event id; the log's delivery of
 // the event awaits it instead of reacting again. Bounded: past it, the oldest are forgotten, and
@@ -108,7 +111,7 @@ export class TransferProcessManager {
     this.projection = {
       name: PROCESS_MANAGER_NAME,
       tables: ['transfer_deadlines'],
-      filter: { streamPrefixes: [STREAM_PREFIX.account, STREAM_PREFIX.transfer], eventTypes: [...ACCOUNT_REACTIONS, ...TRANSFER_REACTIONS] },
+      filter: PROCESS_MANAGER_FILTER,
       beforeTransaction: (events) => this.react(events),
       apply: (trx, events) => this.clearDeadlines(trx, events),
     };

@@ -8,6 +8,7 @@ import { HttpProblem } from '../../shared/http/problem.js';
 import { requestFingerprint } from '../commandHandler.js';
 import { Amount, Currency, nowIso, OptionalText, Position, problemResponses, Uuid } from '../http.js';
 import { accountStream, transferStream } from '../streams.js';
+import type { TransferAdmission } from './admission.js';
 import type { WriteSide } from '../writeSide.js';
 
 const TransferBody = Type.Object(
@@ -25,7 +26,7 @@ export interface TransferTimings {
  * POST /v1/transfers records TransferRequested and nothing else; the process manager moves the
  * money. The client's transfer id is the idempotency key.
  */
-export async function transferRoutes(app: FastifyInstance, { write, timings }: { write: WriteSide; timings: TransferTimings }): Promise<void> {
+export async function transferRoutes(app: FastifyInstance, { write, timings, admission }: { write: WriteSide; timings: TransferTimings; admission?: TransferAdmission }): Promise<void> {
   app.post(
     '/v1/transfers',
     {
@@ -34,7 +35,7 @@ export async function transferRoutes(app: FastifyInstance, { write, timings }: {
         tags: ['transfers'],
         summary: 'Request a transfer between two accounts of one currency (202; follow Location)',
         body: TransferBody,
-        response: { 202: Accepted, ...problemResponses(400, 401, 403, 404, 409, 422) },
+        response: { 202: Accepted, ...problemResponses(400, 401, 403, 404, 409, 422, 503) },
       },
     },
     async (request, reply) => {
@@ -51,6 +52,8 @@ export async function transferRoutes(app: FastifyInstance, { write, timings }: {
       if (from.state.currency !== to.state.currency) throw new BusinessRuleError('cross_currency_transfer', 'transfers between currencies are not supported');
       if (body.currency !== from.state.currency) throw new BusinessRuleError('currency_mismatch', `the accounts hold ${from.state.currency}`);
 
+      // After every check of the request, so bad input is told so even while transfers are refused.
+      await admission?.admit();
       const now = nowIso();
       const deadlineAt = new Date(Date.parse(now) + timings.deadlineMs).toISOString();
       const holdExpiresAt = new Date(Date.parse(now) + timings.deadlineMs + timings.holdGraceMs).toISOString();

@@ -1,0 +1,80 @@
+import { randomUUID } from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROCESS_MANAGER_NAME } from '../../src/write/transfers/processManager.js';
+import { transferStream } from '../../src/write/streams.js';
+import { client, openFundedAccount, startTestLedger, type TestLedger } from '../support/ledger.js';
+
+const MAX_LAG_MS = 300;
+// The gate measures at most every 250 ms; past that, a request sees the checkpoint as it is now.
+const MEASUREMENT_AGE_MS = 300;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Admission control on real PostgreSQL. No process manager runs here: the test stands in for one by
+ * writing its checkpoint row, as a live manager that is behind would leave it.
+ */
+describe('transfer admission: 503 while the process manager is behind', () => {
+  let ledger: TestLedger;
+  let db: Kysely<unknown>;
+  let teller: ReturnType<typeof client>;
+  let from: string;
+  let to: string;
+
+  beforeAll(async () => {
+    ledger = await startTestLedger({ roles: ['write-api', 'read-api'], env: { TRANSFER_ADMISSION_MAX_LAG_MS: String(MAX_LAG_MS) } });
+    db = ledger.runtime.db as unknown as Kysely<unknown>;
+    const tokens = { admin: await ledger.token('admin'), teller: await ledger.token('teller') };
+    teller = client(ledger.app, tokens.teller);
+    from = (await openFundedAccount(ledger.app, tokens, { deposit: '100.00' })).accountId;
+    to = (await openFundedAccount(ledger.app, tokens)).accountId;
+  });
+  afterAll(async () => {
+    await ledger?.close();
+  });
+
+  const transfer = (transferId = randomUUID()) => teller.post('/v1/transfers', { transferId, fromAccountId: from, toAccountId: to, amount: '1.00', currency: 'EUR' });
+
+  async function managerCheckpoint(position: bigint, updatedAgoMs: number): Promise<void> {
+    await sql`
+      insert into projection_checkpoints (name, position, updated_at) values (${PROCESS_MANAGER_NAME}, ${position}, now() - ${`${updatedAgoMs} milliseconds`}::interval)
+      on conflict (name) do update set position = excluded.position, updated_at = excluded.updated_at`.execute(db);
+    await sleep(MEASUREMENT_AGE_MS);
+  }
+
+  it('admits transfers when no manager has ever run: that is a health problem, not back-pressure', async () => {
+    expect((await transfer()).statusCode).toBe(202);
+  });
+
+  it('refuses with problem+json and Retry-After, recording nothing, while a live manager is behind', async () => {
+    // Given a transfer the manager has not taken, older than the bound.
+    expect((await transfer()).statusCode).toBe(202);
+    await sleep(MAX_LAG_MS + 50);
+    // And a manager that is running (its checkpoint just moved) but stands before it.
+    await managerCheckpoint(0n, 0);
+
+    const transferId = randomUUID();
+    const refused = await transfer(transferId);
+    expect(refused.statusCode, refused.body).toBe(503);
+    expect(refused.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    expect(refused.json()).toMatchObject({ status: 503, code: 'transfers_backlogged' });
+    expect(await ledger.runtime.store.readStream(transferStream(transferId)), 'no effect').toEqual([]);
+
+    // Bad input is still told so first.
+    const same = await teller.post('/v1/transfers', { transferId: randomUUID(), fromAccountId: from, toAccountId: from, amount: '1.00', currency: 'EUR' });
+    expect(same.statusCode).toBe(422);
+  });
+
+  it('admits again once the manager has caught up, or once it has stopped moving', async () => {
+    await managerCheckpoint(await ledger.runtime.store.headPosition(), 0);
+    expect((await transfer()).statusCode).toBe(202);
+
+    await sleep(MAX_LAG_MS + 50);
+    await managerCheckpoint(0n, 0);
+    expect((await transfer()).statusCode).toBe(503);
+    // A checkpoint that has not moved for a long while: no manager runs, nothing to wait for.
+    await managerCheckpoint(0n, 3_600_000);
+    expect((await transfer()).statusCode).toBe(202);
+  });
+});
