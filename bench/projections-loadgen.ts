@@ -40,7 +40,7 @@ export interface LoadOutcome {
   durationSeconds: number;
   firstErrors: string[];
   loadgenCpuCores: number;
-  /** transfers only: transferId -> epoch ms when the request was due (the open loop sends it then, or late and counted). */
+  /** transfers only, those not refused: transferId -> epoch ms when the request was due (the open loop sends it then, or late and counted). */
   sentAt?: Map<string, number>;
 }
 
@@ -80,10 +80,11 @@ export async function runJob(job: LoadJob): Promise<LoadOutcome> {
     new Promise<void>((resolve) => {
       let path: string;
       let body: string | undefined;
+      let transferId: string | undefined;
       if (job.kind === 'get') {
         path = pick(paths);
       } else {
-        const transferId = randomUUID();
+        transferId = randomUUID();
         const from = pick(accounts);
         let to = pick(accounts);
         while (to === from) to = pick(accounts);
@@ -107,6 +108,8 @@ export async function runJob(job: LoadJob): Promise<LoadOutcome> {
             if (status >= 200 && status < 300) ok2xx += 1;
             else {
               non2xx += 1;
+              // Refused (for example 503 while the process manager is behind): nothing to wait for.
+              if (transferId !== undefined) sentAt.delete(transferId);
               if (firstErrors.length < FIRST_ERRORS_KEPT) firstErrors.push(`${status} ${Buffer.concat(chunks).toString('utf8').slice(0, 300)}`);
             }
             resolve();

@@ -4,6 +4,7 @@
  *
  *   npm run bench:transfers -- [--seconds 60] [--rates 200,500,1000] [--runs 1] [--accounts 10000]
  *       [--split] [--pool 16] [--appends-in-flight N] [--pipeline-events N] [--probe-ms 100] [--drain-seconds 120] [--port 54342] [--json out.json]
+ *       [--admission-max-lag-ms N] (TRANSFER_ADMISSION_MAX_LAG_MS: 0 accepts every transfer, however far behind the process manager is)
  *
  * Database: DATABASE_URL when set: a fresh database bench_xfer_<stamp>, dropped at the end; else a
  * durable embedded PostgreSQL in ./.bench-data. synchronous_commit is whatever the server runs
@@ -83,6 +84,7 @@ const { values: flags } = parseArgs({
     pool: { type: 'string' },
     'probe-ms': { type: 'string', default: '100' },
     'drain-seconds': { type: 'string', default: '120' },
+    'admission-max-lag-ms': { type: 'string' },
     port: { type: 'string', default: '54342' },
     json: { type: 'string' },
     split: { type: 'boolean', default: false },
@@ -187,6 +189,7 @@ async function main(): Promise<number> {
     const config = loadConfig({ DATABASE_URL: databaseUrl, JWT_SECRET, LOG_LEVEL: 'silent', RATE_LIMIT_PER_MINUTE: '1000000', ...(flags.pool ? { PG_POOL_MAX: flags.pool } : {}),
       ...(flags['appends-in-flight'] ? { PG_APPENDS_IN_FLIGHT: flags['appends-in-flight'] } : {}),
       ...(flags['pipeline-events'] ? { PG_APPEND_PIPELINE_EVENTS: flags['pipeline-events'] } : {}),
+      ...(flags['admission-max-lag-ms'] ? { TRANSFER_ADMISSION_MAX_LAG_MS: flags['admission-max-lag-ms'] } : {}),
     });
     runtime = await openRuntime(config, silent);
     const rt = runtime;
@@ -339,7 +342,7 @@ async function main(): Promise<number> {
         const result: RunResult = {
           rate,
           run,
-          sent: sentAt.size,
+          sent: outcome.total + outcome.errors,
           accepted: outcome.ok2xx,
           postP50: outcome.p50Ms,
           postP99: outcome.p99Ms,
@@ -363,7 +366,7 @@ async function main(): Promise<number> {
         };
         results.push(result);
         console.log(
-          `run ${run} rate ${rate}/s: sent ${fmt(result.sent)}, 202 ${fmt(result.accepted)} (POST p50 ${result.postP50} p99 ${result.postP99} ms), completed ${fmt(completed)} failed ${failed} unfinished ${result.unfinished}; ` +
+          `run ${run} rate ${rate}/s: sent ${fmt(result.sent)}, 202 ${fmt(result.accepted)}, refused ${fmt(outcome.non2xx)} (POST p50 ${result.postP50} p99 ${result.postP99} ms), completed ${fmt(completed)} failed ${failed} unfinished ${result.unfinished}; ` +
             `completed/s ${fmt(result.completedPerSecond)}; completion p50 ${fmt(result.completionP50)} p99 ${fmt(result.completionP99)} ms; visible p50 ${fmt(result.visibleP50)} p99 ${fmt(result.visibleP99)} ms (${visible.length} probes); drain ${drainSeconds.toFixed(1)} s`,
         );
         console.log(
