@@ -56,9 +56,71 @@ export function assertJsonObject(value: unknown, what = 'value'): asserts value 
   assertJsonValue(value, what);
 }
 
+/**
+ * One pass that checks and writes: the same text as `JSON.stringify` with bigints tagged, and the
+ * same refusals as `assertJsonValue`. (Checking first, then stringifying with a replacer function,
+ * walked every value twice, built a path string per node and left V8's fast stringify: 4.5 % of
+ * the ledger's CPU in the transfers benchmark.) A property test holds it to that reference.
+ */
 export function encodeJson(value: JsonValue): string {
-  assertJsonValue(value);
-  return JSON.stringify(value, (_key, item: unknown) => (typeof item === 'bigint' ? { [BIGINT_TAG]: item.toString() } : item));
+  try {
+    return writeJson(value, 0);
+  } catch (error) {
+    if (error !== NOT_JSON) throw error;
+    // Refused: say where, with the checker's path.
+    assertJsonValue(value);
+    throw new JsonEncodingError('$: not JSON');
+  }
+}
+
+const NOT_JSON = new Error('not JSON');
+// eslint-disable-next-line no-control-regex -- exactly the characters JSON must escape
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/** JSON.stringify of a string, without the call for the common text that needs no escape. */
+function quote(text: string): string {
+  return NEEDS_ESCAPE.test(text) ? JSON.stringify(text) : `"${text}"`;
+}
+
+function writeJson(value: unknown, depth: number): string {
+  if (depth > MAX_DEPTH) throw NOT_JSON;
+  switch (typeof value) {
+    case 'string':
+      if (value.includes('\u0000') || !value.isWellFormed()) throw NOT_JSON;
+      return quote(value);
+    case 'number':
+      if (!Number.isFinite(value) || (Number.isInteger(value) && !Number.isSafeInteger(value))) throw NOT_JSON;
+      return JSON.stringify(value);
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'bigint':
+      return `{"${BIGINT_TAG}":"${value.toString()}"}`;
+    case 'object': {
+      if (value === null) return 'null';
+      if (Array.isArray(value)) {
+        let text = '[';
+        for (let index = 0; index < value.length; index++) {
+          if (index > 0) text += ',';
+          // A hole is skipped by the checker and written as null by JSON.stringify.
+          text += index in value ? writeJson(value[index], depth + 1) : 'null';
+        }
+        return text + ']';
+      }
+      const prototype = Object.getPrototypeOf(value);
+      if (prototype !== Object.prototype && prototype !== null) throw NOT_JSON;
+      const record = value as Record<string, unknown>;
+      let text = '{';
+      let first = true;
+      for (const key of Object.keys(record)) {
+        if (key === BIGINT_TAG) throw NOT_JSON;
+        text += `${first ? '' : ','}${quote(key)}:${writeJson(record[key], depth + 1)}`;
+        first = false;
+      }
+      return text + '}';
+    }
+    default:
+      throw NOT_JSON;
+  }
 }
 
 export function decodeJson<T = JsonValue>(text: string): T {

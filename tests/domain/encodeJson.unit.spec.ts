@@ -1,0 +1,57 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { assertJsonValue, encodeJson, type JsonValue } from '../../src/shared/json.js';
+
+/** The encoder as it was: check everything, then stringify with a replacer that tags bigints. */
+function referenceEncode(value: unknown): string {
+  assertJsonValue(value);
+  return JSON.stringify(value, (_key, item: unknown) => (typeof item === 'bigint' ? { $bigint: item.toString() } : item));
+}
+
+function outcome(encode: (value: unknown) => string, value: unknown): { text: string } | { error: string } {
+  try {
+    return { text: encode(value) };
+  } catch (error) {
+    return { error: `${(error as Error).name}: ${(error as Error).message}` };
+  }
+}
+
+const awkwardStrings = fc.oneof(fc.string(), fc.string({ unit: 'grapheme' }), fc.constantFrom('\u0000', 'a\u0000b', '\ud800', 'x\udc00', '"\\\n\t', '$bigint', '__proto__'));
+const awkwardNumbers = fc.oneof(fc.double(), fc.integer(), fc.constantFrom(-0, 2 ** 53, -(2 ** 53), 1e21, Number.NaN, Number.POSITIVE_INFINITY, 0.1));
+const leaf = fc.oneof(awkwardStrings, awkwardNumbers, fc.boolean(), fc.constant(null), fc.bigInt(), fc.constantFrom(undefined, () => 1, Symbol('s'), new Date(0), new Map()));
+const value = fc.letrec((tie) => ({
+  node: fc.oneof({ depthSize: 'small', withCrossShrink: true }, leaf, tie('array'), tie('object'), tie('sparse'), tie('bare')),
+  array: fc.array(tie('node'), { maxLength: 4 }),
+  sparse: fc.array(tie('node'), { maxLength: 4 }).map((items) => {
+    const holes = [...items];
+    holes.length += 2;
+    return holes;
+  }),
+  object: fc.dictionary(fc.oneof(fc.string(), fc.constantFrom('$bigint', 'toJSON', 'a')), tie('node'), { maxKeys: 4 }),
+  bare: fc.dictionary(fc.string(), tie('node'), { maxKeys: 3 }).map((entries) => Object.assign(Object.create(null) as object, entries)),
+}));
+
+function nested(depth: number): JsonValue {
+  let node: JsonValue = 1n;
+  for (let level = 0; level < depth; level++) node = level % 2 === 0 ? [node] : { inner: node };
+  return node;
+}
+
+describe('encodeJson: one pass, the same text and the same refusals as check-then-stringify', () => {
+  it('agrees with the reference on arbitrary values, bigints, holes and refusals included', () => {
+    fc.assert(
+      fc.property(value.node, (candidate) => {
+        expect(outcome(encodeJson as (value: unknown) => string, candidate)).toEqual(outcome(referenceEncode, candidate));
+      }),
+      { numRuns: 3_000 },
+    );
+  });
+
+  it('agrees at the nesting bound and just past it', () => {
+    for (const depth of [31, 32, 33, 34]) expect(outcome(encodeJson as (value: unknown) => string, nested(depth))).toEqual(outcome(referenceEncode, nested(depth)));
+  });
+
+  it('writes an event as the store expects it', () => {
+    expect(encodeJson({ accountId: 'a', amountMinor: 1050n, note: null, tags: ['x'], flag: true })).toBe('{"accountId":"a","amountMinor":{"$bigint":"1050"},"note":null,"tags":["x"],"flag":true}');
+  });
+});
