@@ -157,4 +157,62 @@ describe('the shared tail of the log', () => {
     expect(seen).toEqual([1n, 2n, 3n, 4n, 5n, 6n, 7n, 8n, 9n, 10n]);
     expect(tail.take(10n, 100, undefined)).toMatchObject({ events: [], checkpoint: 10n, drained: true, more: false });
   });
+
+  it('past its capacity keeps what a live slower subscription still needs, up to holdMax', async () => {
+    const { log, read } = fakeLog(2);
+    // Reads ahead to 4, may hold 8 for a subscription that is still taking.
+    const tail = new SharedTail(read, 2, 4, 8);
+    tail.startAt(0n);
+    log.events = Array.from({ length: 20 }, (_unused, index) => event(index + 1));
+    log.safe = 20n;
+    const slow = {};
+    const fast = {};
+    expect(tail.take(0n, 1, undefined, slow)?.events).toEqual([]);
+    tail.wake();
+    await tail.refresh();
+    let fastAt = 0n;
+    const fastTakesUpTo = async (position: bigint) => {
+      for (let asks = 0; asks < 50 && fastAt < position; asks++) {
+        const slice = tail.take(fastAt, 2, undefined, fast)!;
+        fastAt = slice.checkpoint;
+        if (slice.events.length === 0) await tail.refresh();
+      }
+    };
+    await fastTakesUpTo(8n);
+    expect(fastAt).toBe(8n);
+    // The slow subscription, still at 0 and taking, was not evicted: the tail holds 8, past its capacity of 4.
+    expect(tail.take(0n, 1, undefined, slow)?.events).toEqual([event(1)]);
+    // The fast one reads on: past holdMax the slow one is evicted, and reads for itself.
+    await fastTakesUpTo(20n);
+    expect(fastAt).toBe(20n);
+    expect(tail.take(0n, 1, undefined, slow)).toBeUndefined();
+  });
+
+  it('does not hold back for a subscription that stopped taking', async () => {
+    const { log, read } = fakeLog(2);
+    const tail = new SharedTail(read, 2, 4, 8);
+    tail.startAt(0n);
+    log.events = Array.from({ length: 8 }, (_unused, index) => event(index + 1));
+    log.safe = 8n;
+    const gone = {};
+    tail.take(0n, 1, undefined, gone);
+    // More than a second ago, as far as the tail can tell.
+    const realNow = Date.now;
+    Date.now = () => realNow() + 5_000;
+    try {
+      tail.wake();
+      await tail.refresh();
+      let at = 0n;
+      for (let asks = 0; asks < 10; asks++) {
+        const slice = tail.take(at, 100, undefined)!;
+        at = slice.checkpoint;
+        if (slice.drained && !slice.more) break;
+        if (slice.events.length === 0) await tail.refresh();
+      }
+      expect(at).toBe(8n);
+      expect(tail.take(0n, 1, undefined)).toBeUndefined();
+    } finally {
+      Date.now = realNow;
+    }
+  });
 });

@@ -49,10 +49,19 @@ export class SharedTail {
   private reading: Promise<void> | undefined;
   private lastServedMs = 0;
 
+  /** Where each subscription last took from, and when: the slowest live one is not evicted lightly. */
+  private readonly takers = new Map<object, { after: bigint; atMs: number }>();
+
+  /**
+   * `capacity`: what it reads ahead to and trims back to. `holdMax`: past capacity it keeps what a
+   * subscription that took within the last second still needs, up to this many events; a
+   * subscription evicted reads and decodes for itself, and on a busy machine falls further behind.
+   */
   constructor(
     private readonly read: (after: bigint) => Promise<TailPage>,
     private readonly pageSize: number,
     private readonly capacity: number,
+    private readonly holdMax = capacity,
   ) {}
 
   /** Something may have been appended: the next refresh must read. */
@@ -74,7 +83,8 @@ export class SharedTail {
   }
 
   /** What the tail holds after `after` for this filter, or undefined when it does not reach back there. */
-  take(after: bigint, limit: number, filter: GlobalFilter | undefined): TailSlice | undefined {
+  take(after: bigint, limit: number, filter: GlobalFilter | undefined, taker?: object): TailSlice | undefined {
+    if (taker) this.takers.set(taker, { after, atMs: Date.now() });
     if (this.start === undefined || after < this.start || after > this.covered) return undefined;
     const matches = matcher(filter);
     const events: RecordedEvent[] = [];
@@ -133,10 +143,23 @@ export class SharedTail {
     // appended (read-ahead stopped at capacity) would read one page per poll interval.
     if (this.more) this.generation += 1;
     if (this.events.length > this.capacity) {
-      const dropped = this.events.splice(0, this.events.length - this.capacity);
-      this.start = dropped.at(-1)!.position;
+      // Back to capacity, but not past what the slowest live subscription still needs, unless
+      // that would hold more than holdMax.
+      const needed = this.firstAfter(this.slowestLiveTaker());
+      const drop = Math.max(Math.min(this.events.length - this.capacity, needed), this.events.length - this.holdMax);
+      if (drop > 0) this.start = this.events.splice(0, drop).at(-1)!.position;
     }
     return page.events.length >= this.pageSize;
+  }
+
+  /** The lowest position a subscription within the tail took from in the last second (else past everything). */
+  private slowestLiveTaker(nowMs = Date.now()): bigint {
+    let slowest = this.covered;
+    for (const [taker, last] of this.takers) {
+      if (nowMs - last.atMs > IDLE_RESTART_MS) this.takers.delete(taker);
+      else if (this.start !== undefined && last.after >= this.start && last.after < slowest) slowest = last.after;
+    }
+    return slowest;
   }
 
   /** Index of the first held event after `position` (binary search: positions ascend). */
