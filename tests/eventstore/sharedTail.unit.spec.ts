@@ -19,6 +19,34 @@ function fakeLog(pageSize: number) {
   return { log, read };
 }
 
+/** A tail started at 0 over a log of events 1..count, all visible, after its first read. */
+async function filledTail(count: number, pageSize: number, capacity: number, holdMax?: number, before?: (tail: SharedTail) => void) {
+  const { log, read } = fakeLog(pageSize);
+  const tail = new SharedTail(read, pageSize, capacity, holdMax);
+  tail.startAt(0n);
+  log.events = Array.from({ length: count }, (_unused, index) => event(index + 1));
+  log.safe = BigInt(count);
+  before?.(tail);
+  tail.wake();
+  await tail.refresh();
+  return { log, tail };
+}
+
+/** Takes as a subscription would, with no wake-ups, until `until` or the end; returns the positions seen and where it stopped. */
+async function takeOn(tail: SharedTail, from: bigint, options: { limit?: number; until?: bigint; taker?: object } = {}) {
+  const seen: bigint[] = [];
+  let checkpoint = from;
+  for (let asks = 0; asks < 50 && (options.until === undefined || checkpoint < options.until); asks++) {
+    const slice = tail.take(checkpoint, options.limit ?? 100, undefined, options.taker);
+    if (!slice) break;
+    seen.push(...slice.events.map((item) => item.position));
+    checkpoint = slice.checkpoint;
+    if (slice.drained && !slice.more) break;
+    if (slice.events.length === 0) await tail.refresh();
+  }
+  return { seen, checkpoint };
+}
+
 describe('the shared tail of the log', () => {
   it('serves each filter its events from one read, and moves the checkpoint past what it skipped', async () => {
     const { log, read } = fakeLog(100);
@@ -136,80 +164,34 @@ describe('the shared tail of the log', () => {
   });
 
   it('behind the head with nothing more appended, reads on at each ask instead of waiting for a wake-up', async () => {
-    const { log, read } = fakeLog(2);
     // Read-ahead stops at capacity: from then on only asking makes it read.
-    const tail = new SharedTail(read, 2, 4);
-    tail.startAt(0n);
-    log.events = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map((position) => event(position));
-    log.safe = 10n;
-    tail.wake();
-    await tail.refresh();
-    const seen: bigint[] = [];
-    let checkpoint = 0n;
-    for (let asks = 0; asks < 20; asks++) {
-      const slice = tail.take(checkpoint, 100, undefined)!;
-      seen.push(...slice.events.map((item) => item.position));
-      checkpoint = slice.checkpoint;
-      if (slice.drained && !slice.more) break;
-      // No wake-up here: only what the tail knows makes it read again.
-      if (slice.events.length === 0) await tail.refresh();
-    }
-    expect(seen).toEqual([1n, 2n, 3n, 4n, 5n, 6n, 7n, 8n, 9n, 10n]);
+    const { tail } = await filledTail(10, 2, 4);
+    expect((await takeOn(tail, 0n)).seen).toEqual([1n, 2n, 3n, 4n, 5n, 6n, 7n, 8n, 9n, 10n]);
     expect(tail.take(10n, 100, undefined)).toMatchObject({ events: [], checkpoint: 10n, drained: true, more: false });
   });
 
   it('past its capacity keeps what a live slower subscription still needs, up to holdMax', async () => {
-    const { log, read } = fakeLog(2);
-    // Reads ahead to 4, may hold 8 for a subscription that is still taking.
-    const tail = new SharedTail(read, 2, 4, 8);
-    tail.startAt(0n);
-    log.events = Array.from({ length: 20 }, (_unused, index) => event(index + 1));
-    log.safe = 20n;
     const slow = {};
     const fast = {};
-    expect(tail.take(0n, 1, undefined, slow)?.events).toEqual([]);
-    tail.wake();
-    await tail.refresh();
-    let fastAt = 0n;
-    const fastTakesUpTo = async (position: bigint) => {
-      for (let asks = 0; asks < 50 && fastAt < position; asks++) {
-        const slice = tail.take(fastAt, 2, undefined, fast)!;
-        fastAt = slice.checkpoint;
-        if (slice.events.length === 0) await tail.refresh();
-      }
-    };
-    await fastTakesUpTo(8n);
-    expect(fastAt).toBe(8n);
+    // Reads ahead to 4, may hold 8 for a subscription that is still taking.
+    const { tail } = await filledTail(20, 2, 4, 8, (started) => expect(started.take(0n, 1, undefined, slow)?.events).toEqual([]));
+    expect((await takeOn(tail, 0n, { limit: 2, until: 8n, taker: fast })).checkpoint).toBe(8n);
     // The slow subscription, still at 0 and taking, was not evicted: the tail holds 8, past its capacity of 4.
     expect(tail.take(0n, 1, undefined, slow)?.events).toEqual([event(1)]);
     // The fast one reads on: past holdMax the slow one is evicted, and reads for itself.
-    await fastTakesUpTo(20n);
-    expect(fastAt).toBe(20n);
+    expect((await takeOn(tail, 8n, { limit: 2, taker: fast })).checkpoint).toBe(20n);
     expect(tail.take(0n, 1, undefined, slow)).toBeUndefined();
   });
 
   it('does not hold back for a subscription that stopped taking', async () => {
-    const { log, read } = fakeLog(2);
-    const tail = new SharedTail(read, 2, 4, 8);
-    tail.startAt(0n);
-    log.events = Array.from({ length: 8 }, (_unused, index) => event(index + 1));
-    log.safe = 8n;
-    const gone = {};
-    tail.take(0n, 1, undefined, gone);
-    // More than a second ago, as far as the tail can tell.
     const realNow = Date.now;
-    Date.now = () => realNow() + 5_000;
     try {
-      tail.wake();
-      await tail.refresh();
-      let at = 0n;
-      for (let asks = 0; asks < 10; asks++) {
-        const slice = tail.take(at, 100, undefined)!;
-        at = slice.checkpoint;
-        if (slice.drained && !slice.more) break;
-        if (slice.events.length === 0) await tail.refresh();
-      }
-      expect(at).toBe(8n);
+      const { tail } = await filledTail(8, 2, 4, 8, (started) => {
+        started.take(0n, 1, undefined, {});
+        // That taker took more than a second ago, as far as the tail can tell from here on.
+        Date.now = () => realNow() + 5_000;
+      });
+      expect((await takeOn(tail, 0n)).checkpoint).toBe(8n);
       expect(tail.take(0n, 1, undefined)).toBeUndefined();
     } finally {
       Date.now = realNow;
