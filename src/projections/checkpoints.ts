@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import type { EventStore } from '../eventstore/port.js';
+import type { EventStore, GlobalFilter } from '../eventstore/port.js';
 import type { Projection } from './projection.js';
 
 export async function up(db: Kysely<unknown>): Promise<void> {
@@ -26,6 +26,12 @@ export interface CheckpointStatus {
 
 const LAG_COUNT_BOUND = 10_000_000;
 
+/** How long ago the first event past `position` that `filter` takes was recorded: 0 when there is none. */
+export async function ageOfNextEventMs(store: EventStore, position: bigint, filter: GlobalFilter | undefined, nowMs = Date.now()): Promise<number> {
+  const [next] = await store.readAll({ after: position, maxCount: 1, filter });
+  return next ? Math.max(0, nowMs - Date.parse(next.metadata.recordedAt)) : 0;
+}
+
 /** Checkpoint, failure and lag of each projection: events behind the head and seconds behind it. */
 export async function projectionStatuses(db: Kysely<unknown>, store: EventStore, projections: readonly Projection[]): Promise<CheckpointStatus[]> {
   const result = await sql<{ name: string; position: bigint; updated_at: Date; failing_event_id: string | null; failing_error: string | null }>`
@@ -35,8 +41,7 @@ export async function projectionStatuses(db: Kysely<unknown>, store: EventStore,
   for (const projection of projections) {
     const row = byName.get(projection.name);
     const position = row?.position ?? 0n;
-    const next = await store.readAll({ after: position, maxCount: 1, filter: projection.filter });
-    const lagSeconds = next[0] ? Math.max(0, (Date.now() - Date.parse(next[0].metadata.recordedAt)) / 1000) : 0;
+    const lagSeconds = (await ageOfNextEventMs(store, position, projection.filter)) / 1000;
     let lagEvents: number | null = null;
     if (store.kind === 'postgres') {
       const types = [...(projection.filter.eventTypes ?? [])];

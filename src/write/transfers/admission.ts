@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { EventStore, GlobalFilter } from '../../eventstore/port.js';
+import { ageOfNextEventMs } from '../../projections/checkpoints.js';
 import { HttpProblem } from '../../shared/http/problem.js';
 
 export interface TransferAdmissionOptions {
@@ -82,8 +83,7 @@ export class TransferAdmission {
     const row = result.rows[0];
     const atMs = Date.now();
     if (!row) return { lagMs: 0, live: false, atMs };
-    const [next] = await this.store.readAll({ after: BigInt(row.position), maxCount: 1, filter: this.manager.filter });
-    const lagMs = next ? Math.max(0, atMs - Date.parse(next.metadata.recordedAt)) : 0;
+    const lagMs = await ageOfNextEventMs(this.store, BigInt(row.position), this.manager.filter, atMs);
     return { lagMs, live: row.since_update_ms <= (this.options.liveWithinMs ?? DEFAULT_LIVE_WITHIN_MS), atMs };
   }
 }
