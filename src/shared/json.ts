@@ -17,20 +17,30 @@ export class JsonEncodingError extends Error {
   override name = 'JsonEncodingError';
 }
 
+// The rules both the checker and the writer apply.
+/** PostgreSQL's jsonb refuses NUL and unpaired surrogates; they are refused before they reach any store. */
+const isStorableString = (text: string): boolean => !text.includes('\u0000') && text.isWellFormed();
+/** Finite, and an integer only within the safe range (larger ones must be bigints). */
+const isExactNumber = (number: number): boolean => Number.isFinite(number) && (!Number.isInteger(number) || Number.isSafeInteger(number));
+const isPlainObject = (value: object): boolean => {
+  const prototype: unknown = Object.getPrototypeOf(value);
+  return prototype === Object.prototype || prototype === null;
+};
+
 /** Throws JsonEncodingError unless `value` is plain JSON (plus bigints) that round-trips exactly. */
 export function assertJsonValue(value: unknown, path = '$', depth = 0): asserts value is JsonValue {
   if (depth > MAX_DEPTH) throw new JsonEncodingError(`${path}: nested deeper than ${MAX_DEPTH} levels`);
   switch (typeof value) {
     case 'string':
-      // PostgreSQL's jsonb refuses NUL and unpaired surrogates; refuse them before they reach any store.
-      if (value.includes('\u0000') || !value.isWellFormed()) throw new JsonEncodingError(`${path}: string holds a NUL or an unpaired surrogate`);
+      if (!isStorableString(value)) throw new JsonEncodingError(`${path}: string holds a NUL or an unpaired surrogate`);
       return;
     case 'boolean':
     case 'bigint':
       return;
     case 'number':
-      if (!Number.isFinite(value)) throw new JsonEncodingError(`${path}: ${value} is not representable in JSON`);
-      if (Number.isInteger(value) && !Number.isSafeInteger(value)) throw new JsonEncodingError(`${path}: ${value} is beyond the safe integer range; use a bigint`);
+      if (!isExactNumber(value)) {
+        throw new JsonEncodingError(Number.isFinite(value) ? `${path}: ${value} is beyond the safe integer range; use a bigint` : `${path}: ${value} is not representable in JSON`);
+      }
       return;
     case 'object': {
       if (value === null) return;
@@ -38,8 +48,7 @@ export function assertJsonValue(value: unknown, path = '$', depth = 0): asserts 
         value.forEach((item, index) => assertJsonValue(item, `${path}[${index}]`, depth + 1));
         return;
       }
-      const prototype = Object.getPrototypeOf(value);
-      if (prototype !== Object.prototype && prototype !== null) throw new JsonEncodingError(`${path}: only plain objects are allowed`);
+      if (!isPlainObject(value)) throw new JsonEncodingError(`${path}: only plain objects are allowed`);
       for (const [key, item] of Object.entries(value)) {
         if (key === BIGINT_TAG) throw new JsonEncodingError(`${path}: the key ${BIGINT_TAG} is reserved`);
         assertJsonValue(item, `${path}.${key}`, depth + 1);
@@ -86,10 +95,10 @@ function writeJson(value: unknown, depth: number): string {
   if (depth > MAX_DEPTH) throw NOT_JSON;
   switch (typeof value) {
     case 'string':
-      if (value.includes('\u0000') || !value.isWellFormed()) throw NOT_JSON;
+      if (!isStorableString(value)) throw NOT_JSON;
       return quote(value);
     case 'number':
-      if (!Number.isFinite(value) || (Number.isInteger(value) && !Number.isSafeInteger(value))) throw NOT_JSON;
+      if (!isExactNumber(value)) throw NOT_JSON;
       return JSON.stringify(value);
     case 'boolean':
       return value ? 'true' : 'false';
@@ -106,8 +115,7 @@ function writeJson(value: unknown, depth: number): string {
         }
         return text + ']';
       }
-      const prototype = Object.getPrototypeOf(value);
-      if (prototype !== Object.prototype && prototype !== null) throw NOT_JSON;
+      if (!isPlainObject(value)) throw NOT_JSON;
       const record = value as Record<string, unknown>;
       let text = '{';
       let first = true;

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { assertJsonValue, encodeJson, type JsonValue } from '../../src/shared/json.js';
+import { assertJsonValue, encodeJson, JsonEncodingError, type JsonValue } from '../../src/shared/json.js';
 
 /** The encoder as it was: check everything, then stringify with a replacer that tags bigints. */
 function referenceEncode(value: unknown): string {
@@ -53,5 +53,19 @@ describe('encodeJson: one pass, the same text and the same refusals as check-the
 
   it('writes an event as the store expects it', () => {
     expect(encodeJson({ accountId: 'a', amountMinor: 1050n, note: null, tags: ['x'], flag: true })).toBe('{"accountId":"a","amountMinor":{"$bigint":"1050"},"note":null,"tags":["x"],"flag":true}');
+  });
+
+  it('refuses what JSON or jsonb cannot hold exactly, and takes the edge cases that they can', () => {
+    const refused: unknown[] = [Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53, -(2 ** 53), 'a\u0000b', '\ud800', 'x\udc00', new Date(0), new Map(), { $bigint: '1' }, { a: undefined }, [() => 1], Symbol('s'), nested(33)];
+    for (const value of refused) expect(() => encodeJson(value as JsonValue), String(typeof value)).toThrow(JsonEncodingError);
+    const taken: [unknown, string][] = [
+      [2 ** 53 - 1, '9007199254740991'],
+      [-0, '0'],
+      [0.1, '0.1'],
+      ['😀 "quoted" \\ \n', JSON.stringify('😀 "quoted" \\ \n')],
+      [Object.assign(Object.create(null) as object, { a: 1n }), '{"a":{"$bigint":"1"}}'],
+      [nested(32), JSON.stringify(JSON.parse(encodeJson(nested(32))))],
+    ];
+    for (const [value, text] of taken) expect(encodeJson(value as JsonValue)).toBe(text);
   });
 });
