@@ -1,13 +1,23 @@
 /**
  * A money transfer between two accounts of one currency, as the process manager drives it.
  *
- * Glossary:
- * - reserved: the source account holds the amount (a transfer hold, holdId = transferId).
- * - credited: the destination account was credited from the per-currency clearing account. From
- *   here on the transfer can only complete: the hold is captured into clearing.
+ * The transfer stream records the request and the outcome: `TransferRequested`, then
+ * `TransferCompleted`, or `TransferCompensationStarted` and `TransferFailed`. The steps between
+ * are recorded where the money is, each at most once per transfer (the account decides the first
+ * outcome and ignores repeats):
+ * - reserved: the source account holds the amount (`HoldPlaced`, holdId = transferId), or refused
+ *   it (`TransferHoldRejected`);
+ * - credited: the destination was credited from the per-currency clearing account
+ *   (`TransferCredited`), or refused it (`TransferCreditRejected`). Once credited the transfer can
+ *   only complete: the hold is captured into clearing (`HoldCaptured`);
  * - compensating: the credit was refused, so the hold is being released.
  * - deadline: a transfer not reserved and credited by then is fenced and failed (see
  *   docs/architecture.md, "Transfers").
+ *
+ * `TransferFundsReserved` and `TransferDestinationCredited` (statuses `reserved` and `credited`)
+ * were recorded by the first version of the process manager, which copied those two account
+ * outcomes onto the transfer stream: two appends more per transfer on the critical path. Streams
+ * that hold them still fold and still finish.
  */
 import type { Decider } from './decider.js';
 import { assertNever } from './decider.js';
@@ -42,23 +52,23 @@ export type RequestTransfer = {
     now: string;
   };
 };
-export type RecordReservation = { type: 'RecordReservation'; data: { transferId: string; now: string } };
-export type RecordCredit = { type: 'RecordCredit'; data: { transferId: string; now: string } };
 export type StartCompensation = { type: 'StartCompensation'; data: { transferId: string; reason: TransferFailureReason; now: string } };
 export type CompleteTransfer = { type: 'CompleteTransfer'; data: { transferId: string; now: string } };
 export type FailTransfer = { type: 'FailTransfer'; data: { transferId: string; reason: TransferFailureReason; now: string } };
 
-export type TransferCommand = RequestTransfer | RecordReservation | RecordCredit | StartCompensation | CompleteTransfer | FailTransfer;
+export type TransferCommand = RequestTransfer | StartCompensation | CompleteTransfer | FailTransfer;
 
 // ---------------------------------------------------------------- Events
 
-type TransferFacts = { transferId: string; fromAccountId: string; toAccountId: string; currency: CurrencyCode; amountMinor: bigint };
+export type TransferFacts = { transferId: string; fromAccountId: string; toAccountId: string; currency: CurrencyCode; amountMinor: bigint };
 
 export type TransferRequested = {
   type: 'TransferRequested';
   data: TransferFacts & { description: string | null; deadlineAt: string; holdExpiresAt: string; at: string };
 };
+/** Recorded by the first version of the process manager only (see the top of this file). */
 export type TransferFundsReserved = { type: 'TransferFundsReserved'; data: TransferFacts & { at: string } };
+/** Recorded by the first version of the process manager only (see the top of this file). */
 export type TransferDestinationCredited = { type: 'TransferDestinationCredited'; data: TransferFacts & { at: string } };
 export type TransferCompensationStarted = { type: 'TransferCompensationStarted'; data: TransferFacts & { reason: TransferFailureReason; at: string } };
 export type TransferCompleted = { type: 'TransferCompleted'; data: TransferFacts & { at: string } };
@@ -106,15 +116,14 @@ export function decide(command: TransferCommand, state: TransferState): Transfer
   if (state.status === 'none') throw new NotFoundError('transfer_not_found', 'no such transfer');
   const facts: TransferFacts = { transferId: state.transferId, fromAccountId: state.fromAccountId, toAccountId: state.toAccountId, currency: state.currency, amountMinor: state.amountMinor };
   // Each step is recorded once; a repeat or a step that lost a race to a terminal state changes nothing.
+  // `requested` is in flight: the account streams hold how far (the process manager reacts to them).
   switch (command.type) {
-    case 'RecordReservation':
-      return state.status === 'requested' ? [{ type: 'TransferFundsReserved', data: { ...facts, at: now } }] : [];
-    case 'RecordCredit':
-      return state.status === 'reserved' ? [{ type: 'TransferDestinationCredited', data: { ...facts, at: now } }] : [];
     case 'StartCompensation':
-      return state.status === 'reserved' ? [{ type: 'TransferCompensationStarted', data: { ...facts, reason: command.data.reason, at: now } }] : [];
+      return state.status === 'requested' || state.status === 'reserved'
+        ? [{ type: 'TransferCompensationStarted', data: { ...facts, reason: command.data.reason, at: now } }]
+        : [];
     case 'CompleteTransfer':
-      return state.status === 'credited' ? [{ type: 'TransferCompleted', data: { ...facts, at: now } }] : [];
+      return state.status === 'compensating' || isTerminal(state) ? [] : [{ type: 'TransferCompleted', data: { ...facts, at: now } }];
     case 'FailTransfer':
       if (state.status === 'credited') throw new BusinessRuleError('invalid_state_transition', 'a credited transfer can only complete');
       return isTerminal(state) ? [] : [{ type: 'TransferFailed', data: { ...facts, reason: state.reason ?? command.data.reason, at: now } }];
@@ -146,8 +155,8 @@ function request(command: RequestTransfer, state: TransferState): TransferEvent[
 const NEXT_STATUS: Record<Exclude<TransferEventType, 'TransferRequested'>, { from: readonly TransferStatus[]; to: TransferStatus }> = {
   TransferFundsReserved: { from: ['requested'], to: 'reserved' },
   TransferDestinationCredited: { from: ['reserved'], to: 'credited' },
-  TransferCompensationStarted: { from: ['reserved'], to: 'compensating' },
-  TransferCompleted: { from: ['credited'], to: 'completed' },
+  TransferCompensationStarted: { from: ['requested', 'reserved'], to: 'compensating' },
+  TransferCompleted: { from: ['requested', 'reserved', 'credited'], to: 'completed' },
   TransferFailed: { from: ['requested', 'reserved', 'compensating'], to: 'failed' },
 };
 

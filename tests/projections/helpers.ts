@@ -130,7 +130,6 @@ export async function transfer(write: WriteSide, fromAccountId: string, toAccoun
     await write.transfers.handle(stream, { type: 'FailTransfer', data: { transferId, reason: placed.data.reason, now: now() } }, context());
     return 'failed';
   }
-  await write.transfers.handle(stream, { type: 'RecordReservation', data: { transferId, now: now() } }, context());
   const credit = await write.accounts.handle(
     accountStream(toAccountId),
     { type: 'CreditTransfer', data: { ...facts, accountId: toAccountId, fromAccountId, description: 'rent', now: now() } },
@@ -143,7 +142,6 @@ export async function transfer(write: WriteSide, fromAccountId: string, toAccoun
     await write.transfers.handle(stream, { type: 'FailTransfer', data: { transferId, reason: credited.data.reason, now: now() } }, context());
     return 'failed';
   }
-  await write.transfers.handle(stream, { type: 'RecordCredit', data: { transferId, now: now() } }, context());
   await write.accounts.handle(accountStream(fromAccountId), { type: 'CaptureTransferHold', data: { accountId: fromAccountId, transferId, toAccountId, now: now() } }, context());
   await write.transfers.handle(stream, { type: 'CompleteTransfer', data: { transferId, now: now() } }, context());
   return 'completed';

@@ -84,9 +84,7 @@ function expectEffects(counts: Record<string, number>, outcome: 'completed' | 'f
   if (outcome === 'completed') {
     expect({
       HoldPlaced: count('HoldPlaced'),
-      TransferFundsReserved: count('TransferFundsReserved'),
       TransferCredited: count('TransferCredited'),
-      TransferDestinationCredited: count('TransferDestinationCredited'),
       HoldCaptured: count('HoldCaptured'),
       TransferCompleted: count('TransferCompleted'),
       HoldReleased: count('HoldReleased'),
@@ -96,9 +94,7 @@ function expectEffects(counts: Record<string, number>, outcome: 'completed' | 'f
       TransferCreditRejected: count('TransferCreditRejected'),
     }, label).toEqual({
       HoldPlaced: 1,
-      TransferFundsReserved: 1,
       TransferCredited: 1,
-      TransferDestinationCredited: 1,
       HoldCaptured: 1,
       TransferCompleted: 1,
       HoldReleased: 0,
@@ -129,6 +125,11 @@ async function expectBooksBalance(ledger: TestLedger): Promise<void> {
 
 function transferEvents(events: readonly RecordedEvent[], transferIds: ReadonlySet<string>): RecordedEvent[] {
   return events.filter((event) => transferIds.has((event.data as { transferId?: string }).transferId ?? ''));
+}
+
+function transferOfState(state: TransferState): Exclude<TransferState, { status: 'none' }> {
+  if (state.status === 'none') throw new Error('no such transfer');
+  return state;
 }
 
 function randomMinor(minMinor: number, maxMinor: number): bigint {
@@ -185,10 +186,8 @@ describe('transfer guarantees', () => {
 
     const happySteps: [TransferStep, TransferState['status']][] = [
       ['reserve', 'requested'],
-      ['record-reservation', 'reserved'],
-      ['credit', 'reserved'],
-      ['record-credit', 'credited'],
-      ['capture', 'credited'],
+      ['credit', 'requested'],
+      ['capture', 'requested'],
       ['complete', 'completed'],
     ];
     it.each(happySteps)('a crash right after %s: the transfer still completes exactly once', async (step, statusAtCrash) => {
@@ -204,8 +203,6 @@ describe('transfer guarantees', () => {
       expectEffects(effectsOf(events, transferId), 'completed', `crash after ${step}`);
       expect((await readWholeStream(ledger.runtime.store, transferStream(transferId))).map((event) => event.type)).toEqual([
         'TransferRequested',
-        'TransferFundsReserved',
-        'TransferDestinationCredited',
         'TransferCompleted',
       ]);
       expect(await moneyOf(ledger.runtime.store, from.accountId)).toEqual({ status: 'active', balanceMinor: 6_000n, heldMinor: 0n, availableMinor: 6_000n });
@@ -232,7 +229,6 @@ describe('transfer guarantees', () => {
       expect(counts).toMatchObject({ HoldPlaced: 1, HoldReleased: 1, TransferCreditRejected: 1, TransferCompensationStarted: 1 });
       expect((await readWholeStream(ledger.runtime.store, transferStream(transferId))).map((event) => event.type)).toEqual([
         'TransferRequested',
-        'TransferFundsReserved',
         'TransferCompensationStarted',
         'TransferFailed',
       ]);
@@ -259,8 +255,6 @@ describe('transfer guarantees', () => {
       expect(new Set(ours.map((event) => event.type))).toEqual(
         new Set([
           'TransferRequested',
-          'TransferFundsReserved',
-          'TransferDestinationCredited',
           'TransferCompensationStarted',
           'TransferCompleted',
           'TransferFailed',
@@ -310,14 +304,14 @@ describe('transfer guarantees', () => {
       await manager.react(requested);
       await manager.settled();
 
-      expect(steps).toEqual(['reserve', 'record-reservation', 'credit', 'record-credit', 'capture', 'complete']);
+      expect(steps).toEqual(['reserve', 'credit', 'capture', 'complete']);
       expect(await transferOf(store, transferId)).toMatchObject({ status: 'completed' });
       const all = await until(ofTransfer, (events) => events.some((event) => event.type === 'TransferCompleted'), SETTLE_TIMEOUT_MS);
       expectEffects(effectsOf(all, transferId), 'completed', 'followed inline');
       const head = await store.headPosition();
       await manager.react(all.filter((event) => event.type !== 'TransferRequested'));
       await manager.settled();
-      expect(steps, 'the outcomes it followed itself are not reacted to again when the log brings them').toHaveLength(6);
+      expect(steps, 'the outcomes it followed itself are not reacted to again when the log brings them').toHaveLength(4);
       expect(await store.headPosition()).toBe(head);
       await expectBooksBalance(ledger);
     });
@@ -423,6 +417,122 @@ describe('transfer guarantees', () => {
       await expectBooksBalance(ledger);
     });
 
+    /** A transfer requested and reserved on the source through the write side, as the steps before a manager's next one leave it. */
+    async function reservedTransfer(timing: { deadlineInMs: number; holdExpiresInMs: number }) {
+      const from = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+      const to = await openFundedAccount(ledger.app, tokens);
+      const transferId = randomUUID();
+      const write = freshWriteSide(ledger);
+      const now = new Date();
+      const facts = { transferId, fromAccountId: from.accountId, toAccountId: to.accountId, currency: 'EUR' as const, amountMinor: 2_500n };
+      const holdExpiresAt = new Date(now.getTime() + timing.holdExpiresInMs).toISOString();
+      const context = (step: string) => ({ idempotencyKey: `pm:${transferId}:${step}`, requestHash: step, actor: 'system:process-manager', correlationId: transferId });
+      await write.transfers.handle(
+        transferStream(transferId),
+        { type: 'RequestTransfer', data: { ...facts, description: null, deadlineAt: new Date(now.getTime() + timing.deadlineInMs).toISOString(), holdExpiresAt, now: now.toISOString() } },
+        context('request'),
+      );
+      const hold = await write.accounts.handle(
+        accountStream(from.accountId),
+        { type: 'PlaceTransferHold', data: { accountId: from.accountId, transferId, currency: 'EUR', amountMinor: facts.amountMinor, expiresAt: holdExpiresAt, now: now.toISOString() } },
+        context('reserve'),
+      );
+      expect(hold.events.map((event) => event.type)).toEqual(['HoldPlaced']);
+      return { from, to, transferId, facts, write, context };
+    }
+
+    /** Appends an event the first process manager recorded on the transfer stream, as it recorded it. */
+    async function recordAsTheFirstManagerDid(transferId: string, facts: Record<string, unknown>, type: 'TransferFundsReserved' | 'TransferDestinationCredited', step: string) {
+      const { store } = ledger.runtime;
+      const revision = await store.streamRevision(transferStream(transferId));
+      await store.append(
+        transferStream(transferId),
+        [{ id: randomUUID(), type, data: { ...facts, at: new Date().toISOString() } as never, metadata: { correlationId: transferId, actor: 'system:process-manager', extra: { idempotencyKey: `pm:${transferId}:${step}`, requestHash: step } } }],
+        { expectedRevision: revision! },
+      );
+      return (await readWholeStream(store, transferStream(transferId))).at(-1)!;
+    }
+
+    it('a transfer the first process manager left reserved (TransferFundsReserved on its stream) is credited, captured and completed once', async () => {
+      const { store } = ledger.runtime;
+      const { from, to, transferId, facts } = await reservedTransfer({ deadlineInMs: 60_000, holdExpiresInMs: 3_600_000 });
+      const fundsReserved = await recordAsTheFirstManagerDid(transferId, facts, 'TransferFundsReserved', 'record-reservation');
+
+      // Its checkpoint was past HoldPlaced: only the transfer stream's copy is left to deliver.
+      const manager = new TransferProcessManager(freshWriteSide(ledger), { logger, batchSize: 50 });
+      await manager.react([fundsReserved]);
+      await manager.settled();
+
+      expect(await transferOf(store, transferId)).toMatchObject({ status: 'completed', reason: null });
+      expect((await readWholeStream(store, transferStream(transferId))).map((event) => event.type)).toEqual(['TransferRequested', 'TransferFundsReserved', 'TransferCompleted']);
+      // The log shows an event once no older transaction is open (the safe horizon): wait for it.
+      const effects = await until(async () => effectsOf(await readAllEvents(store), transferId), (counts) => counts.TransferCompleted === 1, SETTLE_TIMEOUT_MS);
+      expect(effects).toMatchObject({ HoldPlaced: 1, TransferCredited: 1, HoldCaptured: 1, TransferCompleted: 1 });
+      expect(await moneyOf(store, from.accountId)).toMatchObject({ balanceMinor: 7_500n, heldMinor: 0n });
+      expect(await moneyOf(store, to.accountId)).toMatchObject({ balanceMinor: 2_500n });
+      // The read model enters each stage once, whether the account or the transfer stream told it.
+      const auditor = client(ledger.app, await ledger.token('auditor'));
+      const shown = await until(
+        () => auditor.get(`/v1/transfers/${transferId}`),
+        (response) => response.statusCode === 200 && response.json<{ status: string }>().status === 'completed',
+        SETTLE_TIMEOUT_MS,
+      );
+      expect(shown.json<{ timeline: { stage: string }[] }>().timeline.map((entry) => entry.stage)).toEqual(['requested', 'reserved', 'credited', 'completed']);
+      await expectBooksBalance(ledger);
+    });
+
+    it('a transfer the first process manager left credited (TransferDestinationCredited on its stream) is captured and completed once', async () => {
+      const { store } = ledger.runtime;
+      const { from, to, transferId, facts, write, context } = await reservedTransfer({ deadlineInMs: 60_000, holdExpiresInMs: 3_600_000 });
+      await recordAsTheFirstManagerDid(transferId, facts, 'TransferFundsReserved', 'record-reservation');
+      await write.accounts.handle(
+        accountStream(to.accountId),
+        { type: 'CreditTransfer', data: { accountId: to.accountId, transferId, fromAccountId: from.accountId, currency: 'EUR', amountMinor: facts.amountMinor, description: null, now: new Date().toISOString() } },
+        context('credit'),
+      );
+      const destinationCredited = await recordAsTheFirstManagerDid(transferId, facts, 'TransferDestinationCredited', 'record-credit');
+
+      const manager = new TransferProcessManager(freshWriteSide(ledger), { logger, batchSize: 50 });
+      await manager.react([destinationCredited]);
+      await manager.settled();
+
+      expect(await transferOf(store, transferId)).toMatchObject({ status: 'completed', reason: null });
+      // The log shows an event once no older transaction is open (the safe horizon): wait for it.
+      const effects = await until(async () => effectsOf(await readAllEvents(store), transferId), (counts) => counts.TransferCompleted === 1, SETTLE_TIMEOUT_MS);
+      expect(effects).toMatchObject({ HoldPlaced: 1, TransferCredited: 1, HoldCaptured: 1, TransferCompleted: 1 });
+      expect(await moneyOf(store, from.accountId)).toMatchObject({ balanceMinor: 7_500n, heldMinor: 0n });
+      expect(await moneyOf(store, to.accountId)).toMatchObject({ balanceMinor: 2_500n });
+      await expectBooksBalance(ledger);
+    });
+
+    it('a hold that expires while the credit is pending: the credit is fenced, the transfer fails with hold_expired and the money stays with the source', async () => {
+      const { store } = ledger.runtime;
+      const { from, to, transferId, write } = await reservedTransfer({ deadlineInMs: 300, holdExpiresInMs: 600 });
+      const { holdExpiresAt } = transferOfState(await transferOf(store, transferId));
+      await until(async () => Date.now(), (nowMs) => nowMs > Date.parse(holdExpiresAt) + 20, 5_000);
+      const expired = await write.accounts.handle(
+        accountStream(from.accountId),
+        { type: 'ExpireHold', data: { accountId: from.accountId, holdId: transferId, now: new Date().toISOString() } },
+        { idempotencyKey: `sweeper:${transferId}:expire`, requestHash: 'expire', actor: 'system:hold-sweeper', correlationId: transferId },
+      );
+      expect(expired.events.map((event) => event.type)).toEqual(['HoldExpired']);
+      const holdExpired = (await readWholeStream(store, accountStream(from.accountId))).at(-1)!;
+
+      const manager = new TransferProcessManager(freshWriteSide(ledger), { logger, batchSize: 50 });
+      await manager.react([holdExpired]);
+      await manager.settled();
+
+      expect(await transferOf(store, transferId)).toMatchObject({ status: 'failed', reason: 'hold_expired' });
+      expect(effectsOf(await readWholeStream(store, accountStream(to.accountId)), transferId)).toEqual({ TransferCreditRejected: 1 });
+      const counts = await until(async () => effectsOf(await readAllEvents(store), transferId), (seen) => seen.TransferFailed === 1, SETTLE_TIMEOUT_MS);
+      expectEffects(counts, 'failed', 'expired hold');
+      expect(counts).toMatchObject({ HoldPlaced: 1, HoldExpired: 1, TransferCompensationStarted: 1 });
+      expect(counts.HoldReleased ?? 0).toBe(0);
+      expect(await moneyOf(store, from.accountId)).toEqual({ status: 'active', balanceMinor: 10_000n, heldMinor: 0n, availableMinor: 10_000n });
+      expect(await moneyOf(store, to.accountId)).toMatchObject({ balanceMinor: 0n });
+      await expectBooksBalance(ledger);
+    });
+
     it('keeps the timer as a row across a crash; firing it fences the pending credit and the hold is released', async () => {
       const { store, db } = ledger.runtime;
       const from = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
@@ -446,7 +556,7 @@ describe('transfer guarantees', () => {
       }, { idempotencyKey: `test:${transferId}`, requestHash: 'request', actor: 'test', correlationId: transferId });
 
       let rowAfterRequested: boolean | undefined;
-      const { afterStep, crashed } = crashOnceAfter('record-reservation', transferId, async () => {
+      const { afterStep, crashed } = crashOnceAfter('reserve', transferId, async () => {
         rowAfterRequested = await deadlineRowExists(db, transferId);
       });
       const doomed = managerFor(ledger, running, { afterStep });
@@ -455,7 +565,8 @@ describe('transfer guarantees', () => {
       await doomed.stop();
       expect(rowAfterRequested, 'the timer row exists once TransferRequested was processed').toBe(true);
       expect(await deadlineRowExists(db, transferId), 'the timer row survives the crash').toBe(true);
-      expect(await transferOf(store, transferId)).toMatchObject({ status: 'reserved' });
+      expect(await transferOf(store, transferId)).toMatchObject({ status: 'requested' });
+      expect(effectsOf(await readWholeStream(store, accountStream(from.accountId)), transferId)).toEqual({ HoldPlaced: 1 });
 
       const timer = new TransferProcessManager(freshWriteSide(ledger), { logger, batchSize: 50 });
       expect(await timer.fireDeadlines(db as unknown as Kysely<unknown>, new Date(Date.now() + 20_000))).toBeGreaterThanOrEqual(1);

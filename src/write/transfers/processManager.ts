@@ -4,7 +4,7 @@ import type { AccountCommand, AccountEvent } from '../../domain/account.js';
 import { assertNever } from '../../domain/decider.js';
 import { DomainError } from '../../domain/errors.js';
 import type { CurrencyCode } from '../../domain/money.js';
-import type { TransferCommand, TransferEvent, TransferFailureReason } from '../../domain/transfer.js';
+import type { TransferCommand, TransferEvent, TransferFacts, TransferFailureReason } from '../../domain/transfer.js';
 import type { EventStore, RecordedEvent } from '../../eventstore/port.js';
 import { expiredActiveHolds } from '../../projections/accounts/query.js';
 import type { ReadDatabase } from '../../projections/database.js';
@@ -28,11 +28,8 @@ const STEP_CONFLICT_ATTEMPTS = 5;
 /** The steps of a transfer, each run at most once in effect; tests crash the manager after each. */
 export type TransferStep =
   | 'reserve'
-  | 'record-reservation'
-  | 'release-late-hold'
   | 'fail'
   | 'credit'
-  | 'record-credit'
   | 'compensate'
   | 'release'
   | 'capture'
@@ -187,16 +184,12 @@ export class TransferProcessManager {
             type: 'PlaceTransferHold',
             data: { accountId: data.fromAccountId, transferId: data.transferId, currency: data.currency, amountMinor: data.amountMinor, expiresAt: event.data.holdExpiresAt, now: nowIso() },
           }));
+        // Recorded by the first version of this manager after HoldPlaced and TransferCredited; a
+        // transfer it left in flight goes on from them (the same steps, so at most once).
         case 'TransferFundsReserved':
-          return void (await this.accountStep('credit', data.transferId, recorded.id, data.toAccountId, {
-            type: 'CreditTransfer',
-            data: { accountId: data.toAccountId, transferId: data.transferId, fromAccountId: data.fromAccountId, currency: data.currency, amountMinor: data.amountMinor, description: null, now: nowIso() },
-          }));
+          return this.creditOrFence(data.transferId, recorded.id);
         case 'TransferDestinationCredited':
-          return void (await this.accountStep('capture', data.transferId, recorded.id, data.fromAccountId, {
-            type: 'CaptureTransferHold',
-            data: { accountId: data.fromAccountId, transferId: data.transferId, toAccountId: data.toAccountId, now: nowIso() },
-          }));
+          return void (await this.capture(data, recorded.id));
         case 'TransferCompensationStarted': {
           const result = await this.accountStep('release', data.transferId, recorded.id, data.fromAccountId, {
             type: 'ReleaseTransferHold',
@@ -217,20 +210,12 @@ export class TransferProcessManager {
 
     const event = { type: recorded.type, data: recorded.data } as AccountEvent;
     switch (event.type) {
-      case 'HoldPlaced': {
-        const transferId = event.data.transferId!;
-        const recordedReservation = await this.transferStep('record-reservation', transferId, recorded.id, { type: 'RecordReservation', data: { transferId, now: nowIso() } });
-        if (recordedReservation === undefined || recordedReservation.events.length > 0 || recordedReservation.replayed) return;
-        // Nothing to record: the reservation lost a race with the deadline, so give the funds back.
-        // (A no-op is decided on fresh state, so the cached transfer is current here.)
-        const transfer = await this.write.transfers.peek(transferStream(transferId));
-        if (transfer.state.status !== 'failed') return;
-        return void (await this.accountStep('release-late-hold', transferId, recorded.id, event.data.accountId, { type: 'ReleaseTransferHold', data: { accountId: event.data.accountId, transferId, now: nowIso() } }));
-      }
+      case 'HoldPlaced':
+        return this.creditOrFence(event.data.transferId!, recorded.id);
       case 'TransferHoldRejected':
         return this.fail(event.data.transferId, event.data.reason, recorded.id);
       case 'TransferCredited':
-        return void (await this.transferStep('record-credit', event.data.transferId, recorded.id, { type: 'RecordCredit', data: { transferId: event.data.transferId, now: nowIso() } }));
+        return void (await this.capture({ ...event.data, toAccountId: event.data.accountId }, recorded.id));
       case 'TransferCreditRejected':
         return void (await this.transferStep('compensate', event.data.transferId, recorded.id, {
           type: 'StartCompensation',
@@ -243,27 +228,56 @@ export class TransferProcessManager {
       case 'HoldExpired': {
         const transferId = event.data.transferId!;
         const { state } = await this.write.transfers.load(transferStream(transferId));
-        if (state.status === 'reserved') {
-          // The credit may be in flight: fence it; its outcome then decides between capture and failure.
-          return void (await this.accountStep('fence-credit', transferId, recorded.id, state.toAccountId, {
-            type: 'RejectTransferCredit',
-            data: { accountId: state.toAccountId, transferId, fromAccountId: state.fromAccountId, currency: state.currency, amountMinor: state.amountMinor, reason: 'hold_expired', now: nowIso() },
-          }));
-        }
-        return this.fail(transferId, 'hold_expired', recorded.id);
+        if (state.status === 'none' || state.status === 'completed' || state.status === 'failed') return;
+        if (state.status === 'compensating' || state.status === 'credited') return this.fail(transferId, 'hold_expired', recorded.id);
+        // The credit may be in flight: fence it; its outcome then decides between capture and failure.
+        const fenced = await this.fenceCredit(state, 'hold_expired', recorded.id);
+        if (fenced?.events.length === 0 && !fenced.replayed && (await this.creditOutcome(state)) === 'credited') this.reportCreditedPastHold(transferId, recorded.id);
+        return;
       }
       default:
         return;
     }
   }
 
-  private async fail(transferId: string, reason: TransferFailureReason, causationId: string): Promise<void> {
-    const transfer = await this.write.transfers.load(transferStream(transferId));
-    if (transfer.state.status === 'credited') {
-      // Past the point of no return the hold must be captured, not failed; this is a case for an operator.
-      this.options.logger.error({ transferId, causationId }, 'transfer hold ended after the destination was credited; clearing needs manual review');
+  /** Credits the destination; past the deadline (the manager was down) fences the credit instead. */
+  private async creditOrFence(transferId: string, causationId: string): Promise<void> {
+    // The facts and the deadline never change once requested, so a cached copy will do.
+    const { state: transfer } = await this.write.transfers.peek(transferStream(transferId));
+    if (transfer.status === 'none') {
+      this.options.logger.error({ transferId, causationId }, 'a transfer hold for a transfer that was never requested');
       return;
     }
+    if (Date.parse(transfer.deadlineAt) <= Date.now()) return void (await this.fenceCredit(transfer, 'deadline_exceeded', causationId));
+    const { fromAccountId, toAccountId, currency, amountMinor } = transfer;
+    await this.accountStep('credit', transferId, causationId, toAccountId, {
+      type: 'CreditTransfer',
+      data: { accountId: toAccountId, transferId, fromAccountId, currency, amountMinor, description: null, now: nowIso() },
+    });
+  }
+
+  private capture(transfer: Pick<TransferFacts, 'transferId' | 'fromAccountId' | 'toAccountId'>, causationId: string) {
+    const { transferId, fromAccountId, toAccountId } = transfer;
+    return this.accountStep('capture', transferId, causationId, fromAccountId, { type: 'CaptureTransferHold', data: { accountId: fromAccountId, transferId, toAccountId, now: nowIso() } });
+  }
+
+  /** What the destination decided for this transfer, read fresh from its stream. */
+  private async creditOutcome(transfer: Pick<TransferFacts, 'transferId' | 'toAccountId'>): Promise<'credited' | 'rejected' | undefined> {
+    const { state } = await this.write.accounts.load(accountStream(transfer.toAccountId));
+    return state.status === 'none' ? undefined : state.transferCreditOutcomes.get(transfer.transferId);
+  }
+
+  private reportCreditedPastHold(transferId: string, causationId: string): void {
+    // Past the point of no return the hold must be captured, not failed; this is a case for an operator.
+    this.options.logger.error({ transferId, causationId }, 'transfer hold ended after the destination was credited; clearing needs manual review');
+  }
+
+  private async fail(transferId: string, reason: TransferFailureReason, causationId: string): Promise<void> {
+    const transfer = await this.write.transfers.load(transferStream(transferId));
+    if (transfer.state.status === 'none' || transfer.state.status === 'completed' || transfer.state.status === 'failed') return;
+    // Every outcome that leads here excludes a credit (each account decides one outcome per
+    // transfer); checking the destination still costs one read, on the failure path only.
+    if (transfer.state.status === 'credited' || (await this.creditOutcome(transfer.state)) === 'credited') return this.reportCreditedPastHold(transferId, causationId);
     await this.transferStep('fail', transferId, causationId, { type: 'FailTransfer', data: { transferId, reason, now: nowIso() } });
   }
 
@@ -349,11 +363,11 @@ export class TransferProcessManager {
       const cause = `deadline:${transferId}`;
       if (state.status === 'requested') {
         await this.fenceReservation(state, cause);
+        // The source decided first and holds the money: the credit is what is pending.
+        const { state: source } = await this.write.accounts.load(accountStream(state.fromAccountId));
+        if (source.status !== 'none' && source.transferHoldOutcomes.get(transferId) === 'placed') await this.fenceCredit(state, 'deadline_exceeded', cause);
       } else if (state.status === 'reserved') {
-        await this.accountStep('fence-credit', transferId, cause, state.toAccountId, {
-          type: 'RejectTransferCredit',
-          data: { accountId: state.toAccountId, transferId, fromAccountId: state.fromAccountId, currency: state.currency, amountMinor: state.amountMinor, reason: 'deadline_exceeded', now: nowIso() },
-        });
+        await this.fenceCredit(state, 'deadline_exceeded', cause);
       }
       await sql`update transfer_deadlines set next_check_at = ${new Date(now.getTime() + 5_000)} where transfer_id = ${transferId}`.execute(db);
     }
@@ -366,6 +380,15 @@ export class TransferProcessManager {
     return this.accountStep('fence-reservation', transferId, causationId, fromAccountId, {
       type: 'RejectTransferHold',
       data: { accountId: fromAccountId, transferId, currency, amountMinor, reason: 'deadline_exceeded', now: nowIso() },
+    });
+  }
+
+  /** Records the rejection on the destination unless its credit got there first; whichever is recorded drives the flow. */
+  private fenceCredit(transfer: TransferFacts, reason: 'deadline_exceeded' | 'hold_expired', causationId: string) {
+    const { transferId, fromAccountId, toAccountId, currency, amountMinor } = transfer;
+    return this.accountStep('fence-credit', transferId, causationId, toAccountId, {
+      type: 'RejectTransferCredit',
+      data: { accountId: toAccountId, transferId, fromAccountId, currency, amountMinor, reason, now: nowIso() },
     });
   }
 
