@@ -50,6 +50,10 @@ export async function rebuildProjection(
       position = applied.position;
       if (applied.events < LOCKED_GAP_EVENTS) break;
     }
+    // Freshly filled tables have no statistics until autovacuum gets to them, and PostgreSQL plans
+    // blind meanwhile (it once chose to scan the whole history table per batch). Before the swap,
+    // and outside its lock, so the live projection is not held up.
+    if (mode === 'rebuild') for (const table of projection.tables) await sql`analyze ${sql.table(shadowTables(table))}`.execute(db);
     let differences: number | undefined;
     await db.transaction().execute(async (trx) => {
       await sql`select pg_advisory_xact_lock(${swapLockKey(projection.name)})`.execute(trx);
