@@ -127,6 +127,42 @@ function transferEvents(events: readonly RecordedEvent[], transferIds: ReadonlyS
   return events.filter((event) => transferIds.has((event.data as { transferId?: string }).transferId ?? ''));
 }
 
+/** A transfer requested and reserved on the source through the write side, as the steps before a manager's next one leave it. */
+async function reservedTransfer(ledger: TestLedger, tokens: { admin: string; teller: string }, timing: { deadlineInMs: number; holdExpiresInMs: number }) {
+  const from = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+  const to = await openFundedAccount(ledger.app, tokens);
+  const transferId = randomUUID();
+  const write = freshWriteSide(ledger);
+  const now = new Date();
+  const facts = { transferId, fromAccountId: from.accountId, toAccountId: to.accountId, currency: 'EUR' as const, amountMinor: 2_500n };
+  const holdExpiresAt = new Date(now.getTime() + timing.holdExpiresInMs).toISOString();
+  const context = (step: string) => ({ idempotencyKey: `pm:${transferId}:${step}`, requestHash: step, actor: 'system:process-manager', correlationId: transferId });
+  await write.transfers.handle(
+    transferStream(transferId),
+    { type: 'RequestTransfer', data: { ...facts, description: null, deadlineAt: new Date(now.getTime() + timing.deadlineInMs).toISOString(), holdExpiresAt, now: now.toISOString() } },
+    context('request'),
+  );
+  const hold = await write.accounts.handle(
+    accountStream(from.accountId),
+    { type: 'PlaceTransferHold', data: { accountId: from.accountId, transferId, currency: 'EUR', amountMinor: facts.amountMinor, expiresAt: holdExpiresAt, now: now.toISOString() } },
+    context('reserve'),
+  );
+  expect(hold.events.map((event) => event.type)).toEqual(['HoldPlaced']);
+  return { from, to, transferId, facts, write, context };
+}
+
+/** Appends an event the first process manager recorded on the transfer stream, as it recorded it. */
+async function recordAsTheFirstManagerDid(ledger: TestLedger, transferId: string, facts: Record<string, unknown>, type: 'TransferFundsReserved' | 'TransferDestinationCredited', step: string) {
+  const { store } = ledger.runtime;
+  const revision = await store.streamRevision(transferStream(transferId));
+  await store.append(
+    transferStream(transferId),
+    [{ id: randomUUID(), type, data: { ...facts, at: new Date().toISOString() } as never, metadata: { correlationId: transferId, actor: 'system:process-manager', extra: { idempotencyKey: `pm:${transferId}:${step}`, requestHash: step } } }],
+    { expectedRevision: revision! },
+  );
+  return (await readWholeStream(store, transferStream(transferId))).at(-1)!;
+}
+
 function transferOfState(state: TransferState): Exclude<TransferState, { status: 'none' }> {
   if (state.status === 'none') throw new Error('no such transfer');
   return state;
@@ -316,6 +352,58 @@ describe('transfer guarantees', () => {
       await expectBooksBalance(ledger);
     });
 
+    it('a transfer the first process manager left reserved (TransferFundsReserved on its stream) is credited, captured and completed once', async () => {
+      const { store } = ledger.runtime;
+      const { from, to, transferId, facts } = await reservedTransfer(ledger, tokens, { deadlineInMs: 60_000, holdExpiresInMs: 3_600_000 });
+      const fundsReserved = await recordAsTheFirstManagerDid(ledger, transferId, facts, 'TransferFundsReserved', 'record-reservation');
+
+      // Its checkpoint was past HoldPlaced: only the transfer stream's copy is left to deliver.
+      const manager = new TransferProcessManager(freshWriteSide(ledger), { logger, batchSize: 50 });
+      await manager.react([fundsReserved]);
+      await manager.settled();
+
+      expect(await transferOf(store, transferId)).toMatchObject({ status: 'completed', reason: null });
+      expect((await readWholeStream(store, transferStream(transferId))).map((event) => event.type)).toEqual(['TransferRequested', 'TransferFundsReserved', 'TransferCompleted']);
+      // The log shows an event once no older transaction is open (the safe horizon): wait for it.
+      const effects = await until(async () => effectsOf(await readAllEvents(store), transferId), (counts) => counts.TransferCompleted === 1, SETTLE_TIMEOUT_MS);
+      expect(effects).toMatchObject({ HoldPlaced: 1, TransferCredited: 1, HoldCaptured: 1, TransferCompleted: 1 });
+      expect(await moneyOf(store, from.accountId)).toMatchObject({ balanceMinor: 7_500n, heldMinor: 0n });
+      expect(await moneyOf(store, to.accountId)).toMatchObject({ balanceMinor: 2_500n });
+      // The read model enters each stage once, whether the account or the transfer stream told it.
+      const auditor = client(ledger.app, await ledger.token('auditor'));
+      const shown = await until(
+        () => auditor.get(`/v1/transfers/${transferId}`),
+        (response) => response.statusCode === 200 && response.json<{ status: string }>().status === 'completed',
+        SETTLE_TIMEOUT_MS,
+      );
+      expect(shown.json<{ timeline: { stage: string }[] }>().timeline.map((entry) => entry.stage)).toEqual(['requested', 'reserved', 'credited', 'completed']);
+      await expectBooksBalance(ledger);
+    });
+
+    it('a transfer the first process manager left credited (TransferDestinationCredited on its stream) is captured and completed once', async () => {
+      const { store } = ledger.runtime;
+      const { from, to, transferId, facts, write, context } = await reservedTransfer(ledger, tokens, { deadlineInMs: 60_000, holdExpiresInMs: 3_600_000 });
+      await recordAsTheFirstManagerDid(ledger, transferId, facts, 'TransferFundsReserved', 'record-reservation');
+      await write.accounts.handle(
+        accountStream(to.accountId),
+        { type: 'CreditTransfer', data: { accountId: to.accountId, transferId, fromAccountId: from.accountId, currency: 'EUR', amountMinor: facts.amountMinor, description: null, now: new Date().toISOString() } },
+        context('credit'),
+      );
+      const destinationCredited = await recordAsTheFirstManagerDid(ledger, transferId, facts, 'TransferDestinationCredited', 'record-credit');
+
+      const manager = new TransferProcessManager(freshWriteSide(ledger), { logger, batchSize: 50 });
+      await manager.react([destinationCredited]);
+      await manager.settled();
+
+      expect(await transferOf(store, transferId)).toMatchObject({ status: 'completed', reason: null });
+      // The log shows an event once no older transaction is open (the safe horizon): wait for it.
+      const effects = await until(async () => effectsOf(await readAllEvents(store), transferId), (counts) => counts.TransferCompleted === 1, SETTLE_TIMEOUT_MS);
+      expect(effects).toMatchObject({ HoldPlaced: 1, TransferCredited: 1, HoldCaptured: 1, TransferCompleted: 1 });
+      expect(await moneyOf(store, from.accountId)).toMatchObject({ balanceMinor: 7_500n, heldMinor: 0n });
+      expect(await moneyOf(store, to.accountId)).toMatchObject({ balanceMinor: 2_500n });
+      await expectBooksBalance(ledger);
+    });
+
     it('two managers running at once over 100 transfers: each ends once, every effect once, the books balance', async () => {
       // Enough accounts that the two managers contend without starving each other on a loaded CI machine.
       const accountCount = 24;
@@ -417,97 +505,9 @@ describe('transfer guarantees', () => {
       await expectBooksBalance(ledger);
     });
 
-    /** A transfer requested and reserved on the source through the write side, as the steps before a manager's next one leave it. */
-    async function reservedTransfer(timing: { deadlineInMs: number; holdExpiresInMs: number }) {
-      const from = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
-      const to = await openFundedAccount(ledger.app, tokens);
-      const transferId = randomUUID();
-      const write = freshWriteSide(ledger);
-      const now = new Date();
-      const facts = { transferId, fromAccountId: from.accountId, toAccountId: to.accountId, currency: 'EUR' as const, amountMinor: 2_500n };
-      const holdExpiresAt = new Date(now.getTime() + timing.holdExpiresInMs).toISOString();
-      const context = (step: string) => ({ idempotencyKey: `pm:${transferId}:${step}`, requestHash: step, actor: 'system:process-manager', correlationId: transferId });
-      await write.transfers.handle(
-        transferStream(transferId),
-        { type: 'RequestTransfer', data: { ...facts, description: null, deadlineAt: new Date(now.getTime() + timing.deadlineInMs).toISOString(), holdExpiresAt, now: now.toISOString() } },
-        context('request'),
-      );
-      const hold = await write.accounts.handle(
-        accountStream(from.accountId),
-        { type: 'PlaceTransferHold', data: { accountId: from.accountId, transferId, currency: 'EUR', amountMinor: facts.amountMinor, expiresAt: holdExpiresAt, now: now.toISOString() } },
-        context('reserve'),
-      );
-      expect(hold.events.map((event) => event.type)).toEqual(['HoldPlaced']);
-      return { from, to, transferId, facts, write, context };
-    }
-
-    /** Appends an event the first process manager recorded on the transfer stream, as it recorded it. */
-    async function recordAsTheFirstManagerDid(transferId: string, facts: Record<string, unknown>, type: 'TransferFundsReserved' | 'TransferDestinationCredited', step: string) {
-      const { store } = ledger.runtime;
-      const revision = await store.streamRevision(transferStream(transferId));
-      await store.append(
-        transferStream(transferId),
-        [{ id: randomUUID(), type, data: { ...facts, at: new Date().toISOString() } as never, metadata: { correlationId: transferId, actor: 'system:process-manager', extra: { idempotencyKey: `pm:${transferId}:${step}`, requestHash: step } } }],
-        { expectedRevision: revision! },
-      );
-      return (await readWholeStream(store, transferStream(transferId))).at(-1)!;
-    }
-
-    it('a transfer the first process manager left reserved (TransferFundsReserved on its stream) is credited, captured and completed once', async () => {
-      const { store } = ledger.runtime;
-      const { from, to, transferId, facts } = await reservedTransfer({ deadlineInMs: 60_000, holdExpiresInMs: 3_600_000 });
-      const fundsReserved = await recordAsTheFirstManagerDid(transferId, facts, 'TransferFundsReserved', 'record-reservation');
-
-      // Its checkpoint was past HoldPlaced: only the transfer stream's copy is left to deliver.
-      const manager = new TransferProcessManager(freshWriteSide(ledger), { logger, batchSize: 50 });
-      await manager.react([fundsReserved]);
-      await manager.settled();
-
-      expect(await transferOf(store, transferId)).toMatchObject({ status: 'completed', reason: null });
-      expect((await readWholeStream(store, transferStream(transferId))).map((event) => event.type)).toEqual(['TransferRequested', 'TransferFundsReserved', 'TransferCompleted']);
-      // The log shows an event once no older transaction is open (the safe horizon): wait for it.
-      const effects = await until(async () => effectsOf(await readAllEvents(store), transferId), (counts) => counts.TransferCompleted === 1, SETTLE_TIMEOUT_MS);
-      expect(effects).toMatchObject({ HoldPlaced: 1, TransferCredited: 1, HoldCaptured: 1, TransferCompleted: 1 });
-      expect(await moneyOf(store, from.accountId)).toMatchObject({ balanceMinor: 7_500n, heldMinor: 0n });
-      expect(await moneyOf(store, to.accountId)).toMatchObject({ balanceMinor: 2_500n });
-      // The read model enters each stage once, whether the account or the transfer stream told it.
-      const auditor = client(ledger.app, await ledger.token('auditor'));
-      const shown = await until(
-        () => auditor.get(`/v1/transfers/${transferId}`),
-        (response) => response.statusCode === 200 && response.json<{ status: string }>().status === 'completed',
-        SETTLE_TIMEOUT_MS,
-      );
-      expect(shown.json<{ timeline: { stage: string }[] }>().timeline.map((entry) => entry.stage)).toEqual(['requested', 'reserved', 'credited', 'completed']);
-      await expectBooksBalance(ledger);
-    });
-
-    it('a transfer the first process manager left credited (TransferDestinationCredited on its stream) is captured and completed once', async () => {
-      const { store } = ledger.runtime;
-      const { from, to, transferId, facts, write, context } = await reservedTransfer({ deadlineInMs: 60_000, holdExpiresInMs: 3_600_000 });
-      await recordAsTheFirstManagerDid(transferId, facts, 'TransferFundsReserved', 'record-reservation');
-      await write.accounts.handle(
-        accountStream(to.accountId),
-        { type: 'CreditTransfer', data: { accountId: to.accountId, transferId, fromAccountId: from.accountId, currency: 'EUR', amountMinor: facts.amountMinor, description: null, now: new Date().toISOString() } },
-        context('credit'),
-      );
-      const destinationCredited = await recordAsTheFirstManagerDid(transferId, facts, 'TransferDestinationCredited', 'record-credit');
-
-      const manager = new TransferProcessManager(freshWriteSide(ledger), { logger, batchSize: 50 });
-      await manager.react([destinationCredited]);
-      await manager.settled();
-
-      expect(await transferOf(store, transferId)).toMatchObject({ status: 'completed', reason: null });
-      // The log shows an event once no older transaction is open (the safe horizon): wait for it.
-      const effects = await until(async () => effectsOf(await readAllEvents(store), transferId), (counts) => counts.TransferCompleted === 1, SETTLE_TIMEOUT_MS);
-      expect(effects).toMatchObject({ HoldPlaced: 1, TransferCredited: 1, HoldCaptured: 1, TransferCompleted: 1 });
-      expect(await moneyOf(store, from.accountId)).toMatchObject({ balanceMinor: 7_500n, heldMinor: 0n });
-      expect(await moneyOf(store, to.accountId)).toMatchObject({ balanceMinor: 2_500n });
-      await expectBooksBalance(ledger);
-    });
-
     it('a hold that expires while the credit is pending: the credit is fenced, the transfer fails with hold_expired and the money stays with the source', async () => {
       const { store } = ledger.runtime;
-      const { from, to, transferId, write } = await reservedTransfer({ deadlineInMs: 300, holdExpiresInMs: 600 });
+      const { from, to, transferId, write } = await reservedTransfer(ledger, tokens, { deadlineInMs: 300, holdExpiresInMs: 600 });
       const { holdExpiresAt } = transferOfState(await transferOf(store, transferId));
       await until(async () => Date.now(), (nowMs) => nowMs > Date.parse(holdExpiresAt) + 20, 5_000);
       const expired = await write.accounts.handle(
