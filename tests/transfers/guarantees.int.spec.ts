@@ -507,7 +507,7 @@ describe('transfer guarantees', () => {
 
     it('a hold that expires while the credit is pending: the credit is fenced, the transfer fails with hold_expired and the money stays with the source', async () => {
       const { store } = ledger.runtime;
-      const { from, to, transferId, write } = await reservedTransfer(ledger, tokens, { deadlineInMs: 300, holdExpiresInMs: 600 });
+      const { from, to, transferId, write } = await reservedTransfer(ledger, tokens, { deadlineInMs: 800, holdExpiresInMs: 1_200 });
       const { holdExpiresAt } = transferOfState(await transferOf(store, transferId));
       await until(async () => Date.now(), (nowMs) => nowMs > Date.parse(holdExpiresAt) + 20, 5_000);
       const expired = await write.accounts.handle(
