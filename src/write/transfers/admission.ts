@@ -25,7 +25,7 @@ const DEFAULT_LIVE_WITHIN_MS = 30_000;
 const RETRY_AFTER_MAX_SECONDS = 10;
 
 /**
- * Back-pressure for POST /v1/transfers. Each accepted transfer is six more steps for the process
+ * Back-pressure for POST /v1/transfers. Each accepted transfer is four more steps for the process
  * manager; past its capacity the backlog grows until transfers miss their deadline and are
  * compensated, which is more work again (bench:transfers at 1,000 offered/s: 10,058 of 30,000
  * failed their deadline, and completions fell to 338/s). Refusing with 503 and Retry-After while

@@ -86,7 +86,7 @@ const DETACHED_MAX = 4_096;
  * the reactions, with the deletion of finished transfers' deadline rows.
  *
  * A step's outcome events are reacted to as soon as the step returns them, detached from the
- * batch, instead of after a trip through the log (six subscription hops per transfer became one).
+ * batch, instead of after a trip through the log (one subscription hop per transfer, not one per step).
  * The log still delivers each outcome later, at a position past the batch whose reaction recorded
  * it; the delivery awaits the reaction already running (or finished) instead of repeating it, and
  * only then may the checkpoint pass it. A batch therefore waits for one step per event, never for
@@ -274,7 +274,8 @@ export class TransferProcessManager {
 
   private async fail(transferId: string, reason: TransferFailureReason, causationId: string): Promise<void> {
     const transfer = await this.write.transfers.load(transferStream(transferId));
-    if (transfer.state.status === 'none' || transfer.state.status === 'completed' || transfer.state.status === 'failed') return;
+    if (transfer.state.status === 'none') return void this.options.logger.warn({ transferId, causationId }, 'an outcome for a transfer that was never requested');
+    if (transfer.state.status === 'completed' || transfer.state.status === 'failed') return;
     // Every outcome that leads here excludes a credit (each account decides one outcome per
     // transfer); checking the destination still costs one read, on the failure path only.
     if (transfer.state.status === 'credited' || (await this.creditOutcome(transfer.state)) === 'credited') return this.reportCreditedPastHold(transferId, causationId);
