@@ -48,6 +48,29 @@ async function takeOn(tail: SharedTail, from: bigint, options: { limit?: number;
 }
 
 describe('the shared tail of the log', () => {
+  it('reads before a subscription at its end goes back to sleep when a wake-up came since its last read, even one kept behind by others\' events', async () => {
+    const { log, read } = fakeLog(100);
+    const tail = new SharedTail(read, 100, 1_000);
+    tail.startAt(0n);
+    log.events = [event(1), event(2)];
+    log.safe = 2n;
+    tail.wake();
+    await tail.refresh();
+    const transfers = { streamPrefixes: ['transfer-'] };
+    // A subscription for transfers is still at 0: the accounts' events went by without it.
+    log.events.push(event(3, 'transfer-t', 'TransferRequested'));
+    log.safe = 3n;
+    tail.wake();
+
+    const slice = await tail.takeFresh(0n, 100, transfers);
+
+    expect(slice).toMatchObject({ events: [event(3, 'transfer-t', 'TransferRequested')], checkpoint: 3n, drained: true });
+    // Without a wake-up since the last read, taking reads nothing.
+    const reads = log.reads;
+    expect(await tail.takeFresh(3n, 100, transfers)).toMatchObject({ events: [], checkpoint: 3n, drained: true });
+    expect(log.reads).toBe(reads);
+  });
+
   it('serves each filter its events from one read, and moves the checkpoint past what it skipped', async () => {
     const { log, read } = fakeLog(100);
     const tail = new SharedTail(read, 100, 1_000);

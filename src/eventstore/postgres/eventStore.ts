@@ -315,30 +315,27 @@ export class PostgresEventStore implements EventStore {
     this.wakeups.on('wake', onWake);
     void this.ensureListener();
 
+    /** Resolves true when a wake-up ended the sleep, false when the timer did. */
     const sleep = (ms: number) => {
       if (wakeRequested) {
         wakeRequested = false;
-        return Promise.resolve();
+        return Promise.resolve(true);
       }
-      return new Promise<void>((resolve) => {
-        const timer = setTimeout(finish, ms);
-        function finish() {
+      return new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => finish(false), ms);
+        function finish(woken: boolean) {
           clearTimeout(timer);
           wake = undefined;
-          resolve();
+          resolve(woken);
         }
-        wake = finish;
+        wake = () => finish(true);
       });
     };
 
     const taker = {};
     /** The next batch: from the shared tail when it reaches back to the checkpoint, else read here. */
     const nextPage = async (checkpoint: bigint): Promise<{ events: RecordedEvent[]; nextCheckpoint: bigint; drained: boolean; pending: boolean }> => {
-      let slice = this.tail.take(checkpoint, batchSize, options.filter, taker);
-      if (slice && slice.events.length === 0 && slice.checkpoint <= checkpoint) {
-        await this.tail.refresh();
-        slice = this.tail.take(checkpoint, batchSize, options.filter, taker);
-      }
+      const slice = await this.tail.takeFresh(checkpoint, batchSize, options.filter, taker);
       if (slice) return { events: slice.events, nextCheckpoint: slice.checkpoint, drained: slice.drained && !slice.more, pending: slice.drained && slice.pending };
       const page = await readPage(checkpoint);
       const drained = page.events.length < batchSize;
@@ -382,16 +379,18 @@ export class PostgresEventStore implements EventStore {
           await new Promise((resolve) => setTimeout(resolve, this.coalesceMs));
           continue;
         }
+        let woken: boolean;
         if (pending || deferred) {
           // Committed-or-running rows above the horizon: an older transaction is still open. Poll soon.
-          await sleep(pendingDelayMs);
+          woken = await sleep(pendingDelayMs);
           pendingDelayMs = Math.min(pendingDelayMs * 2, PENDING_RETRY_MAX_MS);
         } else {
           pendingDelayMs = PENDING_RETRY_MIN_MS;
-          await sleep(this.pollIntervalMs);
+          woken = await sleep(this.pollIntervalMs);
         }
-        // Whatever woke us (an append, a notification, a timer), the shared tail must read again.
-        this.tail.wake();
+        // A wake-up (an append, a notification) already told the tail to read again, once for all
+        // its subscriptions; a timer did not, and a poll must read.
+        if (!woken) this.tail.wake();
       }
     };
 

@@ -98,6 +98,20 @@ export class SharedTail {
     return { events, checkpoint: drained ? this.covered : events.at(-1)!.position, drained, pending: this.pending, more: drained && this.more };
   }
 
+  /**
+   * What a subscription takes before it may sleep: when the slice reaches the end of the tail and a
+   * wake-up came since the tail last read, the tail reads first. Taking only when nothing at all
+   * was left lost wake-ups: a subscription behind the tail's end (its checkpoint kept back while
+   * others' events went by) took an empty slice that still moved it forward, went back to sleep,
+   * and missed the event it had been woken for until the next poll.
+   */
+  async takeFresh(after: bigint, limit: number, filter: GlobalFilter | undefined, taker?: object): Promise<TailSlice | undefined> {
+    const slice = this.take(after, limit, filter, taker);
+    if (!slice?.drained || this.readGeneration >= this.generation) return slice;
+    await this.refresh();
+    return this.take(after, limit, filter, taker);
+  }
+
   /** Resolves once a read that started after the latest wake-up has completed. */
   async refresh(): Promise<void> {
     const wanted = this.generation;
