@@ -373,10 +373,11 @@ export class PostgresEventStore implements EventStore {
         if (!drained || stopped) continue;
         if (!wasCaughtUp || events.length > 0) options.onCaughtUp?.(checkpoint);
         wasCaughtUp = true;
-        if (events.length > 0 && this.coalesceMs > 0) {
+        if (events.length > 0) {
           // Under load, wait a moment so the next batch carries many events and one commit, instead
-          // of a read and a commit for every append (the subscriber's group commit).
-          await new Promise((resolve) => setTimeout(resolve, this.coalesceMs));
+          // of a read and a commit for every append (the subscriber's group commit). Then take
+          // again: only an empty take may sleep, so a wake-up that came meanwhile is not lost.
+          if (this.coalesceMs > 0) await new Promise((resolve) => setTimeout(resolve, this.coalesceMs));
           continue;
         }
         let woken: boolean;

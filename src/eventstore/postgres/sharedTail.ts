@@ -99,15 +99,17 @@ export class SharedTail {
   }
 
   /**
-   * What a subscription takes before it may sleep: when the slice reaches the end of the tail and a
-   * wake-up came since the tail last read, the tail reads first. Taking only when nothing at all
-   * was left lost wake-ups: a subscription behind the tail's end (its checkpoint kept back while
+   * What a subscription takes: when the tail has nothing more for it and a wake-up came since the
+   * tail last read, the tail reads first. Reading only when the slice also left the checkpoint
+   * where it was lost wake-ups: a subscription behind the tail's end (its checkpoint kept back while
    * others' events went by) took an empty slice that still moved it forward, went back to sleep,
-   * and missed the event it had been woken for until the next poll.
+   * and missed the event it had been woken for until the next poll. A slice with events is
+   * answered at once (the subscription takes again before it sleeps), so applying does not wait
+   * for a read.
    */
   async takeFresh(after: bigint, limit: number, filter: GlobalFilter | undefined, taker?: object): Promise<TailSlice | undefined> {
     const slice = this.take(after, limit, filter, taker);
-    if (!slice?.drained || this.readGeneration >= this.generation) return slice;
+    if (!slice?.drained || slice.events.length > 0 || this.readGeneration >= this.generation) return slice;
     await this.refresh();
     return this.take(after, limit, filter, taker);
   }
