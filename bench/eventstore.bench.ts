@@ -28,7 +28,7 @@ import type { EventToAppend } from '../src/eventstore/port.js';
 import { PostgresEventStore } from '../src/eventstore/postgres/eventStore.js';
 import { encodeJson } from '../src/shared/json.js';
 import { migrateToLatest } from '../src/shared/postgres/migrations.js';
-import { createKysely, createPool } from '../src/shared/postgres/pool.js';
+import { createKysely, createPool, raiseAllocatorThresholds } from '../src/shared/postgres/pool.js';
 import { runLoad, type Operation } from './eventstore-measure.js';
 import {
   checkGoals,
@@ -278,6 +278,8 @@ function emmettTarget(url: string): Target {
     async open(spec, prefix) {
       const pool = new pg.Pool({ connectionString: url, max: spec.connections, application_name: 'bench-emmett' });
       pool.on('error', () => undefined);
+      // The same server-side allocator setting as our pools get, so the comparison stays fair.
+      pool.on('connect', raiseAllocatorThresholds);
       const store = getPostgreSQLEventStore(url, { connectionOptions: { pool }, schema: { autoMigration: 'None' } });
       // Emmett's stream version counts events: 0 before the first append.
       const streams = new StreamSet(prefix, spec.connections, 0n);

@@ -9,8 +9,8 @@
 import { fork } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
 import { pino } from 'pino';
+import { createPool } from '../src/shared/postgres/pool.js';
 import { PostgresEventStore } from '../src/eventstore/postgres/eventStore.js';
 import type { EventStore, EventToAppend } from '../src/eventstore/port.js';
 import { accountStream } from '../src/write/streams.js';
@@ -129,7 +129,8 @@ export async function startWriterProcess(databaseUrl: string, accounts: WriterAc
 }
 
 async function runChild(job: Job): Promise<void> {
-  const pool = new pg.Pool({ connectionString: job.databaseUrl, max: job.options.concurrency + 2, application_name: 'bench-writer' });
+  // The write API's own pool settings, as it would append.
+  const pool = createPool(job.databaseUrl, { max: job.options.concurrency + 2, statementTimeoutMs: 30_000, applicationName: 'bench-writer' });
   const store = new PostgresEventStore(pool, job.databaseUrl, { logger: pino({ level: 'silent' }) });
   const balances = new Map(job.balances.map(([id, minor]) => [id, { minor: BigInt(minor) }]));
   const writer = startWriter(store, { hotAccountId: job.hotAccountId, accountIds: [...balances.keys()], balances }, job.options);
