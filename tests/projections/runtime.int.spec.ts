@@ -140,10 +140,13 @@ describe('projection runtime', () => {
           }
         },
       });
-      return { projection, runner: runner.start(), batches, crashedOnce };
+      // Stopped as soon as it crashed: a runner left to retry commits again after its backoff,
+      // before the slowest projection has crashed too.
+      const stopped = crashedOnce.then(() => runner.stop());
+      runner.start();
+      return { projection, batches, stopped };
     });
-    await Promise.all(crashes.map(({ crashedOnce }) => crashedOnce));
-    await Promise.all(crashes.map(({ runner }) => runner.stop()));
+    await Promise.all(crashes.map(({ stopped }) => stopped));
 
     for (const { projection, batches } of crashes) {
       expect(batches.slice(0, 3).map((batch) => batch.events.length), projection.name).toEqual([batchSize, batchSize, batchSize]);
