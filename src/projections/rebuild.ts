@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import { MAX_PAGE_SIZE, type EventStore, type RecordedEvent } from '../eventstore/port.js';
+import { useBatchPlanner } from './batchPlanner.js';
 import { createShadowTables, shadowTables, type Projection } from './projection.js';
 import { ensureCheckpoint, swapLockKey } from './runner.js';
 
@@ -106,7 +107,12 @@ async function applyUpTo(
     const more = inRange.length === page.length && page.length === MAX_PAGE_SIZE && inRange.at(-1)!.position < target;
     next = more ? read(inRange.at(-1)!.position) : undefined;
     if (inRange.length > 0) {
-      await (db.isTransaction ? applyPage(db, projection, inRange) : db.transaction().execute((trx) => applyPage(trx, projection, inRange)));
+      await (db.isTransaction
+        ? applyPage(db, projection, inRange)
+        : db.transaction().execute(async (trx) => {
+            await useBatchPlanner(trx);
+            await applyPage(trx, projection, inRange);
+          }));
       count += inRange.length;
       position = inRange.at(-1)!.position;
       onPage?.(count, position);

@@ -3,6 +3,7 @@ import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Logger } from 'pino';
 import type { Batch, EventStore, RecordedEvent, Subscription } from '../eventstore/port.js';
 import type { Worker } from '../server.js';
+import { batchPlannerConditions } from './batchPlanner.js';
 import { liveTables, type Projection } from './projection.js';
 
 export const PROGRESS_CHANNEL = 'projection_progress';
@@ -244,13 +245,8 @@ export async function ensureCheckpoint(db: Kysely<unknown> | Transaction<unknown
  * Opens a batch's transaction in one statement: moves the checkpoint from exactly `previous` (any
  * other value means someone else applied meanwhile), announces the new one on commit, and first
  * (one-time filters run before the scan) takes the shared swap lock, so a rebuild cannot swap the
- * tables under the batch, and turns off synchronous commit for this transaction.
- *
- * A batch touches rows by key only, so its joins are turned into nested loops over the keys: a
- * table without statistics yet (a new deployment, a rebuild's fresh tables) otherwise gets a hash
- * join that scans it whole for each batch. Measured in bench:transfers on a fresh database: the
- * history status update took 8.3 ms a batch, with 408 full scans of the table in 30 s; on a
- * 300,000-row copy without statistics the same update took 31 ms as a hash join, 0.5 ms as a loop.
+ * tables under the batch, turns off synchronous commit for this transaction and sets the batch
+ * planner settings (batchPlanner.ts).
  *
  * Asynchronous commit is safe here because rows and checkpoint commit together: a crash can lose
  * only whole recent batches, which the projection applies again from the log; it cannot lose or
@@ -267,8 +263,7 @@ async function advanceCheckpoint(trx: Transaction<unknown>, name: string, previo
     where name = ${name} and position = ${previous}
       and (select pg_advisory_xact_lock_shared(${swapLockKey(name)})) is not null
       and (select set_config('synchronous_commit', 'off', true)) is not null
-      and (select set_config('enable_hashjoin', 'off', true)) is not null
-      and (select set_config('enable_mergejoin', 'off', true)) is not null
+      and ${batchPlannerConditions()}
     returning pg_notify(${PROGRESS_CHANNEL}, ${`${name}:${batch.checkpoint}`})::text as notified`.execute(trx);
   if (result.rows.length !== 1) throw new CheckpointMovedError();
 }

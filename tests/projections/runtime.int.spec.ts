@@ -99,7 +99,7 @@ describe('projection runtime', () => {
       beforeCommit: async (batch, trx) => {
         const row = await sql<{ synchronous_commit: string; keyed_joins: boolean; swap_locks: number; stored: bigint }>`
           select current_setting('synchronous_commit') as synchronous_commit,
-                 current_setting('enable_hashjoin') = 'off' and current_setting('enable_mergejoin') = 'off' as keyed_joins,
+                 current_setting('enable_hashjoin') = 'off' and current_setting('enable_mergejoin') = 'off' and current_setting('enable_seqscan') = 'off' as keyed_joins,
                  (select count(*)::int from pg_locks where pid = pg_backend_pid() and locktype = 'advisory' and mode = 'ShareLock') as swap_locks,
                  (select position from projection_checkpoints where name = ${accountsProjection.name}) as stored`.execute(trx);
         const { synchronous_commit, keyed_joins, swap_locks, stored } = row.rows[0]!;

@@ -1,13 +1,14 @@
 /**
  * How the transactions projection reaches a transfer's history rows when the transfer settles,
- * on real PostgreSQL: through the transfer index, never by scanning the whole history table,
- * even while the table has no statistics yet (before autovacuum first analyzes it, PostgreSQL
+ * on real PostgreSQL, under the batch planner settings: through the transfer index, never by
+ * scanning the whole history table, even while the table has no statistics yet (before autovacuum first analyzes it, PostgreSQL
  * guesses, and a guess once cost a sequential scan of the table for every batch).
  */
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { RecordedEvent } from '../../src/eventstore/port.js';
+import { useBatchPlanner } from '../../src/projections/batchPlanner.js';
 import { liveTables } from '../../src/projections/projection.js';
 import { transactionsProjection } from '../../src/projections/transactions/projection.js';
 import { accountStream, transferStream } from '../../src/write/streams.js';
@@ -64,6 +65,8 @@ describe('transactions projection: settling transfer rows', () => {
     ]);
 
     const seqScans = await db.transaction().execute(async (trx) => {
+      // As every batch of the runner and of a rebuild runs.
+      await useBatchPlanner(trx);
       await transactionsProjection.apply(trx, events, liveTables);
       const { rows } = await sql<{ seq_scan: string }>`select seq_scan::text from pg_stat_xact_user_tables where relname = 'account_transactions'`.execute(trx);
       return Number(rows[0]!.seq_scan);
