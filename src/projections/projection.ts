@@ -38,7 +38,9 @@ export async function loadRows<Row>(trx: Transaction<unknown> | Kysely<unknown>,
  * One multi-row upsert for a batch's changed rows, as one JSON parameter that PostgreSQL turns into
  * rows of the table's own type. A VALUES list of one parameter per cell cost more to build in
  * Kysely than the projection's own work (60 % of the accounts projection's CPU), and PostgreSQL
- * parsed and planned it anew for every batch size. Rows must have distinct keys.
+ * parsed and planned it anew for every batch size. Read as jsonb, not json: `json_populate_recordset`
+ * builds a hash table for every row's object, 30 µs a row of `transfers` against 6 µs (332 rows,
+ * 10.6 ms against 2.0 ms in psql). Rows must have distinct keys.
  */
 export async function upsertRows(trx: Transaction<unknown>, table: string, keyColumn: string, rows: readonly Record<string, unknown>[]): Promise<void> {
   if (rows.length === 0) return;
@@ -46,7 +48,7 @@ export async function upsertRows(trx: Transaction<unknown>, table: string, keyCo
   const columns = sql.join(keys.map((column) => sql.ref(column)));
   const updates = keys.filter((column) => column !== keyColumn).map((column) => sql`${sql.ref(column)} = excluded.${sql.ref(column)}`);
   await sql`insert into ${sql.table(table)} (${columns})
-    select ${columns} from json_populate_recordset(null::${sql.table(table)}, ${rowsAsJson(keys, rows)}::json)
+    select ${columns} from jsonb_populate_recordset(null::${sql.table(table)}, ${rowsAsJson(keys, rows)}::jsonb)
     on conflict (${sql.ref(keyColumn)}) do update set ${sql.join(updates)}`.execute(trx);
 }
 
