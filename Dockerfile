@@ -41,5 +41,6 @@ EXPOSE 3000
 # migrations are applied and every worker of the role is healthy.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/health/ready').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-ENTRYPOINT ["node", "bin/ledger.js"]
+# A larger young generation halves the time the ledger spends collecting garbage (docs/architecture.md).
+ENTRYPOINT ["node", "--max-semi-space-size=64", "bin/ledger.js"]
 CMD ["start"]

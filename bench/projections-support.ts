@@ -131,7 +131,7 @@ export async function startLedgerProcess(role: string, env: Record<string, strin
   const child = fork(resolve(REPO_ROOT, 'src/cli/main.ts'), [role], {
     cwd: REPO_ROOT,
     // BENCH_LEDGER_EXEC_ARGV adds Node flags to the child, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
-    execArgv: ['--import', 'tsx', ...(process.env.BENCH_LEDGER_EXEC_ARGV?.split(' ').filter(Boolean) ?? [])],
+    execArgv: ['--max-semi-space-size=64', '--import', 'tsx', ...(process.env.BENCH_LEDGER_EXEC_ARGV?.split(' ').filter(Boolean) ?? [])],
     env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });

@@ -111,7 +111,13 @@ describe('Dockerfile', () => {
   });
 
   it('enters through bin/ledger.js with a known default command', () => {
-    expect(JSON.parse(lastOf('ENTRYPOINT') ?? 'null')).toEqual(['node', 'bin/ledger.js']);
+    const entrypoint = JSON.parse(lastOf('ENTRYPOINT') ?? 'null') as string[];
+    expect(entrypoint[0]).toBe('node');
+    expect(entrypoint.at(-1)).toBe('bin/ledger.js');
+    // Between them, node's own flags only; the same ones `npm start` uses.
+    const startScript = (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts.start!;
+    expect(entrypoint.slice(1, -1).every((flag) => flag.startsWith('--'))).toBe(true);
+    expect(startScript).toBe(`node ${[...entrypoint.slice(1), 'start'].join(' ')}`);
     const cmd = JSON.parse(lastOf('CMD') ?? 'null') as string[];
     expect(cmd).toEqual(['start']);
     expect(COMMANDS).toContain(cmd[0]);
