@@ -276,10 +276,9 @@ function emmettTarget(url: string): Target {
   return {
     store: 'emmett',
     async open(spec, prefix) {
-      const pool = new pg.Pool({ connectionString: url, max: spec.connections, application_name: 'bench-emmett' });
-      pool.on('error', () => undefined);
       // The same server-side allocator setting as our pools get, so the comparison stays fair.
-      pool.on('connect', raiseAllocatorThresholds);
+      const pool = new pg.Pool({ connectionString: url, max: spec.connections, application_name: 'bench-emmett', onConnect: raiseAllocatorThresholds });
+      pool.on('error', () => undefined);
       const store = getPostgreSQLEventStore(url, { connectionOptions: { pool }, schema: { autoMigration: 'None' } });
       // Emmett's stream version counts events: 0 before the first append.
       const streams = new StreamSet(prefix, spec.connections, 0n);

@@ -33,15 +33,13 @@ export function createPool(connectionString: string, options: PoolOptions): pg.P
     // Our own transactions must stay short: an open transaction holds back every event subscriber.
     idle_in_transaction_session_timeout: 60_000,
     application_name: options.applicationName ?? 'ledger',
+    onConnect: raiseAllocatorThresholds,
   });
   // An idle client that loses its connection must not crash the process; the pool replaces it.
   pool.on('error', () => undefined);
   // A checked-out client whose connection dies between queries (for example idle in a transaction)
   // emits 'error' too; the failure reaches its owner through the next query instead.
-  pool.on('connect', (client) => {
-    client.on('error', () => undefined);
-    raiseAllocatorThresholds(client);
-  });
+  pool.on('connect', (client) => client.on('error', () => undefined));
   return pool;
 }
 
@@ -56,9 +54,9 @@ export function createPool(connectionString: string, options: PoolOptions): pg.P
  */
 const ALLOCATOR_WARM_UP_SQL = `select length(repeat('x', ${8 * 1024 * 1024}))`;
 
-export function raiseAllocatorThresholds(client: pg.ClientBase): void {
-  // Queued ahead of the first query; a failure costs only the optimisation.
-  client.query(ALLOCATOR_WARM_UP_SQL).catch(() => undefined);
+export async function raiseAllocatorThresholds(client: pg.ClientBase): Promise<void> {
+  // Awaited by the pool before the client is handed out; a failure costs only the optimisation.
+  await client.query(ALLOCATOR_WARM_UP_SQL).catch(() => undefined);
 }
 
 export function createKysely<Database>(pool: pg.Pool): Kysely<Database> {
