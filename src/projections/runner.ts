@@ -21,6 +21,12 @@ export interface RunnerOptions {
   exclusive?: boolean;
   /** Test hook: called inside the batch transaction after the rows are written, before commit. */
   beforeCommit?: (batch: Batch, trx: Transaction<unknown>) => Promise<void>;
+  /**
+   * For a projection with side effects (`beforeTransaction`): batches whose side effects may run
+   * while earlier batches' still finish. Checkpoints still commit in log order, each only after its
+   * own batch's side effects are done. 1 (the default) runs one batch at a time.
+   */
+  batchesInFlight?: number;
 }
 
 export interface ProjectionStatus {
@@ -69,6 +75,10 @@ export class ProjectionRunner implements Worker {
   private isolateUntil = 0n;
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
+  /** Batches handed on but not yet committed, oldest first (only with batchesInFlight > 1). */
+  private readonly inFlight: Promise<void>[] = [];
+  private lastCommit: Promise<void> = Promise.resolve();
+  private pipelineFailure: { error: unknown } | undefined;
 
   constructor(
     private readonly projection: Projection,
@@ -129,11 +139,16 @@ export class ProjectionRunner implements Worker {
         if (this.stopped) break;
         if (this.state !== 'failing') this.state = 'active';
         this.options.logger.info({ projection: this.projection.name, position: this.position.toString() }, 'projection active');
+        const pipelined = (this.options.batchesInFlight ?? 1) > 1 && this.projection.beforeTransaction !== undefined;
         this.subscription = this.store.subscribe(
           { after: this.position, filter: this.projection.filter, batchSize: this.isolate ? 1 : this.options.batchSize },
-          (batch) => this.applyBatch(batch),
+          (batch) => (pipelined ? this.handOn(batch) : this.applyBatch(batch)),
         );
-        await this.subscription.done;
+        try {
+          await this.subscription.done;
+        } finally {
+          await this.settlePipeline();
+        }
         this.failures = 0;
       } catch (error) {
         if (this.stopped) break;
@@ -162,16 +177,56 @@ export class ProjectionRunner implements Worker {
   }
 
   private async applyBatch(batch: Batch): Promise<void> {
-    const previous = this.position;
     if (batch.events.length > 1) this.attemptedUntil = batch.events.at(-1)!.position;
-    if (batch.events.length > 0 && this.projection.beforeTransaction) {
-      try {
-        await this.projection.beforeTransaction(batch.events);
-      } catch (error) {
-        if (batch.events.length === 1) throw new PoisonEventError(batch.events[0]!, error);
-        throw error;
-      }
+    await this.sideEffects(batch);
+    await this.commit(batch);
+  }
+
+  private async sideEffects(batch: Batch): Promise<void> {
+    if (batch.events.length === 0 || !this.projection.beforeTransaction) return;
+    try {
+      await this.projection.beforeTransaction(batch.events);
+    } catch (error) {
+      if (batch.events.length === 1) throw new PoisonEventError(batch.events[0]!, error);
+      throw error;
     }
+  }
+
+  /**
+   * Starts a batch's side effects and returns while they run, so the next batch is read and started
+   * at once instead of after the slowest step of this one. Its commit waits for the commit before
+   * it and for its own side effects. The subscription waits only when batchesInFlight are uncommitted.
+   * A failure stops the subscription; the run loop then waits for what is still running and resumes
+   * from the last commit, where the side effects are idempotent.
+   */
+  private async handOn(batch: Batch): Promise<void> {
+    if (this.pipelineFailure) throw this.pipelineFailure.error;
+    if (batch.events.length > 1) this.attemptedUntil = batch.events.at(-1)!.position;
+    const sideEffects = this.sideEffects(batch);
+    const committed = this.lastCommit.then(() => sideEffects).then(() => this.commit(batch));
+    sideEffects.catch(() => undefined);
+    committed.catch((error: unknown) => {
+      if (this.pipelineFailure) return;
+      this.pipelineFailure = { error };
+      void this.subscription?.stop();
+    });
+    this.lastCommit = committed;
+    this.inFlight.push(committed);
+    while (this.inFlight.length >= this.options.batchesInFlight!) await this.inFlight.shift();
+  }
+
+  /** Waits for every batch handed on; throws the first failure among them. */
+  private async settlePipeline(): Promise<void> {
+    await Promise.allSettled(this.inFlight.splice(0));
+    await this.lastCommit.catch(() => undefined);
+    this.lastCommit = Promise.resolve();
+    const failure = this.pipelineFailure;
+    this.pipelineFailure = undefined;
+    if (failure) throw failure.error;
+  }
+
+  private async commit(batch: Batch): Promise<void> {
+    const previous = this.position;
     await this.db.transaction().execute(async (trx) => {
       await advanceCheckpoint(trx, this.projection.name, previous, batch);
       try {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Batch } from '../../src/eventstore/port.js';
+import type { Batch, RecordedEvent } from '../../src/eventstore/port.js';
 import { accountsProjection } from '../../src/projections/accounts/projection.js';
 import { projectionStatuses } from '../../src/projections/checkpoints.js';
 import { customersProjection } from '../../src/projections/customers/projection.js';
@@ -355,6 +355,79 @@ describe('projection runtime', () => {
     await sleep(1_200);
     expect(runner.health()).toMatchObject({ ok: false, detail: { failingEventId: poisonId } });
     expect((await checkpointOf(current.db, accountsProjection.name))?.position).toBe(checkpoint!.position);
+  });
+
+  describe('a projection with side effects and batches in flight', () => {
+    /** A projection that records its side effects and its committed batches; `react` decides how each batch's side effects go. */
+    function probe(react: (call: number, events: readonly RecordedEvent[]) => Promise<void>) {
+      const started: bigint[][] = [];
+      const applied: bigint[] = [];
+      const projection: Projection = {
+        name: `probe-${randomUUID().slice(0, 8)}`,
+        tables: [],
+        filter: accountsProjection.filter,
+        beforeTransaction: (events) => {
+          started.push(events.map((event) => event.position));
+          return react(started.length, events);
+        },
+        apply: async (_trx, events) => void applied.push(...events.map((event) => event.position)),
+      };
+      return { projection, started, applied };
+    }
+
+    async function accountEvents(current: ProjectionEnv): Promise<bigint[]> {
+      await customerMonth(current.write);
+      await settledHead(current.db);
+      return (await readEverything(current.store, accountsProjection.filter)).map((event) => event.position);
+    }
+
+    it('starts the next batches while an earlier one is still running, and commits them only after it, in log order', async () => {
+      const current = await open();
+      const positions = await accountEvents(current);
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      const { projection, started, applied } = probe((call) => (call === 1 ? gate : Promise.resolve()));
+      current.runner(projection, { batchSize: 2, batchesInFlight: 4 }).start();
+
+      await waitUntil(() => started.length >= 4, 'four batches started while the first is held');
+      await sleep(200);
+      expect(started.length, 'no more than four batches are in flight').toBe(4);
+      expect((await checkpointOf(current.db, projection.name))?.position, 'nothing commits past the held batch').toBe(0n);
+      expect(applied).toEqual([]);
+
+      release();
+      await waitForCheckpoints(current.db, [projection], positions.at(-1)!);
+      expect(applied, 'every event committed once, in log order').toEqual(positions);
+    });
+
+    it('a failed batch commits nothing after the last good one; the runner resumes there and applies every event once', async () => {
+      const current = await open();
+      const positions = await accountEvents(current);
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      let failed = false;
+      const { projection, started, applied } = probe(async (call) => {
+        if (call !== 2) return;
+        await gate;
+        failed = true;
+        throw new Error('the second batch fails once');
+      });
+      const runner = current.runner(projection, { batchSize: 2, batchesInFlight: 4 }).start();
+
+      await waitUntil(() => started.length >= 4, 'later batches started behind the failing one');
+      await waitForCheckpoints(current.db, [projection], started[0]!.at(-1)!);
+      const laterBatchesStarted = started.slice(2).flat();
+      release();
+      await waitUntil(() => failed, 'the second batch failed');
+      await sleep(50);
+      expect((await checkpointOf(current.db, projection.name))?.position, 'the checkpoint stays after the first batch').toBe(started[0]!.at(-1));
+      expect(applied, 'only the first batch committed').toEqual(started[0]);
+      expect(laterBatchesStarted.length).toBeGreaterThan(0);
+
+      await waitForCheckpoints(current.db, [projection], positions.at(-1)!);
+      expect(applied, 'every event committed once, in log order, after the retry').toEqual(positions);
+      expect(runner.health().ok).toBe(true);
+    });
   });
 
   it('reports lag in events and seconds while a runner is stopped, and none once it has caught up', async () => {
