@@ -157,6 +157,38 @@ describe('PostgreSQL event store under concurrent writers', () => {
     }
   });
 
+  it('groups concurrent reads of many streams into few statements, each answered as if read alone', async () => {
+    const prefix = `rd${randomUUID().slice(0, 8)}`;
+    const names = Array.from({ length: 300 }, (_, index) => `${prefix}-${index}`);
+    // Stream n holds n % 7 events (none for every seventh: a stream that does not exist).
+    for (const [index, name] of names.entries()) if (index % 7 > 0) await store.append(name, events(index % 7, index), { expectedRevision: 'no_stream' });
+    const statements: string[] = [];
+    const counting = new Proxy(pool, {
+      get(target, property, receiver) {
+        if (property !== 'query') return Reflect.get(target, property, receiver) as unknown;
+        return (config: pg.QueryConfig) => {
+          statements.push(config.name ?? config.text);
+          return target.query(config);
+        };
+      },
+    });
+    const reading = new PostgresEventStore(counting, database.url);
+    try {
+      const reads = names.map((name, index) => ({ name, fromRevision: BigInt(index % 3), maxCount: 1 + (index % 4) }));
+      const together = await Promise.all(reads.map((read) => reading.readStream(read.name, { fromRevision: read.fromRevision, maxCount: read.maxCount })));
+      expect(statements.filter((name) => name.startsWith('ledger_read_stream')).length, 'statements for 300 reads').toBeLessThanOrEqual(10);
+      for (const [index, read] of reads.entries()) {
+        const alone = await store.readStream(read.name, { fromRevision: read.fromRevision, maxCount: read.maxCount });
+        expect(together[index], read.name).toEqual(alone);
+        expect(alone.map((event) => event.revision)).toEqual(
+          Array.from({ length: Math.max(0, Math.min(read.maxCount, (index % 7) - Number(read.fromRevision))) }, (_, offset) => read.fromRevision + BigInt(offset)),
+        );
+      }
+    } finally {
+      await reading.close();
+    }
+  });
+
   it('small appends wait for the statement in flight and share the next one; callers that append again at once join it', async () => {
     const statements: number[] = [];
     const counted = Object.create(pool) as pg.Pool;

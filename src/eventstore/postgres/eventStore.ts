@@ -102,6 +102,18 @@ interface PendingAppend {
   reject: (error: unknown) => void;
 }
 
+interface PendingStreamRead {
+  streamName: string;
+  fromRevision: bigint;
+  limit: number;
+  resolve: (events: RecordedEvent[]) => void;
+  reject: (error: unknown) => void;
+}
+
+// Forward stream reads in flight at once, and most streams one grouped read carries.
+const STREAM_READS_IN_FLIGHT = 4;
+const STREAM_READS_PER_STATEMENT = 200;
+
 export class PostgresEventStore implements EventStore {
   readonly kind = 'postgres' as const;
   private readonly wakeups = new EventEmitter();
@@ -115,6 +127,8 @@ export class PostgresEventStore implements EventStore {
   private closed = false;
   private readonly subscriptions = new Set<Subscription>();
   private readonly pendingAppends: PendingAppend[] = [];
+  private readonly pendingStreamReads: PendingStreamRead[] = [];
+  private streamReadsInFlight = 0;
   private flushesInFlight = 0;
   private readonly maxFlushesInFlight: number;
   private readonly pipelineMinEvents: number;
@@ -263,17 +277,70 @@ export class PostgresEventStore implements EventStore {
   async readStream(streamName: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
     assertValidStreamName(streamName);
     const limit = clampPageSize(options.maxCount);
-    const backwards = options.direction === 'backwards';
-    const from = options.fromRevision ?? (backwards ? BigInt(Number.MAX_SAFE_INTEGER) : 0n);
-    const result = await this.pool.query<EventRow>({
-      name: backwards ? 'ledger_read_stream_backwards' : 'ledger_read_stream',
-      text: `select ${EVENT_COLUMNS} from ledger_events
-        where stream_name = $1 and stream_revision ${backwards ? '<=' : '>='} $2
-        order by ledger_events.stream_revision ${backwards ? 'desc' : 'asc'} limit $3`,
-      values: [streamName, from.toString(), limit],
+    if (options.direction === 'backwards') {
+      const result = await this.pool.query<EventRow>({
+        name: 'ledger_read_stream_backwards',
+        text: `select ${EVENT_COLUMNS} from ledger_events
+          where stream_name = $1 and stream_revision <= $2
+          order by ledger_events.stream_revision desc limit $3`,
+        values: [streamName, (options.fromRevision ?? BigInt(Number.MAX_SAFE_INTEGER)).toString(), limit],
+      });
+      return result.rows.map(toRecordedEvent);
+    }
+    return new Promise<RecordedEvent[]>((resolve, reject) => {
+      this.pendingStreamReads.push({ streamName, fromRevision: options.fromRevision ?? 0n, limit, resolve, reject });
+      this.startStreamReads();
     });
-    return result.rows.map(toRecordedEvent);
   }
+
+  /**
+   * Forward stream reads are grouped like appends: a read that finds few in flight goes alone at
+   * once; reads arriving while STREAM_READS_IN_FLIGHT statements run share the next one. A cold
+   * cache (a restart under load) otherwise sends one statement per stream and fills the pool, and
+   * the appends wait behind the reads.
+   */
+  private startStreamReads(): void {
+    while (this.pendingStreamReads.length > 0 && this.streamReadsInFlight < STREAM_READS_IN_FLIGHT) {
+      const group = this.pendingStreamReads.splice(0, STREAM_READS_PER_STATEMENT);
+      this.streamReadsInFlight += 1;
+      void this.readStreams(group).finally(() => {
+        this.streamReadsInFlight -= 1;
+        this.startStreamReads();
+      });
+    }
+  }
+
+  private async readStreams(group: PendingStreamRead[]): Promise<void> {
+    try {
+      if (group.length === 1) {
+        const read = group[0]!;
+        const result = await this.pool.query<EventRow>({
+          name: 'ledger_read_stream',
+          text: `select ${EVENT_COLUMNS} from ledger_events
+            where stream_name = $1 and stream_revision >= $2
+            order by ledger_events.stream_revision asc limit $3`,
+          values: [read.streamName, read.fromRevision.toString(), read.limit],
+        });
+        return read.resolve(result.rows.map(toRecordedEvent));
+      }
+      const result = await this.pool.query<EventRow & { read_index: number }>({
+        name: 'ledger_read_streams',
+        text: `select r.read_index, e.* from unnest($1::text[], $2::int8[], $3::int4[]) with ordinality as r(stream_name, from_revision, max_count, read_index)
+          cross join lateral (
+            select ${EVENT_COLUMNS} from ledger_events
+            where ledger_events.stream_name = r.stream_name and ledger_events.stream_revision >= r.from_revision
+            order by ledger_events.stream_revision asc limit r.max_count) e
+          order by r.read_index, e.stream_revision::int8`,
+        values: [group.map((read) => read.streamName), group.map((read) => read.fromRevision.toString()), group.map((read) => read.limit)],
+      });
+      const pages = group.map((): RecordedEvent[] => []);
+      for (const row of result.rows) pages[Number(row.read_index) - 1]!.push(toRecordedEvent(row));
+      group.forEach((read, index) => read.resolve(pages[index]!));
+    } catch (error) {
+      for (const read of group) read.reject(error);
+    }
+  }
+
 
   async streamRevision(streamName: string): Promise<bigint | undefined> {
     assertValidStreamName(streamName);
