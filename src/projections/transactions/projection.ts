@@ -178,21 +178,28 @@ export const transactionsProjection: Projection = {
       if (change.balanceAfterMinor !== undefined) balanceChanges.set(`${change.transferId}:${change.accountId}`, change);
       else statusChanges.set(change.transferId, change.status);
     }
-    // Both reach the rows through the transfer_id index, one key at a time, under the batch planner
-    // settings (batchPlanner.ts). An extra `transfer_id = any(all ids)` once kept the planner off a
-    // sequential scan, but went into every loop's index condition: 90 µs a loop, quadratic in the batch.
+    // Each change finds its rows through the transfer index from a lateral subquery, then updates
+    // them by key. A plain join was planned from the statistics: analyzed while no row had a
+    // transfer yet (a new ledger, the first hours of the transfers benchmark), PostgreSQL took the
+    // transfer index for empty and read all of it for every batch (6,240 rows fetched to settle 60
+    // transfers in the plans test), so the projection slowed as transfers accumulated. The lateral
+    // reference puts the batch's keys first whatever the statistics say; `offset 0` keeps the
+    // subquery from being merged back into a join. An earlier `transfer_id = any(all ids)` kept the
+    // planner off a sequential scan but went into every loop's condition (quadratic in the batch).
     if (balanceChanges.size > 0) {
       const rows = [...balanceChanges.values()];
-      const transferIds = rows.map((row) => row.transferId);
       await sql`update ${sql.table(table)} as t set balance_after_minor = v.balance
-        from unnest(${transferIds}::text[], ${rows.map((row) => row.accountId!)}::text[], ${rows.map((row) => row.balanceAfterMinor!.toString())}::int8[]) as v(transfer_id, account_id, balance)
-        where t.transfer_id = v.transfer_id and t.account_id = v.account_id and t.type = 'transfer_out'`.execute(trx);
+        from unnest(${rows.map((row) => row.transferId)}::text[], ${rows.map((row) => row.accountId!)}::text[], ${rows.map((row) => row.balanceAfterMinor!.toString())}::int8[]) as v(transfer_id, account_id, balance)
+        cross join lateral (
+          select h.position from ${sql.table(table)} as h
+          where h.transfer_id = v.transfer_id and h.account_id = v.account_id and h.type = 'transfer_out' offset 0) as found
+        where t.position = found.position`.execute(trx);
     }
     if (statusChanges.size > 0) {
-      const transferIds = [...statusChanges.keys()];
       await sql`update ${sql.table(table)} as t set status = v.status
-        from unnest(${transferIds}::text[], ${[...statusChanges.values()]}::text[]) as v(transfer_id, status)
-        where t.transfer_id = v.transfer_id`.execute(trx);
+        from unnest(${[...statusChanges.keys()]}::text[], ${[...statusChanges.values()]}::text[]) as v(transfer_id, status)
+        cross join lateral (select h.position from ${sql.table(table)} as h where h.transfer_id = v.transfer_id offset 0) as found
+        where t.position = found.position`.execute(trx);
     }
   },
 };
