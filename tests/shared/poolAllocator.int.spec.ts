@@ -75,3 +75,32 @@ describe('server backends keep their heap between statements', () => {
     expect(ours!).toBeLessThanOrEqual(Math.max(1_000, atDefaults / 2));
   });
 });
+
+describe('ledger connections', () => {
+  let database: TestDatabase;
+
+  beforeAll(async () => {
+    database = await createTestDatabase('jit');
+  });
+  afterAll(async () => {
+    await database.drop();
+  });
+
+  it('never JIT-compile: a short statement whose estimate passes jit_above_cost runs without compiling', async () => {
+    const pool = createPool(database.url, { max: 1, statementTimeoutMs: 10_000 });
+    try {
+      // Estimated far past the default jit_above_cost (100,000), as stale statistics can make a keyed update look.
+      const costly = `explain (analyze, format json) select count(*) from generate_series(1, 10) as g cross join generate_series(1, 100000000) as h where g > 100`;
+      const plain = new pg.Client({ connectionString: database.url });
+      await plain.connect();
+      const compiledByDefault = (await plain.query<{ 'QUERY PLAN': [{ JIT?: unknown }] }>(costly)).rows[0]!['QUERY PLAN'][0].JIT !== undefined;
+      await plain.end();
+      const ours = await pool.query<{ 'QUERY PLAN': [{ JIT?: unknown }] }>(costly);
+      expect((await pool.query<{ jit: string }>('show jit')).rows[0]!.jit).toBe('off');
+      expect(ours.rows[0]!['QUERY PLAN'][0].JIT, 'JIT in our plan').toBeUndefined();
+      if (!compiledByDefault) console.warn('[note] this server does not JIT-compile by default (no LLVM or jit=off): only the setting was checked');
+    } finally {
+      await pool.end();
+    }
+  });
+});

@@ -33,6 +33,10 @@ export function createPool(connectionString: string, options: PoolOptions): pg.P
     // Our own transactions must stay short: an open transaction holds back every event subscriber.
     idle_in_transaction_session_timeout: 60_000,
     application_name: options.applicationName ?? 'ledger',
+    // Every statement here is short and by key, yet a plan estimated from stale statistics can cost
+    // past jit_above_cost: the history settling updates then spent 160 ms compiling to run 2 ms
+    // (auto_explain in the transfers benchmark, every batch). JIT pays only for long analytic scans.
+    options: '-c jit=off',
     onConnect: raiseAllocatorThresholds,
   });
   // An idle client that loses its connection must not crash the process; the pool replaces it.
