@@ -3,7 +3,7 @@
  * `completed`, with the full ledger (all roles) in this process.
  *
  *   npm run bench:transfers -- [--seconds 60] [--rates 200,500,1000] [--runs 1] [--accounts 10000]
- *       [--split] [--pool 16] [--appends-in-flight N] [--pipeline-events N] [--probe-ms 100] [--drain-seconds 120] [--port 54342] [--json out.json]
+ *       [--split | --split-projector] [--pool 16] [--appends-in-flight N] [--pipeline-events N] [--probe-ms 100] [--drain-seconds 120] [--port 54342] [--json out.json]
  *       [--admission-max-lag-ms N] (TRANSFER_ADMISSION_MAX_LAG_MS: 0 accepts every transfer, however far behind the process manager is)
  *
  * Database: DATABASE_URL when set: a fresh database bench_xfer_<stamp>, dropped at the end; else a
@@ -15,7 +15,8 @@
  * starts with roles write-api, read-api, projector and process-manager and catches up. With
  * --split the roles run as deployed at scale: write-api and read-api in this process, `ledger
  * projector` and `ledger process-manager` each in a child process of its own (each with its own
- * pool of --pool connections; "CPU ledger" is then the sum of the three processes).
+ * pool of --pool connections; "CPU ledger" is then the sum of the three processes). With
+ * --split-projector only `ledger projector` runs in a child; the process manager stays with the APIs.
  *
  * Each rate: an evenly paced open-loop generator (child process, bench/projections-loadgen.ts) posts
  * transfers of 1.00 between two random distinct accounts with a fresh transferId each, for
@@ -41,7 +42,7 @@ import { projectionStatuses } from '../src/projections/checkpoints.js';
 import type { Projection } from '../src/projections/projection.js';
 import { PROJECTIONS, projectionNamed } from '../src/projections/registry.js';
 import { openRuntime, type Runtime } from '../src/runtime.js';
-import { buildLedger, ROLES } from '../src/server.js';
+import { buildLedger, ROLES, type Role } from '../src/server.js';
 import { mintToken } from '../src/shared/auth/keys.js';
 import { TransferProcessManager } from '../src/write/transfers/processManager.js';
 import { createWriteSide } from '../src/write/writeSide.js';
@@ -88,6 +89,7 @@ const { values: flags } = parseArgs({
     port: { type: 'string', default: '54342' },
     json: { type: 'string' },
     split: { type: 'boolean', default: false },
+    'split-projector': { type: 'boolean', default: false },
   },
   strict: true,
 });
@@ -196,28 +198,28 @@ async function main(): Promise<number> {
     const timings = instrumentStore(rt.store);
     const facts = await machineFacts(server);
     console.log(facts);
-    console.log(`database ${database}; PG_POOL_MAX ${config.PG_POOL_MAX}, PROJECTION_BATCH_SIZE ${config.PROJECTION_BATCH_SIZE}; roles ${ROLES.join(', ')}${flags.split ? ' (projector and process-manager in child processes)' : ' (one process)'}\n`);
+    console.log(`database ${database}; PG_POOL_MAX ${config.PG_POOL_MAX}, PROJECTION_BATCH_SIZE ${config.PROJECTION_BATCH_SIZE}; roles ${ROLES.join(', ')}${flags.split ? ' (projector and process-manager in child processes)' : flags['split-projector'] ? ' (projector in a child process)' : ' (one process)'}\n`);
     const seedStarted = performance.now();
     const accountIds = await seedAccounts(rt);
     console.log(`seeded ${fmt(ACCOUNTS)} funded accounts in ${((performance.now() - seedStarted) / 1000).toFixed(1)} s`);
 
-    const split = flags.split === true;
+    const childNames: Role[] = flags.split ? ['projector', 'process-manager'] : flags['split-projector'] ? ['projector'] : [];
+    const split = childNames.length > 0;
     const children: LedgerProcess[] = [];
     if (split) {
       const env = { DATABASE_URL: databaseUrl, JWT_SECRET, LOG_LEVEL: 'silent', PG_POOL_MAX: String(config.PG_POOL_MAX), PG_APPENDS_IN_FLIGHT: String(config.PG_APPENDS_IN_FLIGHT), PG_APPEND_PIPELINE_EVENTS: String(config.PG_APPEND_PIPELINE_EVENTS) };
-      for (const role of ['projector', 'process-manager']) children.push(await startLedgerProcess(role, env));
+      for (const role of childNames) children.push(await startLedgerProcess(role, env));
     }
-    const ledger = await buildLedger(rt, split ? ['write-api', 'read-api'] : ROLES);
+    const ledger = await buildLedger(rt, ROLES.filter((role) => !childNames.includes(role)));
     const baseUrl = await ledger.app.listen({ host: '127.0.0.1', port: 0 });
     closeApp = async () => {
       await ledger.app.close();
       await Promise.all(children.map((child) => child.stop()));
     };
-    const childNames = split ? ['projector', 'process-manager'] : [];
     const childCpuSeconds = () => children.reduce((sum, child) => sum + child.cpuSeconds(), 0);
     const eachChildCpuSeconds = () => children.map((child) => child.cpuSeconds());
     // In split mode the manager runs elsewhere; one built here only names its projection and filter.
-    const manager = split
+    const manager = childNames.includes('process-manager')
       ? new TransferProcessManager(createWriteSide(rt.store, { retryLimit: 1 }), { logger: silent, batchSize: 1 })
       : (ledger.workers.find((worker) => worker.name === 'process-manager') as unknown as { manager: TransferProcessManager }).manager;
     const watched: Projection[] = [projectionNamed('transfers'), projectionNamed('transactions'), projectionNamed('accounts'), manager.projection];
