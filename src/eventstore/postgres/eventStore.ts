@@ -341,7 +341,6 @@ export class PostgresEventStore implements EventStore {
     }
   }
 
-
   async streamRevision(streamName: string): Promise<bigint | undefined> {
     assertValidStreamName(streamName);
     const result = await this.pool.query<{ revision: string }>('select revision::text from ledger_streams where stream_name = $1', [streamName]);
