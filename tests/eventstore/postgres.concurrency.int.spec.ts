@@ -162,6 +162,15 @@ describe('PostgreSQL event store under concurrent writers', () => {
     const names = Array.from({ length: 300 }, (_, index) => `${prefix}-${index}`);
     // Stream n holds n % 7 events (none for every seventh: a stream that does not exist).
     for (const [index, name] of names.entries()) if (index % 7 > 0) await store.append(name, events(index % 7, index), { expectedRevision: 'no_stream' });
+    // Longer streams than one grouped read carries for each: answered in full all the same.
+    await store.append(`${prefix}-long`, events(250, 0), { expectedRevision: 'no_stream' });
+    await store.append(`${prefix}-hundred`, events(100, 0), { expectedRevision: 'no_stream' });
+    const long = [
+      { name: `${prefix}-long`, fromRevision: 0n, maxCount: 1_000, expected: 250 },
+      { name: `${prefix}-long`, fromRevision: 120n, maxCount: 1_000, expected: 130 },
+      { name: `${prefix}-long`, fromRevision: 10n, maxCount: 150, expected: 150 },
+      { name: `${prefix}-hundred`, fromRevision: 0n, maxCount: 1_000, expected: 100 },
+    ];
     const statements: string[] = [];
     const counting = new Proxy(pool, {
       get(target, property, receiver) {
@@ -175,8 +184,15 @@ describe('PostgreSQL event store under concurrent writers', () => {
     const reading = new PostgresEventStore(counting, database.url);
     try {
       const reads = names.map((name, index) => ({ name, fromRevision: BigInt(index % 3), maxCount: 1 + (index % 4) }));
-      const together = await Promise.all(reads.map((read) => reading.readStream(read.name, { fromRevision: read.fromRevision, maxCount: read.maxCount })));
-      expect(statements.filter((name) => name.startsWith('ledger_read_stream')).length, 'statements for 300 reads').toBeLessThanOrEqual(10);
+      const [together, longTogether] = await Promise.all([
+        Promise.all(reads.map((read) => reading.readStream(read.name, { fromRevision: read.fromRevision, maxCount: read.maxCount }))),
+        Promise.all(long.map((read) => reading.readStream(read.name, { fromRevision: read.fromRevision, maxCount: read.maxCount }))),
+      ]);
+      expect(statements.filter((name) => name.startsWith('ledger_read_stream')).length, 'statements for 304 reads').toBeLessThanOrEqual(16);
+      for (const [index, read] of long.entries()) {
+        expect(longTogether[index]!.map((event) => event.revision), read.name).toEqual(Array.from({ length: read.expected }, (_, offset) => read.fromRevision + BigInt(offset)));
+        expect(longTogether[index]).toEqual(await store.readStream(read.name, { fromRevision: read.fromRevision, maxCount: read.maxCount }));
+      }
       for (const [index, read] of reads.entries()) {
         const alone = await store.readStream(read.name, { fromRevision: read.fromRevision, maxCount: read.maxCount });
         expect(together[index], read.name).toEqual(alone);

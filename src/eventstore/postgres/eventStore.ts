@@ -113,6 +113,7 @@ interface PendingStreamRead {
 // Forward stream reads in flight at once, and most streams one grouped read carries.
 const STREAM_READS_IN_FLIGHT = 4;
 const STREAM_READS_PER_STATEMENT = 200;
+const GROUPED_EVENTS_PER_STREAM = 100;
 
 export class PostgresEventStore implements EventStore {
   readonly kind = 'postgres' as const;
@@ -312,33 +313,42 @@ export class PostgresEventStore implements EventStore {
 
   private async readStreams(group: PendingStreamRead[]): Promise<void> {
     try {
-      if (group.length === 1) {
-        const read = group[0]!;
-        const result = await this.pool.query<EventRow>({
-          name: 'ledger_read_stream',
-          text: `select ${EVENT_COLUMNS} from ledger_events
-            where stream_name = $1 and stream_revision >= $2
-            order by ledger_events.stream_revision asc limit $3`,
-          values: [read.streamName, read.fromRevision.toString(), read.limit],
-        });
-        return read.resolve(result.rows.map(toRecordedEvent));
-      }
+      if (group.length === 1) return group[0]!.resolve(await this.readStreamAlone(group[0]!));
+      // Each stream gives the group at most GROUPED_EVENTS_PER_STREAM events, so one statement holds
+      // at most 200 x 100 rows; a stream that has more is read again alone, in full.
       const result = await this.pool.query<EventRow & { read_index: number }>({
         name: 'ledger_read_streams',
         text: `select r.read_index, e.* from unnest($1::text[], $2::int8[], $3::int4[]) with ordinality as r(stream_name, from_revision, max_count, read_index)
           cross join lateral (
             select ${EVENT_COLUMNS} from ledger_events
             where ledger_events.stream_name = r.stream_name and ledger_events.stream_revision >= r.from_revision
-            order by ledger_events.stream_revision asc limit r.max_count) e
+            order by ledger_events.stream_revision asc limit least(r.max_count, ${GROUPED_EVENTS_PER_STREAM})) e
           order by r.read_index, e.stream_revision::int8`,
         values: [group.map((read) => read.streamName), group.map((read) => read.fromRevision.toString()), group.map((read) => read.limit)],
       });
       const pages = group.map((): RecordedEvent[] => []);
       for (const row of result.rows) pages[Number(row.read_index) - 1]!.push(toRecordedEvent(row));
-      group.forEach((read, index) => read.resolve(pages[index]!));
+      await Promise.all(
+        group.map(async (read, index) => {
+          const page = pages[index]!;
+          const cut = read.limit > GROUPED_EVENTS_PER_STREAM && page.length === GROUPED_EVENTS_PER_STREAM;
+          read.resolve(cut ? await this.readStreamAlone(read) : page);
+        }),
+      );
     } catch (error) {
       for (const read of group) read.reject(error);
     }
+  }
+
+  private async readStreamAlone(read: PendingStreamRead): Promise<RecordedEvent[]> {
+    const result = await this.pool.query<EventRow>({
+      name: 'ledger_read_stream',
+      text: `select ${EVENT_COLUMNS} from ledger_events
+        where stream_name = $1 and stream_revision >= $2
+        order by ledger_events.stream_revision asc limit $3`,
+      values: [read.streamName, read.fromRevision.toString(), read.limit],
+    });
+    return result.rows.map(toRecordedEvent);
   }
 
   async streamRevision(streamName: string): Promise<bigint | undefined> {
