@@ -26,11 +26,11 @@ function minorFaults(pid: number): number | undefined {
  * a backend left at the defaults gives its heap back after every statement and faults it in again
  * on the next; one from our pools keeps it.
  */
-describe('server backends keep their heap between statements', () => {
+describe('connections from our pools', () => {
   let database: TestDatabase;
 
   beforeAll(async () => {
-    database = await createTestDatabase('alloc');
+    database = await createTestDatabase('pool');
   });
   afterAll(async () => {
     await database.drop();
@@ -63,7 +63,7 @@ describe('server backends keep their heap between statements', () => {
     }
   }
 
-  it('faults far fewer pages in over 100 group appends than a backend at glibc defaults', async (context) => {
+  it('keep their backend heap between statements: far fewer pages faulted in over 100 group appends than at glibc defaults', async (context) => {
     const atDefaults = await faultsDuringAppends(new pg.Pool({ connectionString: database.url, max: 1 }));
     if (atDefaults === undefined) {
       context.skip('the database server runs elsewhere: its backends’ page faults are not readable here');
@@ -73,17 +73,6 @@ describe('server backends keep their heap between statements', () => {
     console.info(`minor page faults over ${APPENDS} appends: ${atDefaults} at glibc defaults, ${ours!} from our pool`);
     // Where the allocator does not churn at all (not glibc, say), both are small and this holds too.
     expect(ours!).toBeLessThanOrEqual(Math.max(1_000, atDefaults / 2));
-  });
-});
-
-describe('ledger connections', () => {
-  let database: TestDatabase;
-
-  beforeAll(async () => {
-    database = await createTestDatabase('jit');
-  });
-  afterAll(async () => {
-    await database.drop();
   });
 
   it('never JIT-compile: a short statement whose estimate passes jit_above_cost runs without compiling', async () => {
