@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PostgresEventStore } from '../../src/eventstore/postgres/eventStore.js';
 import { createPool } from '../../src/shared/postgres/pool.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 
@@ -110,7 +111,7 @@ describe('set-based group append', () => {
     );
   });
 
-  it('leaves a stream named twice, or an event id already stored, to the one-by-one path', async () => {
+  it('leaves a stream named twice to the one-by-one path, and fails a group that carries a stored event id', async () => {
     const stream = `twice-${randomUUID()}`;
     const first = { id: randomUUID(), type: 'A', data: {} };
     const twice = [
@@ -122,13 +123,30 @@ describe('set-based group append', () => {
       [0, '0', null],
       [1, '1', null],
     ]);
-    // The same first event again: an idempotent repeat, answered as a duplicate, nothing written.
-    const repeat = [{ stream, kind: KINDS.noStream, expected: null, events: [first] }, { stream: `other-${randomUUID()}`, kind: KINDS.noStream, expected: null, events: [{ id: randomUUID(), type: 'C', data: {} }] }];
-    const again = (await pool.query<Row>('select idx, next_revision::text, duplicate, error_code from ledger_append_many($1::jsonb)', [JSON.stringify(repeat)])).rows;
-    expect(again.map((row) => [row.idx, row.next_revision, row.duplicate, row.error_code])).toEqual([
-      [0, '0', true, null],
-      [1, '0', false, null],
-    ]);
+    // The same first event again: an idempotent repeat. Refused by its stream check, it carries a
+    // stored id, so the group fails as a unique violation with nothing written...
+    const other = `other-${randomUUID()}`;
+    const otherEvent = { id: randomUUID(), type: 'C', data: {} };
+    const repeat = [{ stream, kind: KINDS.noStream, expected: null, events: [first] }, { stream: other, kind: KINDS.noStream, expected: null, events: [otherEvent] }];
+    await expect(pool.query('select * from ledger_append_many($1::jsonb)', [JSON.stringify(repeat)])).rejects.toMatchObject({ code: '23505' });
+    expect((await pool.query('select count(*)::int as n from ledger_events where stream_name = $1', [other])).rows[0].n).toBe(0);
+    // ...and the store, which sends a group there, answers each append alone: the repeat as a duplicate.
+    const store = new PostgresEventStore(pool, database.url, { maxAppendsInFlight: 1 });
+    try {
+      const blocker = store.append(`blocker-${randomUUID()}`, [{ id: randomUUID(), type: 'D', data: {} }], { expectedRevision: 'no_stream' });
+      const [repeated, written] = await Promise.all([
+        store.append(stream, [first], { expectedRevision: 'no_stream' }),
+        store.append(other, [otherEvent], { expectedRevision: 'no_stream' }),
+        blocker,
+      ]);
+      expect(repeated).toMatchObject({ duplicate: true, nextExpectedRevision: 0n });
+      expect(written).toMatchObject({ duplicate: false, nextExpectedRevision: 0n });
+    } finally {
+      await store.close();
+    }
+    // An accepted append whose id is stored elsewhere fails the insert the same way.
+    const reused = [{ stream: `reuse-${randomUUID()}`, kind: KINDS.noStream, expected: null, events: [first] }, { stream: `fresh-${randomUUID()}`, kind: KINDS.noStream, expected: null, events: [{ id: randomUUID(), type: 'E', data: {} }] }];
+    await expect(pool.query('select * from ledger_append_many($1::jsonb)', [JSON.stringify(reused)])).rejects.toMatchObject({ code: '23505' });
     expect((await pool.query('select count(*)::int as n from ledger_events where stream_name = $1', [stream])).rows[0].n).toBe(2);
   });
 });

@@ -17,6 +17,7 @@ export function allMigrations(): Record<string, Migration> {
     '2026-11-25-0301-event-store-drop-type-index': { up: eventStoreSchema.upDropTypeIndex },
     '2026-11-26-0302-event-store-append-core': { up: eventStoreSchema.upAppendCore },
     '2026-11-26-0500-event-store-append-set-based': { up: eventStoreSchema.upAppendSetBased },
+    '2026-11-26-0600-event-store-append-checks-ids-on-refusal': { up: eventStoreSchema.upAppendChecksIdsOnRefusal },
   };
 }
 
