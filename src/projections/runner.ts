@@ -77,7 +77,6 @@ export class ProjectionRunner implements Worker {
   private wake: (() => void) | undefined;
   /** Batches handed on but not yet committed, oldest first (only with batchesInFlight > 1). */
   private readonly inFlight: Promise<void>[] = [];
-  private lastCommit: Promise<void> = Promise.resolve();
   private pipelineFailure: { error: unknown } | undefined;
 
   constructor(
@@ -203,14 +202,15 @@ export class ProjectionRunner implements Worker {
     if (this.pipelineFailure) throw this.pipelineFailure.error;
     if (batch.events.length > 1) this.attemptedUntil = batch.events.at(-1)!.position;
     const sideEffects = this.sideEffects(batch);
-    const committed = this.lastCommit.then(() => sideEffects).then(() => this.commit(batch));
+    // The newest batch still in flight commits just before this one; with none, all before it have committed.
+    const previous = this.inFlight.at(-1) ?? Promise.resolve();
+    const committed = previous.then(() => sideEffects).then(() => this.commit(batch));
     sideEffects.catch(() => undefined);
     committed.catch((error: unknown) => {
       if (this.pipelineFailure) return;
       this.pipelineFailure = { error };
       void this.subscription?.stop();
     });
-    this.lastCommit = committed;
     this.inFlight.push(committed);
     while (this.inFlight.length >= this.options.batchesInFlight!) await this.inFlight.shift();
   }
@@ -218,8 +218,6 @@ export class ProjectionRunner implements Worker {
   /** Waits for every batch handed on; throws the first failure among them. */
   private async settlePipeline(): Promise<void> {
     await Promise.allSettled(this.inFlight.splice(0));
-    await this.lastCommit.catch(() => undefined);
-    this.lastCommit = Promise.resolve();
     const failure = this.pipelineFailure;
     this.pipelineFailure = undefined;
     if (failure) throw failure.error;

@@ -278,16 +278,7 @@ export class PostgresEventStore implements EventStore {
   async readStream(streamName: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
     assertValidStreamName(streamName);
     const limit = clampPageSize(options.maxCount);
-    if (options.direction === 'backwards') {
-      const result = await this.pool.query<EventRow>({
-        name: 'ledger_read_stream_backwards',
-        text: `select ${EVENT_COLUMNS} from ledger_events
-          where stream_name = $1 and stream_revision <= $2
-          order by ledger_events.stream_revision desc limit $3`,
-        values: [streamName, (options.fromRevision ?? BigInt(Number.MAX_SAFE_INTEGER)).toString(), limit],
-      });
-      return result.rows.map(toRecordedEvent);
-    }
+    if (options.direction === 'backwards') return this.readStreamPage(streamName, options.fromRevision ?? BigInt(Number.MAX_SAFE_INTEGER), limit, 'backwards');
     return new Promise<RecordedEvent[]>((resolve, reject) => {
       this.pendingStreamReads.push({ streamName, fromRevision: options.fromRevision ?? 0n, limit, resolve, reject });
       this.startStreamReads();
@@ -313,7 +304,7 @@ export class PostgresEventStore implements EventStore {
 
   private async readStreams(group: PendingStreamRead[]): Promise<void> {
     try {
-      if (group.length === 1) return group[0]!.resolve(await this.readStreamAlone(group[0]!));
+      if (group.length === 1) return group[0]!.resolve(await this.readStreamPage(group[0]!.streamName, group[0]!.fromRevision, group[0]!.limit, 'forwards'));
       // Each stream gives the group at most GROUPED_EVENTS_PER_STREAM events, so one statement holds
       // at most 200 x 100 rows; a stream that has more is read again alone, in full.
       const result = await this.pool.query<EventRow & { read_index: number }>({
@@ -328,25 +319,26 @@ export class PostgresEventStore implements EventStore {
       });
       const pages = group.map((): RecordedEvent[] => []);
       for (const row of result.rows) pages[Number(row.read_index) - 1]!.push(toRecordedEvent(row));
-      await Promise.all(
-        group.map(async (read, index) => {
-          const page = pages[index]!;
-          const cut = read.limit > GROUPED_EVENTS_PER_STREAM && page.length === GROUPED_EVENTS_PER_STREAM;
-          read.resolve(cut ? await this.readStreamAlone(read) : page);
-        }),
-      );
+      const cut: PendingStreamRead[] = [];
+      group.forEach((read, index) => {
+        if (read.limit > GROUPED_EVENTS_PER_STREAM && pages[index]!.length === GROUPED_EVENTS_PER_STREAM) cut.push(read);
+        else read.resolve(pages[index]!);
+      });
+      for (const read of cut) read.resolve(await this.readStreamPage(read.streamName, read.fromRevision, read.limit, 'forwards'));
     } catch (error) {
+      // Reads already answered ignore this.
       for (const read of group) read.reject(error);
     }
   }
 
-  private async readStreamAlone(read: PendingStreamRead): Promise<RecordedEvent[]> {
+  private async readStreamPage(streamName: string, from: bigint, limit: number, direction: 'forwards' | 'backwards'): Promise<RecordedEvent[]> {
+    const backwards = direction === 'backwards';
     const result = await this.pool.query<EventRow>({
-      name: 'ledger_read_stream',
+      name: backwards ? 'ledger_read_stream_backwards' : 'ledger_read_stream',
       text: `select ${EVENT_COLUMNS} from ledger_events
-        where stream_name = $1 and stream_revision >= $2
-        order by ledger_events.stream_revision asc limit $3`,
-      values: [read.streamName, read.fromRevision.toString(), read.limit],
+        where stream_name = $1 and stream_revision ${backwards ? '<=' : '>='} $2
+        order by ledger_events.stream_revision ${backwards ? 'desc' : 'asc'} limit $3`,
+      values: [streamName, from.toString(), limit],
     });
     return result.rows.map(toRecordedEvent);
   }
