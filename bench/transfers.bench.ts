@@ -382,7 +382,7 @@ async function main(): Promise<number> {
         console.log(
           `   per sent second: p99 ≥ ${GOAL_P99_MS} ms in ${slowSeconds} of ${secondP99s.length} seconds (${slowAt.join(', ') || 'none'}); worst second's p99 ${fmt(Math.max(...secondP99s))} ms; median second's p99 ${fmt(median(secondP99s))} ms`,
         );
-        console.log(`   p99 ms by sent second: ${secondP99s.map((p99) => Math.round(p99)).join(' ')}`);
+        console.log(`   p99 ms by sent second (second 0 at ${new Date(firstSent).toISOString()}): ${secondP99s.map((p99) => Math.round(p99)).join(' ')}`);
         if (split) console.log(`   CPU by process: api ${((cpu.user + cpu.system) / 1000 / elapsedMs).toFixed(2)}, ${childNames.map((name, index) => `${name} ${eachChildCores[index]!.toFixed(2)}`).join(', ')}`);
         for (const body of outcome.firstErrors) console.log(`   ${body}`);
         await waitCaughtUp(rt, watched, 300_000).catch((error: unknown) => console.log(`   ${String(error)}`));
