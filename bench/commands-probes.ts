@@ -36,19 +36,22 @@ export function processTicks(pid: number): number | undefined {
 interface DatabaseCounters {
   commits: number;
   walSyncs: number | undefined;
+  /** The server's WAL insert position in bytes (the whole server, not only this database). */
+  walBytes: number | undefined;
   backendTicks: Map<number, number>;
 }
 
 async function databaseCounters(client: pg.Client, database: string): Promise<DatabaseCounters> {
   const commits = await client.query<{ commits: string }>('select xact_commit::text as commits from pg_stat_database where datname = $1', [database]);
   const walSyncs = await client.query<{ syncs: string }>('select wal_sync::text as syncs from pg_stat_wal').catch(() => undefined);
+  const wal = await client.query<{ bytes: string }>(`select (pg_current_wal_lsn() - '0/0'::pg_lsn)::text as bytes`).catch(() => undefined);
   const backends = await client.query<{ pid: number }>('select pid from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [database]);
   const backendTicks = new Map<number, number>();
   for (const { pid } of backends.rows) {
     const ticks = processTicks(pid);
     if (ticks !== undefined) backendTicks.set(pid, ticks);
   }
-  return { commits: Number(commits.rows[0]?.commits ?? 0), walSyncs: walSyncs?.rows[0] ? Number(walSyncs.rows[0].syncs) : undefined, backendTicks };
+  return { commits: Number(commits.rows[0]?.commits ?? 0), walSyncs: walSyncs?.rows[0] ? Number(walSyncs.rows[0].syncs) : undefined, walBytes: wal?.rows[0] ? Number(wal.rows[0].bytes) : undefined, backendTicks };
 }
 
 export interface StoreTimings {
@@ -107,6 +110,8 @@ export interface Probe {
   machineCpuCores: number;
   commitsPerSecond: number;
   walSyncsPerSecond: number;
+  /** WAL written by the whole server, bytes per second. */
+  walBytesPerSecond: number;
   appendsPerSecond: number;
   eventsPerAppend: number;
   appendP50Ms: number;
@@ -152,6 +157,7 @@ export async function startProbe(adminUrlClient: pg.Client, database: string, po
             : Number.NaN,
         commitsPerSecond: (after.commits - before.commits) / seconds,
         walSyncsPerSecond: after.walSyncs !== undefined && before.walSyncs !== undefined ? (after.walSyncs - before.walSyncs) / seconds : Number.NaN,
+        walBytesPerSecond: after.walBytes !== undefined && before.walBytes !== undefined ? (after.walBytes - before.walBytes) / seconds : Number.NaN,
         appendsPerSecond: timings.appends / seconds,
         eventsPerAppend: timings.appends > 0 ? timings.events / timings.appends : Number.NaN,
         appendP50Ms: percentile(sorted, 0.5),

@@ -79,6 +79,7 @@ export function medianRows(results: readonly CaseResult[], specs: readonly CaseS
       machineCpuCores: pick((result) => result.machineCpuCores),
       commitsPerSecond: pick((result) => result.commitsPerSecond),
       walSyncsPerSecond: pick((result) => result.walSyncsPerSecond),
+      walBytesPerSecond: pick((result) => result.walBytesPerSecond),
       appendsPerSecond: pick((result) => result.appendsPerSecond),
       eventsPerAppend: pick((result) => result.eventsPerAppend),
       appendP50Ms: pick((result) => result.appendP50Ms),

@@ -373,7 +373,7 @@ async function main(): Promise<number> {
         );
         console.log(
           `   lag max: ${[...lagEvents].map(([name, events]) => `${name} ${fmt(events)} ev/${(lagSeconds.get(name) ?? 0).toFixed(2)} s`).join(', ')}; CPU ledger ${result.ledgerCpu.toFixed(2)} loadgen ${result.loadgenCpu.toFixed(2)} pg ${probe.pgBackendCpuCores.toFixed(2)} machine ${probe.machineCpuCores.toFixed(2)} of ${os.cpus().length}; ` +
-            `commits/s ${fmt(probe.commitsPerSecond)}, appends/s ${fmt(probe.appendsPerSecond)} (x${probe.eventsPerAppend.toFixed(2)} events, p50 ${probe.appendP50Ms.toFixed(1)} p99 ${probe.appendP99Ms.toFixed(1)} ms), ${result.appendsPerTransfer.toFixed(1)} appends/transfer, pool waiting ${probe.poolWaitingMean.toFixed(1)}`,
+            `commits/s ${fmt(probe.commitsPerSecond)}, appends/s ${fmt(probe.appendsPerSecond)} (x${probe.eventsPerAppend.toFixed(2)} events, p50 ${probe.appendP50Ms.toFixed(1)} p99 ${probe.appendP99Ms.toFixed(1)} ms), ${result.appendsPerTransfer.toFixed(1)} appends/transfer, pool waiting ${probe.poolWaitingMean.toFixed(1)}; WAL ${(probe.walBytesPerSecond / 1e6).toFixed(1)} MB/s, ${fmt(probe.walBytesPerSecond / Math.max(1, result.completedPerSecond) / 1024)} KiB per completed transfer`,
         );
         const secondP99s = bySecond.filter(Boolean).map((of) => percentile(sortedNumbers(of), 0.99));
         const slowSeconds = secondP99s.filter((p99) => p99 >= GOAL_P99_MS).length;
