@@ -5,6 +5,7 @@
  *   npm run bench:transfers -- [--seconds 60] [--rates 200,500,1000] [--runs 1] [--accounts 10000]
  *       [--split | --split-projector] [--pool 16] [--appends-in-flight N] [--pipeline-events N] [--probe-ms 100] [--drain-seconds 120] [--port 54342] [--json out.json]
  *       [--admission-max-lag-ms N] (TRANSFER_ADMISSION_MAX_LAG_MS: 0 accepts every transfer, however far behind the process manager is)
+ *       [--warmup-seconds 10] [--warmup-rate <first of --rates>] (sessions before 10 warmed up 5 s at 100/s)
  *
  * Database: DATABASE_URL when set: a fresh database bench_xfer_<stamp>, dropped at the end; else a
  * durable embedded PostgreSQL in ./.bench-data. synchronous_commit is whatever the server runs
@@ -18,12 +19,21 @@
  * pool of --pool connections; "CPU ledger" is then the sum of the three processes). With
  * --split-projector only `ledger projector` runs in a child; the process manager stays with the APIs.
  *
+ * Warm-up, not reported: --warmup-seconds at --warmup-rate (by default the first rate measured), then
+ * the read models and the process manager catch up. After a warm-up at 100/s the first two seconds
+ * at 1,000/s had p99 300-440 ms against about 50 ms for the median second (session 10).
+ *
  * Each rate: an evenly paced open-loop generator (child process, bench/projections-loadgen.ts) posts
  * transfers of 1.00 between two random distinct accounts with a fresh transferId each, for
- * --seconds, and reports when each was due. Afterwards the `transfers` read model gives each transfer's finished_at (the time the
- * process manager decided TransferCompleted): completion latency = finished_at - sent time.
+ * --seconds, and reports when each was due. For every transfer, measured from when it was due:
+ *  - "visible", what the goal is judged on: until the commit of the `transfers` batch that made
+ *    `completed` readable through the query API. Each batch's commit NOTIFYs projection_progress
+ *    with the position it reached; this process LISTENs and notes when each arrived, and a
+ *    transfer is visible from the first commit at or past its completing event (its row's
+ *    last_position);
+ *  - "decided": until finished_at, the time in the process manager's TransferCompleted decision.
  * Separately, every --probe-ms this process posts one transfer of its own and polls
- * GET /v1/transfers/:id every 10 ms until it shows `completed`: the "visible" latency. Projection
+ * GET /v1/transfers/:id every 25 ms until it shows `completed`: the "probe" latency. Projection
  * lag (events and seconds, projectionStatuses) is sampled every 2 s; CPU of this process, of the
  * load generator and of this database's PostgreSQL backends, commits/s and appends are measured
  * over the window (bench/commands-probes.ts).
@@ -39,6 +49,7 @@ import { pino } from 'pino';
 import { loadConfig } from '../src/config.js';
 import type { EventToAppend } from '../src/eventstore/port.js';
 import { projectionStatuses } from '../src/projections/checkpoints.js';
+import { PROGRESS_CHANNEL } from '../src/projections/runner.js';
 import type { Projection } from '../src/projections/projection.js';
 import { PROJECTIONS, projectionNamed } from '../src/projections/registry.js';
 import { openRuntime, type Runtime } from '../src/runtime.js';
@@ -90,6 +101,8 @@ const { values: flags } = parseArgs({
     json: { type: 'string' },
     split: { type: 'boolean', default: false },
     'split-projector': { type: 'boolean', default: false },
+    'warmup-seconds': { type: 'string', default: '10' },
+    'warmup-rate': { type: 'string' },
   },
   strict: true,
 });
@@ -105,6 +118,8 @@ const RATES = flags.rates.split(',').map((text) => Math.floor(positive('rates', 
 const RUNS = Math.floor(positive('runs', flags.runs));
 const ACCOUNTS = Math.floor(positive('accounts', flags.accounts));
 const PROBE_MS = positive('probe-ms', flags['probe-ms']);
+const WARMUP_SECONDS = positive('warmup-seconds', flags['warmup-seconds']);
+const WARMUP_RATE = flags['warmup-rate'] === undefined ? RATES[0]! : Math.floor(positive('warmup-rate', flags['warmup-rate']));
 const PROBES_IN_FLIGHT_MAX = 10;
 const PROBE_POLL_MS = 25;
 const DRAIN_SECONDS = positive('drain-seconds', flags['drain-seconds']);
@@ -112,6 +127,11 @@ const GOAL_COMPLETED = 1_000;
 const GOAL_P99_MS = 250;
 
 const silent = pino({ level: 'silent' });
+
+/** The load generator's keep-alive connections for a rate; it opens them all before its clock starts. */
+function connectionsFor(rate: number): number {
+  return Math.min(400, Math.max(32, Math.ceil(rate / 4)));
+}
 
 interface RunResult {
   rate: number;
@@ -126,9 +146,13 @@ interface RunResult {
   completedPerSecond: number;
   completionP50: number;
   completionP99: number;
+  /** Due time to the commit of the `transfers` batch that made `completed` visible to the query API, every transfer. */
   visibleP50: number;
   visibleP99: number;
-  visibleSamples: number;
+  /** The polling probe's latency: its own POST to a GET that shows `completed`. */
+  probeP50: number;
+  probeP99: number;
+  probeSamples: number;
   maxLagEvents: Record<string, number>;
   maxLagSeconds: Record<string, number>;
   ledgerCpu: number;
@@ -172,9 +196,11 @@ async function main(): Promise<number> {
   let runtime: Runtime | undefined;
   let closeApp: (() => Promise<void>) | undefined;
   let statsClient: pg.Client | undefined;
+  let progressClient: pg.Client | undefined;
   const cleanup = async () => {
     await closeApp?.().catch(() => undefined);
     await statsClient?.end().catch(() => undefined);
+    await progressClient?.end().catch(() => undefined);
     await runtime?.close().catch(() => undefined);
     runtime = undefined;
     await dropDatabase(server.adminUrl, database);
@@ -227,12 +253,23 @@ async function main(): Promise<number> {
     console.log(`ledger at ${baseUrl}, projections caught up`);
     statsClient = new pg.Client({ connectionString: server.adminUrl, application_name: 'bench-transfers-stats' });
     await statsClient.connect();
+    // When each `transfers` batch committed (its NOTIFY), with the position it reached: a transfer's
+    // completion is visible to the query API from the first commit at or past its completing event.
+    const transfersCommits: { atMs: number; position: bigint }[] = [];
+    progressClient = new pg.Client({ connectionString: databaseUrl, application_name: 'bench-transfers-progress' });
+    await progressClient.connect();
+    progressClient.on('notification', (message) => {
+      const [name, position] = (message.payload ?? '').split(':');
+      if (name === 'transfers' && position) transfersCommits.push({ atMs: performance.timeOrigin + performance.now(), position: BigInt(position) });
+    });
+    await progressClient.query(`listen ${PROGRESS_CHANNEL}`);
     const token = await mintToken(new TextEncoder().encode(JWT_SECRET), { role: 'teller', subject: 'bench-teller' }, { ttlSeconds: 24 * 3600 });
     const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
 
-    // A short warm-up (not reported): JIT, pools, caches.
-    await runLoadgen({ url: baseUrl, kind: 'transfers', seconds: 5, connections: 32, overallRate: 100, token, accountIds });
-    await waitCaughtUp(rt, watched, 120_000);
+    // A warm-up, not reported: JIT, pools, caches, at the first rate measured, so the window measures the sustained rate.
+    await runLoadgen({ url: baseUrl, kind: 'transfers', seconds: WARMUP_SECONDS, connections: connectionsFor(WARMUP_RATE), overallRate: WARMUP_RATE, token, accountIds });
+    await waitCaughtUp(rt, watched, 300_000);
+    console.log(`warmed up: ${fmt(WARMUP_SECONDS)} s at ${fmt(WARMUP_RATE)}/s, not reported; caught up again`);
 
     for (let run = 1; run <= RUNS; run++) {
       for (const rate of run % 2 === 1 ? RATES : [...RATES].reverse()) {
@@ -240,7 +277,8 @@ async function main(): Promise<number> {
         let windowOpen = false;
         const lagEvents = new Map<string, number>();
         const lagSeconds = new Map<string, number>();
-        const visible: number[] = [];
+        const probed: number[] = [];
+        const commitsBefore = transfersCommits.length;
         const probes: Promise<void>[] = [];
         let probesInFlight = 0;
         let sampling = true;
@@ -275,7 +313,7 @@ async function main(): Promise<number> {
                   const answer = await fetch(`${baseUrl}/v1/transfers/${transferId}`, { headers });
                   const body = answer.status === 200 ? ((await answer.json()) as { status: string }) : (await answer.text(), undefined);
                   if (body?.status === 'completed' || body?.status === 'failed') {
-                    visible.push(performance.now() - sent);
+                    probed.push(performance.now() - sent);
                     return;
                   }
                   await sleep(PROBE_POLL_MS);
@@ -288,8 +326,7 @@ async function main(): Promise<number> {
             );
           }
         })();
-        const connections = Math.min(400, Math.max(32, Math.ceil(rate / 4)));
-        const outcome = await runLoadgen({ url: baseUrl, kind: 'transfers', seconds: SECONDS, connections, overallRate: rate, token, accountIds }, () => {
+        const outcome = await runLoadgen({ url: baseUrl, kind: 'transfers', seconds: SECONDS, connections: connectionsFor(rate), overallRate: rate, token, accountIds }, () => {
           windowOpen = true;
           window = { cpu: process.cpuUsage(), childCpuSeconds: childCpuSeconds(), eachChild: eachChildCpuSeconds(), at: performance.now(), probe: undefined as never };
           void startProbe(statsClient!, database, rt.pool, timings).then((probe) => {
@@ -310,10 +347,10 @@ async function main(): Promise<number> {
         const sentAt = outcome.sentAt ?? new Map<string, number>();
         const ids = [...sentAt.keys()];
         const drainStarted = performance.now();
-        type Row = { transfer_id: string; status: string; finished_ms: string | null };
+        type Row = { transfer_id: string; status: string; finished_ms: string | null; last_position: string };
         let rows: Row[] = [];
         for (;;) {
-          rows = (await rt.pool.query<Row>(`select transfer_id, status, (extract(epoch from finished_at) * 1000)::text as finished_ms from transfers where transfer_id = any($1::text[])`, [ids])).rows;
+          rows = (await rt.pool.query<Row>(`select transfer_id, status, (extract(epoch from finished_at) * 1000)::text as finished_ms, last_position::text from transfers where transfer_id = any($1::text[])`, [ids])).rows;
           const finished = rows.filter((row) => row.status !== 'pending').length;
           if (finished >= sentAt.size || performance.now() - drainStarted > DRAIN_SECONDS * 1000) break;
           await sleep(250);
@@ -323,7 +360,21 @@ async function main(): Promise<number> {
         const firstSent = Math.min(...sentAt.values());
         const windowEnd = firstSent + SECONDS * 1000;
         const latencies: number[] = [];
-        // Completion latencies by the second they were sent in: is the tail spread out, or a few stalls?
+        const visibleLatencies: number[] = [];
+        let notSeen = 0;
+        // This run's `transfers` commits; positions and times both increase.
+        const commits = transfersCommits.splice(commitsBefore);
+        const visibleAt = (position: bigint): number | undefined => {
+          let low = 0;
+          let high = commits.length;
+          while (low < high) {
+            const middle = (low + high) >> 1;
+            if (commits[middle]!.position < position) low = middle + 1;
+            else high = middle;
+          }
+          return commits[low]?.atMs;
+        };
+        // Visible latencies by the second they were sent in: is the tail spread out, or a few stalls?
         const bySecond: number[][] = [];
         let completed = 0;
         let completedInWindow = 0;
@@ -334,13 +385,21 @@ async function main(): Promise<number> {
           completed++;
           const finished = Number(row.finished_ms);
           if (finished <= windowEnd) completedInWindow++;
-          const latencyMs = finished - sentAt.get(row.transfer_id)!;
-          latencies.push(latencyMs);
-          const second = Math.floor((sentAt.get(row.transfer_id)! - firstSent) / 1000);
-          (bySecond[second] ??= []).push(latencyMs);
+          const due = sentAt.get(row.transfer_id)!;
+          latencies.push(finished - due);
+          // A completed transfer's last position is its completing event's.
+          const seenAt = visibleAt(BigInt(row.last_position));
+          if (seenAt === undefined) {
+            notSeen++;
+            continue;
+          }
+          visibleLatencies.push(seenAt - due);
+          const second = Math.floor((due - firstSent) / 1000);
+          (bySecond[second] ??= []).push(seenAt - due);
         }
         const sorted = sortedNumbers(latencies);
-        const visibleSorted = sortedNumbers(visible);
+        const visibleSorted = sortedNumbers(visibleLatencies);
+        const probedSorted = sortedNumbers(probed);
         const result: RunResult = {
           rate,
           run,
@@ -356,20 +415,22 @@ async function main(): Promise<number> {
           completionP99: percentile(sorted, 0.99),
           visibleP50: percentile(visibleSorted, 0.5),
           visibleP99: percentile(visibleSorted, 0.99),
-          visibleSamples: visible.length,
+          probeP50: percentile(probedSorted, 0.5),
+          probeP99: percentile(probedSorted, 0.99),
+          probeSamples: probed.length,
           maxLagEvents: Object.fromEntries(lagEvents),
           maxLagSeconds: Object.fromEntries(lagSeconds),
           ledgerCpu: ((cpu.user + cpu.system) / 1000 + childCpuMs) / elapsedMs,
           loadgenCpu: outcome.loadgenCpuCores,
           probe,
-          appendsPerTransfer: probe.appendsPerSecond / Math.max(1, (completed + failed + visible.length) / SECONDS),
+          appendsPerTransfer: probe.appendsPerSecond / Math.max(1, (completed + failed + probed.length) / SECONDS),
           drainSeconds,
           firstErrors: outcome.firstErrors,
         };
         results.push(result);
         console.log(
           `run ${run} rate ${rate}/s: sent ${fmt(result.sent)}, 202 ${fmt(result.accepted)}, refused ${fmt(outcome.non2xx)} (POST p50 ${result.postP50} p99 ${result.postP99} ms), completed ${fmt(completed)} failed ${failed} unfinished ${result.unfinished}; ` +
-            `completed/s ${fmt(result.completedPerSecond)}; completion p50 ${fmt(result.completionP50)} p99 ${fmt(result.completionP99)} ms; visible p50 ${fmt(result.visibleP50)} p99 ${fmt(result.visibleP99)} ms (${visible.length} probes); drain ${drainSeconds.toFixed(1)} s`,
+            `completed/s ${fmt(result.completedPerSecond)}; decided p50 ${fmt(result.completionP50)} p99 ${fmt(result.completionP99)} ms; visible p50 ${fmt(result.visibleP50)} p99 ${fmt(result.visibleP99)} ms${notSeen > 0 ? ` (${notSeen} without a commit seen)` : ''}; probe p50 ${fmt(result.probeP50)} p99 ${fmt(result.probeP99)} ms (${probed.length} probes); drain ${drainSeconds.toFixed(1)} s`,
         );
         console.log(
           `   lag max: ${[...lagEvents].map(([name, events]) => `${name} ${fmt(events)} ev/${(lagSeconds.get(name) ?? 0).toFixed(2)} s`).join(', ')}; CPU ledger ${result.ledgerCpu.toFixed(2)} loadgen ${result.loadgenCpu.toFixed(2)} pg ${probe.pgBackendCpuCores.toFixed(2)} machine ${probe.machineCpuCores.toFixed(2)} of ${os.cpus().length}; ` +
@@ -380,9 +441,9 @@ async function main(): Promise<number> {
         // Which seconds: at the start (cold caches), or spread out (stalls: GC, checkpoints)?
         const slowAt = bySecond.flatMap((of, second) => (of && percentile(sortedNumbers(of), 0.99) >= GOAL_P99_MS ? [second] : []));
         console.log(
-          `   per sent second: p99 ≥ ${GOAL_P99_MS} ms in ${slowSeconds} of ${secondP99s.length} seconds (${slowAt.join(', ') || 'none'}); worst second's p99 ${fmt(Math.max(...secondP99s))} ms; median second's p99 ${fmt(median(secondP99s))} ms`,
+          `   per sent second: visible p99 ≥ ${GOAL_P99_MS} ms in ${slowSeconds} of ${secondP99s.length} seconds (${slowAt.join(', ') || 'none'}); worst second's p99 ${fmt(Math.max(...secondP99s))} ms; median second's p99 ${fmt(median(secondP99s))} ms`,
         );
-        console.log(`   p99 ms by sent second (second 0 at ${new Date(firstSent).toISOString()}): ${secondP99s.map((p99) => Math.round(p99)).join(' ')}`);
+        console.log(`   visible p99 ms by sent second (second 0 at ${new Date(firstSent).toISOString()}): ${secondP99s.map((p99) => Math.round(p99)).join(' ')}`);
         if (split) console.log(`   CPU by process: api ${((cpu.user + cpu.system) / 1000 / elapsedMs).toFixed(2)}, ${childNames.map((name, index) => `${name} ${eachChildCores[index]!.toFixed(2)}`).join(', ')}`);
         for (const body of outcome.firstErrors) console.log(`   ${body}`);
         await waitCaughtUp(rt, watched, 300_000).catch((error: unknown) => console.log(`   ${String(error)}`));
@@ -391,21 +452,21 @@ async function main(): Promise<number> {
 
     console.log(`\n${facts.split('\n')[0]}\nload average at end: ${os.loadavg().map((load) => load.toFixed(2)).join(' ')}`);
     console.log(`${fmt(ACCOUNTS)} accounts, ${SECONDS} s per rate, median of ${RUNS} run(s) per rate\n`);
-    console.log('| offered/s | accepted/s | completed/s | POST p50/p99 ms | completion p50/p99 ms | visible p50/p99 ms | max lag transfers / PM (ev, s) | CPU ledger / pg / loadgen / machine | commits/s | appends/transfer | goal met |');
+    console.log('| offered/s | accepted/s | completed/s | POST p50/p99 ms | decided p50/p99 ms | visible p50/p99 ms | probe p50/p99 ms | max lag transfers / PM (ev, s) | CPU ledger / pg / loadgen / machine | commits/s | appends/transfer | goal met |');
     console.log('|---|---|---|---|---|---|---|---|---|---|---|');
     for (const rate of RATES) {
       const of = results.filter((result) => result.rate === rate);
       const m = (pick: (result: RunResult) => number) => median(of.map(pick));
       const completedPerSecond = m((r) => r.completedPerSecond);
-      const p99 = m((r) => r.completionP99);
+      const p99 = m((r) => r.visibleP99);
       console.log(
-        `| ${rate} | ${fmt(m((r) => r.accepted / SECONDS))} | ${fmt(completedPerSecond)} | ${fmt(m((r) => r.postP50))} / ${fmt(m((r) => r.postP99))} | ${fmt(m((r) => r.completionP50))} / ${fmt(p99)} | ${fmt(m((r) => r.visibleP50))} / ${fmt(m((r) => r.visibleP99))} | ` +
+        `| ${rate} | ${fmt(m((r) => r.accepted / SECONDS))} | ${fmt(completedPerSecond)} | ${fmt(m((r) => r.postP50))} / ${fmt(m((r) => r.postP99))} | ${fmt(m((r) => r.completionP50))} / ${fmt(m((r) => r.completionP99))} | ${fmt(m((r) => r.visibleP50))} / ${fmt(p99)} | ${fmt(m((r) => r.probeP50))} / ${fmt(m((r) => r.probeP99))} | ` +
           `${fmt(m((r) => r.maxLagEvents.transfers ?? Number.NaN))}, ${m((r) => r.maxLagSeconds.transfers ?? Number.NaN).toFixed(2)} / ${fmt(m((r) => r.maxLagEvents[manager.projection.name] ?? Number.NaN))}, ${m((r) => r.maxLagSeconds[manager.projection.name] ?? Number.NaN).toFixed(2)} | ` +
           `${m((r) => r.ledgerCpu).toFixed(2)} / ${m((r) => r.probe.pgBackendCpuCores).toFixed(2)} / ${m((r) => r.loadgenCpu).toFixed(2)} / ${m((r) => r.probe.machineCpuCores).toFixed(2)} | ${fmt(m((r) => r.probe.commitsPerSecond))} | ${m((r) => r.appendsPerTransfer).toFixed(1)} | ` +
           `${completedPerSecond >= GOAL_COMPLETED && p99 < GOAL_P99_MS ? 'yes' : 'no'} |`,
       );
     }
-    console.log(`\ngoal: ≥ ${fmt(GOAL_COMPLETED)} completed/s with completion p99 < ${GOAL_P99_MS} ms (moonshot 2,000/s)`);
+    console.log(`\ngoal: ≥ ${fmt(GOAL_COMPLETED)} completed/s with p99 < ${GOAL_P99_MS} ms from the request to \`completed\` visible in the query API (moonshot 2,000/s)`);
     if (flags.json) writeFileSync(flags.json, `${JSON.stringify({ flags, results }, null, 2)}\n`);
     return 0;
   } finally {
