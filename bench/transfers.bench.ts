@@ -21,7 +21,7 @@
  *
  * Warm-up, not reported: --warmup-seconds at --warmup-rate (by default the first rate measured), then
  * the read models and the process manager catch up. After a warm-up at 100/s the first two seconds
- * at 1,000/s had p99 300-440 ms against about 50 ms for the median second (session 10).
+ * at 1,000/s had p99 280-440 ms against about 50 ms for the median second (session 10).
  *
  * Each rate: an evenly paced open-loop generator (child process, bench/projections-loadgen.ts) posts
  * transfers of 1.00 between two random distinct accounts with a fresh transferId each, for
@@ -278,7 +278,7 @@ async function main(): Promise<number> {
         const lagEvents = new Map<string, number>();
         const lagSeconds = new Map<string, number>();
         const probed: number[] = [];
-        const commitsBefore = transfersCommits.length;
+        transfersCommits.length = 0;
         const probes: Promise<void>[] = [];
         let probesInFlight = 0;
         let sampling = true;
@@ -363,7 +363,7 @@ async function main(): Promise<number> {
         const visibleLatencies: number[] = [];
         let notSeen = 0;
         // This run's `transfers` commits; positions and times both increase.
-        const commits = transfersCommits.splice(commitsBefore);
+        const commits = transfersCommits.splice(0);
         const visibleAt = (position: bigint): number | undefined => {
           let low = 0;
           let high = commits.length;
