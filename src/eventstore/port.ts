@@ -113,6 +113,14 @@ export interface EventStore {
   /** Position of the newest event a reader can see now (0n for an empty log). */
   headPosition(): Promise<bigint>;
   subscribe(options: SubscribeOptions, handler: (batch: Batch) => Promise<void>): Subscription;
+  /**
+   * Which of these event ids are stored, in any stream. Only on a store that also refuses every
+   * reuse of a stored id, wherever it is (an IdempotencyConflictError, or a duplicate for a retry
+   * in place): PostgreSQL, where ids are unique across the log. EventStoreDB compares ids only where
+   * a retry would land, so it has no such method. The command handler forgets older idempotency
+   * keys only on a store that has it.
+   */
+  storedEventIds?(ids: readonly string[]): Promise<string[]>;
   close(): Promise<void>;
 }
 

@@ -3,7 +3,7 @@ import { customerDecider, isCustomerEvent, type CustomerCommand, type CustomerEv
 import { emailReservationDecider, type EmailReservationCommand, type EmailReservationEvent, type EmailReservationState } from '../domain/emailReservation.js';
 import { isTransferEvent, transferDecider, type TransferCommand, type TransferEvent, type TransferState } from '../domain/transfer.js';
 import type { EventStore } from '../eventstore/port.js';
-import { CommandHandler } from './commandHandler.js';
+import { CommandHandler, type CommandHandlerOptions } from './commandHandler.js';
 
 /** One command handler per aggregate kind, shared by the HTTP routes and the process manager. */
 export interface WriteSide {
@@ -13,7 +13,7 @@ export interface WriteSide {
   transfers: CommandHandler<TransferState, TransferCommand, TransferEvent>;
 }
 
-export function createWriteSide(store: EventStore, options: { retryLimit: number }): WriteSide {
+export function createWriteSide(store: EventStore, options: Pick<CommandHandlerOptions, 'retryLimit' | 'rememberedPerStream'>): WriteSide {
   return {
     customers: new CommandHandler(store, customerDecider, isCustomerEvent, options),
     emails: new CommandHandler(store, emailReservationDecider, (event) => event.type === 'CustomerEmailReserved', options),

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EventStore } from '../../src/eventstore/port.js';
-import { transferStream } from '../../src/write/streams.js';
+import { accountStream, transferStream } from '../../src/write/streams.js';
 import { createWriteSide } from '../../src/write/writeSide.js';
 import { client, openFundedAccount, startTestLedger, type TestLedger } from '../support/ledger.js';
 
@@ -245,6 +245,62 @@ describe('command API', () => {
       const other = createWriteSide(counted().store, { retryLimit: 5 }).transfers.handle(transferStream(transferId), request(Date.now()), { ...context, idempotencyKey: `test:${randomUUID()}` });
       await expect(other).rejects.toMatchObject({ code: 'already_exists' });
       expect(await storedEventCount()).toBe(before);
+    });
+
+    describe('a cached stream remembers only its newest commands (rememberedPerStream 2)', () => {
+      const movement = (type: 'Deposit' | 'Withdraw', accountId: string, amountMinor: bigint) => ({
+        type,
+        data: { accountId, transactionId: randomUUID(), currency: 'EUR' as const, amountMinor, reference: null, description: null, now: new Date().toISOString() },
+      });
+      const contextFor = (key: string, requestHash = `hash-${key}`) => ({ idempotencyKey: `test:${key}`, requestHash, actor: 'test', correlationId: key });
+      const remembered = (write: ReturnType<typeof createWriteSide>, stream: string) =>
+        (write.accounts as unknown as { cache: Map<string, { commands: Map<string, unknown> }> }).cache.get(stream)!.commands.size;
+
+      it('answers a repeat of a forgotten command with its stored answer, even one the state would now refuse, and refuses its key with another request', async () => {
+        const { accountId } = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+        const stream = accountStream(accountId);
+        const write = createWriteSide(ledger.runtime.store, { retryLimit: 5, rememberedPerStream: 2 });
+        const withdrawal = movement('Withdraw', accountId, 6_000n);
+        const first = await write.accounts.handle(stream, withdrawal, contextFor('withdrawal'));
+        for (let index = 0; index < 4; index++) await write.accounts.handle(stream, movement('Withdraw', accountId, 1_000n), contextFor(`drain-${index}`));
+        expect(remembered(write, stream)).toBeLessThanOrEqual(2);
+        const before = await storedEventCount();
+
+        // 100.00 - 60.00 - 4 x 10.00 = 0.00: decided anew, the withdrawal would be refused.
+        const repeated = await write.accounts.handle(stream, withdrawal, contextFor('withdrawal'));
+        expect(repeated.replayed).toBe(true);
+        expect(repeated.events).toEqual(first.events);
+        expect(repeated.eventIds).toEqual(first.eventIds);
+        await expect(write.accounts.handle(stream, movement('Withdraw', accountId, 6_000n), contextFor('withdrawal', 'another request'))).rejects.toMatchObject({ status: 422, code: 'idempotency_key_reused' });
+        expect(await storedEventCount()).toBe(before);
+        expect(remembered(write, stream)).toBeLessThanOrEqual(2);
+      });
+
+      it('a repeat of a forgotten command that would be decided again is caught by the store and replayed, not applied twice', async () => {
+        const { accountId } = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+        const stream = accountStream(accountId);
+        const write = createWriteSide(ledger.runtime.store, { retryLimit: 5, rememberedPerStream: 2 });
+        const deposit = movement('Deposit', accountId, 700n);
+        const first = await write.accounts.handle(stream, deposit, contextFor('deposit'));
+        for (let index = 0; index < 4; index++) await write.accounts.handle(stream, movement('Deposit', accountId, 100n), contextFor(`more-${index}`));
+        const before = await storedEventCount();
+        const repeated = await write.accounts.handle(stream, deposit, contextFor('deposit'));
+        expect(repeated.replayed).toBe(true);
+        expect(repeated.events).toEqual(first.events);
+        expect(await storedEventCount()).toBe(before);
+        const { state } = await write.accounts.load(stream);
+        expect((state as { balanceMinor: bigint }).balanceMinor).toBe(10_000n + 700n + 400n);
+      });
+
+      it('on a store that cannot say which ids it holds, remembers every command', async () => {
+        const { accountId } = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+        const stream = accountStream(accountId);
+        const store = Object.create(ledger.runtime.store) as EventStore;
+        Object.defineProperty(store, 'storedEventIds', { value: undefined });
+        const write = createWriteSide(store, { retryLimit: 5, rememberedPerStream: 2 });
+        for (let index = 0; index < 5; index++) await write.accounts.handle(stream, movement('Deposit', accountId, 100n), contextFor(`kept-${index}`));
+        expect(remembered(write, stream)).toBeGreaterThanOrEqual(5);
+      });
     });
 
     it('a customer registration replays to the same customer', async () => {

@@ -12,7 +12,9 @@ import {
   EventStoreError,
   IdempotencyConflictError,
   InvalidAppendError,
+  isUuid,
   MAX_EVENT_BYTES,
+  MAX_PAGE_SIZE,
   type AppendResult,
   type Batch,
   type EventMetadata,
@@ -341,6 +343,18 @@ export class PostgresEventStore implements EventStore {
       values: [streamName, from.toString(), limit],
     });
     return result.rows.map(toRecordedEvent);
+  }
+
+  async storedEventIds(ids: readonly string[]): Promise<string[]> {
+    if (ids.length === 0) return [];
+    if (ids.length > MAX_PAGE_SIZE) throw new EventStoreError(`at most ${MAX_PAGE_SIZE} ids per lookup, got ${ids.length}`);
+    for (const id of ids) if (!isUuid(id)) throw new EventStoreError(`event id must be a UUID, got ${JSON.stringify(id)}`);
+    const result = await this.pool.query<{ id: string }>({
+      name: 'ledger_stored_event_ids',
+      text: 'select event_id::text as id from ledger_events where event_id = any($1::uuid[])',
+      values: [ids],
+    });
+    return result.rows.map((row) => row.id);
   }
 
   async streamRevision(streamName: string): Promise<bigint | undefined> {
