@@ -159,6 +159,21 @@ export function runEventStoreContract(name: string, factory: () => Promise<Contr
         await expect(store.append(stream, [changed], { expectedRevision: 'no_stream' })).rejects.toBeInstanceOf(IdempotencyConflictError);
         expect((await store.readStream(stream))[0]?.data).toEqual({ amountMinor: 10n });
       });
+
+      it('a store that says which ids it holds refuses every reuse of one, anywhere in the stream', async (context) => {
+        // The command handler forgets older idempotency keys only on such a store (PostgreSQL).
+        if (!store.storedEventIds) return context.skip('this store does not say which ids it holds');
+        const stream = `${uniquePrefix()}-1`;
+        const original = event('A', { amountMinor: 10n });
+        await store.append(stream, [original], { expectedRevision: 'no_stream' });
+        await store.append(stream, [event('B'), event('C')], { expectedRevision: 0n });
+        const reused = { ...original, data: { amountMinor: 12n } };
+        await expect(store.append(stream, [event('D'), reused], { expectedRevision: 2n })).rejects.toBeInstanceOf(IdempotencyConflictError);
+        expect(await store.readStream(stream)).toHaveLength(3);
+        const absent = event('E').id;
+        expect(await store.storedEventIds([original.id, absent])).toEqual([original.id]);
+        expect(await store.storedEventIds([])).toEqual([]);
+      });
     });
 
     describe('reading', () => {
