@@ -88,7 +88,7 @@ export interface CommandHandlerOptions {
   rememberedPerStream?: number;
 }
 
-/** Without a bound, 1,000 transfers/s left 140,861 remembered commands after 40 s, about 1 MB/s of heap. */
+/** Without a bound, 1,000 transfers/s left 140,861 remembered commands after 40 s, and they held 38 MB after 50 s. */
 const REMEMBERED_PER_STREAM = 32;
 
 // Never change it: stored event ids were derived from it, and a repeat must derive the same ids.
