@@ -255,36 +255,42 @@ describe('command API', () => {
       const contextFor = (key: string, requestHash = `hash-${key}`) => ({ idempotencyKey: `test:${key}`, requestHash, actor: 'test', correlationId: key });
       const remembered = (write: ReturnType<typeof createWriteSide>, stream: string) =>
         (write.accounts as unknown as { cache: Map<string, { commands: Map<string, unknown> }> }).cache.get(stream)!.commands.size;
-
-      it('answers a repeat of a forgotten command with its stored answer, even one the state would now refuse, and refuses its key with another request', async () => {
+      /** An account funded with 100.00, then `first` and four `then` commands through a write side that remembers two: `first` is forgotten. */
+      async function afterForgetting(first: (accountId: string) => ReturnType<typeof movement>, then: (accountId: string) => ReturnType<typeof movement>) {
         const { accountId } = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
         const stream = accountStream(accountId);
         const write = createWriteSide(ledger.runtime.store, { retryLimit: 5, rememberedPerStream: 2 });
-        const withdrawal = movement('Withdraw', accountId, 6_000n);
-        const first = await write.accounts.handle(stream, withdrawal, contextFor('withdrawal'));
-        for (let index = 0; index < 4; index++) await write.accounts.handle(stream, movement('Withdraw', accountId, 1_000n), contextFor(`drain-${index}`));
+        const command = first(accountId);
+        const answer = await write.accounts.handle(stream, command, contextFor('first'));
+        for (let index = 0; index < 4; index++) await write.accounts.handle(stream, then(accountId), contextFor(`then-${index}-${randomUUID()}`));
+        return { accountId, stream, write, command, answer };
+      }
+
+      it('answers a repeat of a forgotten command with its stored answer, even one the state would now refuse, and refuses its key with another request', async () => {
+        const { accountId, stream, write, command: withdrawal, answer: first } = await afterForgetting(
+          (accountId) => movement('Withdraw', accountId, 6_000n),
+          (accountId) => movement('Withdraw', accountId, 1_000n),
+        );
         expect(remembered(write, stream)).toBeLessThanOrEqual(2);
         const before = await storedEventCount();
 
         // 100.00 - 60.00 - 4 x 10.00 = 0.00: decided anew, the withdrawal would be refused.
-        const repeated = await write.accounts.handle(stream, withdrawal, contextFor('withdrawal'));
+        const repeated = await write.accounts.handle(stream, withdrawal, contextFor('first'));
         expect(repeated.replayed).toBe(true);
         expect(repeated.events).toEqual(first.events);
         expect(repeated.eventIds).toEqual(first.eventIds);
-        await expect(write.accounts.handle(stream, movement('Withdraw', accountId, 6_000n), contextFor('withdrawal', 'another request'))).rejects.toMatchObject({ status: 422, code: 'idempotency_key_reused' });
+        await expect(write.accounts.handle(stream, movement('Withdraw', accountId, 6_000n), contextFor('first', 'another request'))).rejects.toMatchObject({ status: 422, code: 'idempotency_key_reused' });
         expect(await storedEventCount()).toBe(before);
         expect(remembered(write, stream)).toBeLessThanOrEqual(2);
       });
 
       it('a repeat of a forgotten command that would be decided again is caught by the store and replayed, not applied twice', async () => {
-        const { accountId } = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
-        const stream = accountStream(accountId);
-        const write = createWriteSide(ledger.runtime.store, { retryLimit: 5, rememberedPerStream: 2 });
-        const deposit = movement('Deposit', accountId, 700n);
-        const first = await write.accounts.handle(stream, deposit, contextFor('deposit'));
-        for (let index = 0; index < 4; index++) await write.accounts.handle(stream, movement('Deposit', accountId, 100n), contextFor(`more-${index}`));
+        const { stream, write, command: deposit, answer: first } = await afterForgetting(
+          (accountId) => movement('Deposit', accountId, 700n),
+          (accountId) => movement('Deposit', accountId, 100n),
+        );
         const before = await storedEventCount();
-        const repeated = await write.accounts.handle(stream, deposit, contextFor('deposit'));
+        const repeated = await write.accounts.handle(stream, deposit, contextFor('first'));
         expect(repeated.replayed).toBe(true);
         expect(repeated.events).toEqual(first.events);
         expect(await storedEventCount()).toBe(before);
