@@ -280,8 +280,6 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
         outcome.settle(result.position);
         return;
       } catch (error) {
-        // Another writer moved the stream (or already wrote a repeat of one of these commands):
-        // catch up from the cache and decide again.
         // An id reused elsewhere in a stream that forgot commands: the repeat of a forgotten one.
         if (error instanceof IdempotencyConflictError && forgottenMayMatter()) {
           stale = true;
@@ -289,6 +287,8 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
           attempt -= 1;
           continue;
         }
+        // Another writer moved the stream (or already wrote a repeat of one of these commands):
+        // catch up from the cache and decide again.
         const retryable = error instanceof ConcurrencyError || (error instanceof IdempotencyConflictError && attempt === 1);
         if (retryable && attempt < this.options.retryLimit) {
           stale = true;
