@@ -21,7 +21,6 @@ const SHIPPED = [
   '2026-11-26-0400-account-transactions-keyed-by-position',
   '2026-11-26-0500-event-store-append-set-based',
   '2026-11-26-0600-event-store-append-checks-ids-on-refusal',
-  '2026-11-26-0700-projection-checkpoint-moved-signal',
 ];
 
 describe('migrations', () => {

@@ -1,6 +1,5 @@
 import { sql, type Kysely } from 'kysely';
 import type { EventStore, GlobalFilter } from '../eventstore/port.js';
-import { CHECKPOINT_MOVED_SQLSTATE } from './batchTransaction.js';
 import type { Projection } from './projection.js';
 
 export async function up(db: Kysely<unknown>): Promise<void> {
@@ -13,21 +12,6 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       failing_event_id text,
       failing_error text
     )`.execute(db);
-}
-
-/**
- * What a batch's checkpoint move calls when the checkpoint was not where the batch started (another
- * runner or a rebuild moved it): the move travels with other statements and nobody reads its result,
- * so it fails the transaction instead.
- */
-export async function upCheckpointMovedSignal(db: Kysely<unknown>): Promise<void> {
-  await sql`
-    create or replace function projection_checkpoint_moved(p_name text) returns boolean
-    language plpgsql volatile as $fn$
-    begin
-      raise exception 'the checkpoint of % moved', p_name using errcode = '${sql.raw(CHECKPOINT_MOVED_SQLSTATE)}';
-    end
-    $fn$`.execute(db);
 }
 
 export interface CheckpointStatus {

@@ -1,6 +1,5 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { GlobalFilter, RecordedEvent } from '../eventstore/port.js';
-import { write } from './batchTransaction.js';
 
 /**
  * A read model's projection. `apply` writes the rows for a batch of events inside the batch's
@@ -48,12 +47,9 @@ export async function upsertRows(trx: Transaction<unknown>, table: string, keyCo
   const keys = Object.keys(rows[0]!);
   const columns = sql.join(keys.map((column) => sql.ref(column)));
   const updates = keys.filter((column) => column !== keyColumn).map((column) => sql`${sql.ref(column)} = excluded.${sql.ref(column)}`);
-  await write(
-    trx,
-    sql`insert into ${sql.table(table)} (${columns})
-      select ${columns} from jsonb_populate_recordset(null::${sql.table(table)}, ${rowsAsJson(keys, rows)}::jsonb)
-      on conflict (${sql.ref(keyColumn)}) do update set ${sql.join(updates)}`,
-  );
+  await sql`insert into ${sql.table(table)} (${columns})
+    select ${columns} from jsonb_populate_recordset(null::${sql.table(table)}, ${rowsAsJson(keys, rows)}::jsonb)
+    on conflict (${sql.ref(keyColumn)}) do update set ${sql.join(updates)}`.execute(trx);
 }
 
 /**

@@ -1,11 +1,9 @@
 import pg from 'pg';
-import { sql, type Kysely, type RawBuilder, type Transaction } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Logger } from 'pino';
 import type { Batch, EventStore, RecordedEvent, Subscription } from '../eventstore/port.js';
 import type { Worker } from '../server.js';
-import { poolOf } from '../shared/postgres/pool.js';
 import { batchPlannerConditions } from './batchPlanner.js';
-import { BatchTransaction, CHECKPOINT_MOVED_SQLSTATE } from './batchTransaction.js';
 import { liveTables, type Projection } from './projection.js';
 
 export const PROGRESS_CHANNEL = 'projection_progress';
@@ -81,8 +79,6 @@ export class ProjectionRunner implements Worker {
   private readonly inFlight: Promise<void>[] = [];
   private pipelineFailure: { error: unknown } | undefined;
 
-  private readonly pool: pg.Pool;
-
   constructor(
     private readonly projection: Projection,
     private readonly db: Kysely<unknown>,
@@ -91,7 +87,6 @@ export class ProjectionRunner implements Worker {
     private readonly options: RunnerOptions,
   ) {
     this.name = `projection:${projection.name}`;
-    this.pool = poolOf(db);
   }
 
   start(): this {
@@ -230,21 +225,17 @@ export class ProjectionRunner implements Worker {
 
   private async commit(batch: Batch): Promise<void> {
     const previous = this.position;
-    if (batch.checkpoint <= previous) throw new Error(`checkpoint must increase: ${batch.checkpoint} after ${previous}`);
-    const transaction = await BatchTransaction.begin(this.pool);
-    try {
-      transaction.defer(advanceCheckpoint(this.projection.name, previous, batch).compile(transaction.db));
-      await this.rowsOf(batch, () => (batch.events.length > 0 ? this.projection.apply(transaction.db, batch.events, liveTables) : Promise.resolve()));
-      if (this.options.beforeCommit) {
-        await this.rowsOf(batch, () => transaction.flush());
-        await this.options.beforeCommit(batch, transaction.db);
+    await this.db.transaction().execute(async (trx) => {
+      await advanceCheckpoint(trx, this.projection.name, previous, batch);
+      try {
+        if (batch.events.length > 0) await this.projection.apply(trx, batch.events, liveTables);
+      } catch (error) {
+        // A failed batch is retried one event at a time, so the event that fails is named exactly.
+        if (batch.events.length === 1) throw new PoisonEventError(batch.events[0]!, error);
+        throw error;
       }
-      await this.rowsOf(batch, () => transaction.commit());
-    } catch (error) {
-      await transaction.rollback();
-      throw error;
-    }
-    transaction.release();
+      await this.options.beforeCommit?.(batch, trx);
+    });
     this.position = batch.checkpoint;
     this.failures = 0;
     // Stay on one-event batches until past the batch that failed: otherwise every good event before
@@ -257,21 +248,6 @@ export class ProjectionRunner implements Worker {
       this.failingError = null;
       // Back to full batches: resubscribe from the new checkpoint.
       throw new CheckpointMovedError();
-    }
-  }
-
-  /**
-   * Runs a step that writes the batch's rows (or sends them: deferred statements fail where they
-   * are sent). A moved checkpoint ends the batch for a resubscription; a failure of a one-event
-   * batch names its event, since a failed batch is retried one event at a time.
-   */
-  private async rowsOf(batch: Batch, step: () => Promise<void>): Promise<void> {
-    try {
-      await step();
-    } catch (error) {
-      if ((error as { code?: string }).code === CHECKPOINT_MOVED_SQLSTATE) throw new CheckpointMovedError();
-      if (batch.events.length === 1) throw new PoisonEventError(batch.events[0]!, error);
-      throw error;
     }
   }
 
@@ -319,9 +295,8 @@ export async function ensureCheckpoint(db: Kysely<unknown> | Transaction<unknown
 }
 
 /**
- * A batch's first statement: moves the checkpoint from exactly `previous` (any other value means
- * someone else applied meanwhile, and the statement fails the transaction with
- * CHECKPOINT_MOVED_SQLSTATE), announces the new one on commit, and first
+ * Opens a batch's transaction in one statement: moves the checkpoint from exactly `previous` (any
+ * other value means someone else applied meanwhile), announces the new one on commit, and first
  * (one-time filters run before the scan) takes the shared swap lock, so a rebuild cannot swap the
  * tables under the batch, turns off synchronous commit for this transaction and sets the batch
  * planner settings (batchPlanner.ts).
@@ -332,18 +307,18 @@ export async function ensureCheckpoint(db: Kysely<unknown> | Transaction<unknown
  * One statement where lock, checkpoint and notify took three saves round trips, which on a busy
  * small machine cost more than the work they carry.
  */
-function advanceCheckpoint(name: string, previous: bigint, batch: Batch): RawBuilder<unknown> {
+async function advanceCheckpoint(trx: Transaction<unknown>, name: string, previous: bigint, batch: Batch): Promise<void> {
+  if (batch.checkpoint <= previous) throw new Error(`checkpoint must increase: ${batch.checkpoint} after ${previous}`);
   const lastEventAt = batch.events.at(-1)?.metadata.recordedAt ?? null;
-  return sql`with moved as (
-      update projection_checkpoints
-         set position = ${batch.checkpoint}, updated_at = now(), last_event_at = coalesce(${lastEventAt}::timestamptz, last_event_at),
-             failing_event_id = null, failing_error = null
-       where name = ${name} and position = ${previous}
-         and (select pg_advisory_xact_lock_shared(${swapLockKey(name)})) is not null
-         and (select set_config('synchronous_commit', 'off', true)) is not null
-         and ${batchPlannerConditions()}
-      returning pg_notify(${PROGRESS_CHANNEL}, ${`${name}:${batch.checkpoint}`}))
-    select projection_checkpoint_moved(${name}) where not exists (select 1 from moved)`;
+  const result = await sql<{ notified: string }>`update projection_checkpoints
+      set position = ${batch.checkpoint}, updated_at = now(), last_event_at = coalesce(${lastEventAt}::timestamptz, last_event_at),
+          failing_event_id = null, failing_error = null
+    where name = ${name} and position = ${previous}
+      and (select pg_advisory_xact_lock_shared(${swapLockKey(name)})) is not null
+      and (select set_config('synchronous_commit', 'off', true)) is not null
+      and ${batchPlannerConditions()}
+    returning pg_notify(${PROGRESS_CHANNEL}, ${`${name}:${batch.checkpoint}`})::text as notified`.execute(trx);
+  if (result.rows.length !== 1) throw new CheckpointMovedError();
 }
 
 async function recordFailure(db: Kysely<unknown>, name: string, error: PoisonEventError): Promise<void> {

@@ -1,5 +1,4 @@
 import { sql, type Transaction } from 'kysely';
-import { write } from '../batchTransaction.js';
 import { loadRows, upsertRows } from '../projection.js';
 import { accountEventTypes, type AccountEvent } from '../../domain/account.js';
 import { transferStreamEventTypes, type TransferEvent } from '../../domain/transfer.js';
@@ -146,7 +145,7 @@ export const transactionsProjection: Projection = {
       // One array per column and one fixed statement, instead of a VALUES list of 15 parameters a
       // row that PostgreSQL parses and plans anew for every batch size.
       const column = <K extends keyof HistoryInsert>(name: K, type: string) => sql`${inserts.map((row) => toArrayElement(row[name]))}::${sql.raw(type)}[]`;
-      await write(trx, sql`insert into ${sql.table(table)} (id, account_id, type, currency, amount_minor, balance_after_minor, counterparty_account_id, transfer_id, hold_id, reference, description, status, occurred_at, event_id, position)
+      await sql`insert into ${sql.table(table)} (id, account_id, type, currency, amount_minor, balance_after_minor, counterparty_account_id, transfer_id, hold_id, reference, description, status, occurred_at, event_id, position)
         select * from unnest(${sql.join([
           column('id', 'text'),
           column('account_id', 'text'),
@@ -164,7 +163,7 @@ export const transactionsProjection: Projection = {
           column('event_id', 'text'),
           column('position', 'int8'),
         ])})
-        on conflict (position) do nothing`);
+        on conflict (position) do nothing`.execute(trx);
     }
     await upsertRows(
       trx,
@@ -189,18 +188,18 @@ export const transactionsProjection: Projection = {
     // planner off a sequential scan but went into every loop's condition (quadratic in the batch).
     if (balanceChanges.size > 0) {
       const rows = [...balanceChanges.values()];
-      await write(trx, sql`update ${sql.table(table)} as t set balance_after_minor = v.balance
+      await sql`update ${sql.table(table)} as t set balance_after_minor = v.balance
         from unnest(${rows.map((row) => row.transferId)}::text[], ${rows.map((row) => row.accountId!)}::text[], ${rows.map((row) => row.balanceAfterMinor!.toString())}::int8[]) as v(transfer_id, account_id, balance)
         cross join lateral (
           select h.position from ${sql.table(table)} as h
           where h.transfer_id = v.transfer_id and h.account_id = v.account_id and h.type = 'transfer_out' offset 0) as found
-        where t.position = found.position`);
+        where t.position = found.position`.execute(trx);
     }
     if (statusChanges.size > 0) {
-      await write(trx, sql`update ${sql.table(table)} as t set status = v.status
+      await sql`update ${sql.table(table)} as t set status = v.status
         from unnest(${[...statusChanges.keys()]}::text[], ${[...statusChanges.values()]}::text[]) as v(transfer_id, status)
         cross join lateral (select h.position from ${sql.table(table)} as h where h.transfer_id = v.transfer_id offset 0) as found
-        where t.position = found.position`);
+        where t.position = found.position`.execute(trx);
     }
   },
 };

@@ -63,17 +63,6 @@ export async function raiseAllocatorThresholds(client: pg.ClientBase): Promise<v
   await client.query(ALLOCATOR_WARM_UP_SQL).catch(() => undefined);
 }
 
-const poolsByKysely = new WeakMap<object, pg.Pool>();
-
 export function createKysely<Database>(pool: pg.Pool): Kysely<Database> {
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  poolsByKysely.set(db, pool);
-  return db;
-}
-
-/** The pool behind a handle from `createKysely`, for work that needs a client of its own. */
-export function poolOf(db: Kysely<unknown>): pg.Pool {
-  const pool = poolsByKysely.get(db);
-  if (!pool) throw new Error('this Kysely handle was not made by createKysely');
-  return pool;
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 }

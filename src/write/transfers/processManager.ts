@@ -7,7 +7,6 @@ import type { CurrencyCode } from '../../domain/money.js';
 import type { TransferCommand, TransferEvent, TransferFacts, TransferFailureReason } from '../../domain/transfer.js';
 import type { EventStore, RecordedEvent } from '../../eventstore/port.js';
 import { expiredActiveHolds } from '../../projections/accounts/query.js';
-import { write } from '../../projections/batchTransaction.js';
 import type { ReadDatabase } from '../../projections/database.js';
 import type { Projection } from '../../projections/projection.js';
 import { ProjectionRunner } from '../../projections/runner.js';
@@ -352,7 +351,7 @@ export class TransferProcessManager {
   /** A finished transfer's timer goes with the batch that carries its end. */
   private async clearDeadlines(trx: Transaction<unknown>, events: readonly RecordedEvent[]): Promise<void> {
     const finished = events.filter((event) => event.type === 'TransferCompleted' || event.type === 'TransferFailed').map((event) => (event.data as { transferId: string }).transferId);
-    if (finished.length > 0) await write(trx, sql`delete from transfer_deadlines where transfer_id = any(${finished}::text[])`);
+    if (finished.length > 0) await sql`delete from transfer_deadlines where transfer_id = any(${finished}::text[])`.execute(trx);
   }
 
   /**
