@@ -92,7 +92,7 @@ export async function buildLedger(runtime: Runtime, roles: readonly Role[], opti
         await app.register(writeApi, {
           write,
           timings: { deadlineMs: config.TRANSFER_DEADLINE_MS, holdGraceMs: config.TRANSFER_HOLD_GRACE_MS },
-          admission: new TransferAdmission(runtime.db as unknown as Kysely<unknown>, runtime.store, { name: PROCESS_MANAGER_NAME, filter: PROCESS_MANAGER_FILTER }, { maxLagMs: config.TRANSFER_ADMISSION_MAX_LAG_MS, logger: runtime.logger }),
+          admission: new TransferAdmission(runtime.db as unknown as Kysely<unknown>, runtime.store, { name: PROCESS_MANAGER_NAME, filter: PROCESS_MANAGER_FILTER }, { maxLagMs: config.TRANSFER_ADMISSION_MAX_LAG_MS, maxAppendWaitMs: config.TRANSFER_ADMISSION_MAX_APPEND_WAIT_MS, logger: runtime.logger }),
         });
         break;
       case 'read-api':

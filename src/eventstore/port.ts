@@ -121,6 +121,12 @@ export interface EventStore {
    * keys only on a store that has it.
    */
   storedEventIds?(ids: readonly string[]): Promise<string[]>;
+  /**
+   * How long the oldest append still queued in this process has waited to be sent, in ms (0 when
+   * none waits). Only on a store that queues appends itself (PostgreSQL's group commit); admission
+   * reads it to refuse new work while the database is not keeping up with the appends.
+   */
+  oldestAppendWaitMs?(nowMs?: number): number;
   close(): Promise<void>;
 }
 

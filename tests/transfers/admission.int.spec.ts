@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import pg from 'pg';
 import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROCESS_MANAGER_NAME } from '../../src/write/transfers/processManager.js';
@@ -76,5 +77,65 @@ describe('transfer admission: 503 while the process manager is behind', () => {
     // A checkpoint that has not moved for a long while: no manager runs, nothing to wait for.
     await managerCheckpoint(0n, 3_600_000);
     expect((await transfer()).statusCode).toBe(202);
+  });
+});
+
+/**
+ * The other signal, on real PostgreSQL: appends queued behind a database that does not take them.
+ * A session holding a SHARE lock on the log stands in for a saturated one: reads go on, appends wait.
+ */
+describe('transfer admission: 503 while appends wait for the database', () => {
+  const MAX_APPEND_WAIT_MS = 200;
+  let ledger: TestLedger;
+  let teller: ReturnType<typeof client>;
+  let from: string;
+  let to: string;
+
+  beforeAll(async () => {
+    ledger = await startTestLedger({
+      roles: ['write-api', 'read-api'],
+      env: { TRANSFER_ADMISSION_MAX_LAG_MS: '0', TRANSFER_ADMISSION_MAX_APPEND_WAIT_MS: String(MAX_APPEND_WAIT_MS) },
+    });
+    const tokens = { admin: await ledger.token('admin'), teller: await ledger.token('teller') };
+    teller = client(ledger.app, tokens.teller);
+    from = (await openFundedAccount(ledger.app, tokens, { deposit: '100.00' })).accountId;
+    to = (await openFundedAccount(ledger.app, tokens)).accountId;
+  });
+  afterAll(async () => {
+    await ledger?.close();
+  });
+
+  const transfer = (transferId = randomUUID()) => teller.post('/v1/transfers', { transferId, fromAccountId: from, toAccountId: to, amount: '1.00', currency: 'EUR' });
+
+  it('refuses new transfers with problem+json while the oldest queued append is past the bound, and admits again once the appends go through', async () => {
+    expect((await transfer()).statusCode).toBe(202);
+
+    const blocker = new pg.Client({ connectionString: ledger.database.url });
+    await blocker.connect();
+    try {
+      await blocker.query('begin');
+      await blocker.query('lock table ledger_events in share mode');
+      // The first waits inside its statement; the ones after it queue in the process.
+      const waiting = [transfer(), transfer(), transfer()];
+      await sleep(MAX_APPEND_WAIT_MS + 150);
+      expect(ledger.runtime.store.oldestAppendWaitMs?.()).toBeGreaterThan(MAX_APPEND_WAIT_MS);
+
+      const refusedId = randomUUID();
+      const refused = await transfer(refusedId);
+      expect(refused.statusCode, refused.body).toBe(503);
+      expect(refused.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect(refused.headers['retry-after']).toBe('1');
+      expect(refused.json()).toMatchObject({ status: 503, code: 'transfers_backlogged' });
+      expect(refused.json().detail).toMatch(/appends are waiting/);
+
+      await blocker.query('rollback');
+      const answers = await Promise.all(waiting);
+      expect(answers.map((answer) => answer.statusCode)).toEqual([202, 202, 202]);
+      expect(await ledger.runtime.store.readStream(transferStream(refusedId)), 'the refused transfer recorded nothing').toEqual([]);
+      expect(ledger.runtime.store.oldestAppendWaitMs?.()).toBe(0);
+      expect((await transfer()).statusCode).toBe(202);
+    } finally {
+      await blocker.end();
+    }
   });
 });

@@ -100,6 +100,7 @@ interface PendingAppend {
   expectedRevision: ExpectedRevision;
   payload: string;
   eventCount: number;
+  enqueuedAtMs: number;
   resolve: (result: AppendResult) => void;
   reject: (error: unknown) => void;
 }
@@ -165,10 +166,15 @@ export class PostgresEventStore implements EventStore {
     const payload = encodeEventsForAppend(events);
     const [kind, expected] = expectedRevisionParameters(options.expectedRevision);
     return new Promise<AppendResult>((resolve, reject) => {
-      this.pendingAppends.push({ streamName, kind, expected, expectedRevision: options.expectedRevision, payload, eventCount: events.length, resolve, reject });
+      this.pendingAppends.push({ streamName, kind, expected, expectedRevision: options.expectedRevision, payload, eventCount: events.length, enqueuedAtMs: Date.now(), resolve, reject });
       this.pendingEvents += events.length;
       this.startFlushes();
     });
+  }
+
+  oldestAppendWaitMs(nowMs = Date.now()): number {
+    const oldest = this.pendingAppends[0];
+    return oldest ? Math.max(0, nowMs - oldest.enqueuedAtMs) : 0;
   }
 
   /**
