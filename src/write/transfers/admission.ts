@@ -65,10 +65,9 @@ export class TransferAdmission {
   }
 
   /**
-   * The manager's lag does not see a write path that is itself the bottleneck: in a bench:transfers
-   * run whose manager kept up (session 11, cheaper read-model batches, reverted), appends took p50
-   * 300 ms, requests waited 17-20 s and nothing refused. Every accepted transfer is five appends;
-   * while they queue, another only lengthens the queue.
+   * The manager's lag does not see a write path that is itself the bottleneck. Every accepted
+   * transfer is five appends; while they queue in this process (more requests in flight than the
+   * group commits take), another only lengthens the queue, which nothing else bounds.
    */
   private admitAppend(nowMs: number): void {
     const maxWaitMs = this.options.maxAppendWaitMs ?? 0;
