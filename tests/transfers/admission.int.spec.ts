@@ -11,6 +11,17 @@ const MAX_LAG_MS = 300;
 const MEASUREMENT_AGE_MS = 300;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** A write and read API with two funded accounts, and a way to ask for a transfer between them. */
+async function admissionLedger(env: Record<string, string>) {
+  const ledger = await startTestLedger({ roles: ['write-api', 'read-api'], env });
+  const tokens = { admin: await ledger.token('admin'), teller: await ledger.token('teller') };
+  const teller = client(ledger.app, tokens.teller);
+  const from = (await openFundedAccount(ledger.app, tokens, { deposit: '100.00' })).accountId;
+  const to = (await openFundedAccount(ledger.app, tokens)).accountId;
+  const transfer = (transferId: string = randomUUID(), toAccountId = to) => teller.post('/v1/transfers', { transferId, fromAccountId: from, toAccountId, amount: '1.00', currency: 'EUR' });
+  return { ledger, from, transfer };
+}
+
 /**
  * Admission control on real PostgreSQL. No process manager runs here: the test stands in for one by
  * writing its checkpoint row, as a live manager that is behind would leave it.
@@ -18,23 +29,16 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 describe('transfer admission: 503 while the process manager is behind', () => {
   let ledger: TestLedger;
   let db: Kysely<unknown>;
-  let teller: ReturnType<typeof client>;
   let from: string;
-  let to: string;
+  let transfer: Awaited<ReturnType<typeof admissionLedger>>['transfer'];
 
   beforeAll(async () => {
-    ledger = await startTestLedger({ roles: ['write-api', 'read-api'], env: { TRANSFER_ADMISSION_MAX_LAG_MS: String(MAX_LAG_MS) } });
+    ({ ledger, from, transfer } = await admissionLedger({ TRANSFER_ADMISSION_MAX_LAG_MS: String(MAX_LAG_MS) }));
     db = ledger.runtime.db as unknown as Kysely<unknown>;
-    const tokens = { admin: await ledger.token('admin'), teller: await ledger.token('teller') };
-    teller = client(ledger.app, tokens.teller);
-    from = (await openFundedAccount(ledger.app, tokens, { deposit: '100.00' })).accountId;
-    to = (await openFundedAccount(ledger.app, tokens)).accountId;
   });
   afterAll(async () => {
     await ledger?.close();
   });
-
-  const transfer = (transferId = randomUUID()) => teller.post('/v1/transfers', { transferId, fromAccountId: from, toAccountId: to, amount: '1.00', currency: 'EUR' });
 
   async function managerCheckpoint(position: bigint, updatedAgoMs: number): Promise<void> {
     await sql`
@@ -63,7 +67,7 @@ describe('transfer admission: 503 while the process manager is behind', () => {
     expect(await ledger.runtime.store.readStream(transferStream(transferId)), 'no effect').toEqual([]);
 
     // Bad input is still told so first.
-    const same = await teller.post('/v1/transfers', { transferId: randomUUID(), fromAccountId: from, toAccountId: from, amount: '1.00', currency: 'EUR' });
+    const same = await transfer(randomUUID(), from);
     expect(same.statusCode).toBe(422);
   });
 
@@ -87,25 +91,14 @@ describe('transfer admission: 503 while the process manager is behind', () => {
 describe('transfer admission: 503 while appends wait for the database', () => {
   const MAX_APPEND_WAIT_MS = 200;
   let ledger: TestLedger;
-  let teller: ReturnType<typeof client>;
-  let from: string;
-  let to: string;
+  let transfer: Awaited<ReturnType<typeof admissionLedger>>['transfer'];
 
   beforeAll(async () => {
-    ledger = await startTestLedger({
-      roles: ['write-api', 'read-api'],
-      env: { TRANSFER_ADMISSION_MAX_LAG_MS: '0', TRANSFER_ADMISSION_MAX_APPEND_WAIT_MS: String(MAX_APPEND_WAIT_MS) },
-    });
-    const tokens = { admin: await ledger.token('admin'), teller: await ledger.token('teller') };
-    teller = client(ledger.app, tokens.teller);
-    from = (await openFundedAccount(ledger.app, tokens, { deposit: '100.00' })).accountId;
-    to = (await openFundedAccount(ledger.app, tokens)).accountId;
+    ({ ledger, transfer } = await admissionLedger({ TRANSFER_ADMISSION_MAX_LAG_MS: '0', TRANSFER_ADMISSION_MAX_APPEND_WAIT_MS: String(MAX_APPEND_WAIT_MS) }));
   });
   afterAll(async () => {
     await ledger?.close();
   });
-
-  const transfer = (transferId = randomUUID()) => teller.post('/v1/transfers', { transferId, fromAccountId: from, toAccountId: to, amount: '1.00', currency: 'EUR' });
 
   it('refuses new transfers with problem+json while the oldest queued append is past the bound, and admits again once the appends go through', async () => {
     expect((await transfer()).statusCode).toBe(202);
@@ -121,7 +114,9 @@ describe('transfer admission: 503 while appends wait for the database', () => {
       expect(ledger.runtime.store.oldestAppendWaitMs?.()).toBeGreaterThan(MAX_APPEND_WAIT_MS);
 
       const refusedId = randomUUID();
-      const refused = await transfer(refusedId);
+      // Refused at once, not queued behind the lock (a missing check would wait here for the lock).
+      const refused = await Promise.race([transfer(refusedId), sleep(2_000).then(() => undefined)]);
+      if (!refused) throw new Error('the transfer waited for the database instead of being refused');
       expect(refused.statusCode, refused.body).toBe(503);
       expect(refused.headers['content-type']).toMatch(/^application\/problem\+json/);
       expect(refused.headers['retry-after']).toBe('1');
