@@ -220,16 +220,15 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
     // cached state current; a refusal or a no-op proves nothing, so those are decided again on
     // fresh state before they are answered (another process may have moved the stream).
     let verified = false;
-    // Read the whole stream next time, to find commands it forgot; once per batch.
+    // Read the whole stream next time, to find commands it forgot. A whole read leaves `cached`
+    // complete for the rest of the batch (only `remember`, on the way out, trims it), so it happens
+    // at most once per batch.
     let readWhole = false;
-    let readWholeDone = false;
-    const forgottenMayMatter = () => !cached.complete && !readWholeDone;
     for (let attempt = 1; ; attempt++) {
       if (stale) {
         try {
           cached = await this.refresh(streamName, readWhole ? undefined : cached);
           verified = true;
-          readWholeDone ||= readWhole;
           readWhole = false;
         } catch (error) {
           batch.forEach((pending) => pending.reject(error));
@@ -243,7 +242,7 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
         attempt -= 1;
         continue;
       }
-      if (outcome.decidedNothingFor > 0 && forgottenMayMatter()) {
+      if (outcome.decidedNothingFor > 0 && !cached.complete) {
         // A refusal or a no-op may be a repeat of a command this stream forgot: its answer is the stored one.
         let forgot: boolean;
         try {
@@ -270,7 +269,7 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
           // These events were already stored: the state decided on was not current. Read it and
           // decide again, so a repeat is answered from what the stream recorded.
           stale = true;
-          if (forgottenMayMatter()) readWhole = true;
+          readWhole = !cached.complete;
           if (!verified || readWhole) attempt -= 1;
           continue;
         }
@@ -281,7 +280,7 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
         return;
       } catch (error) {
         // An id reused elsewhere in a stream that forgot commands: the repeat of a forgotten one.
-        if (error instanceof IdempotencyConflictError && forgottenMayMatter()) {
+        if (error instanceof IdempotencyConflictError && !cached.complete) {
           stale = true;
           readWhole = true;
           attempt -= 1;
