@@ -5,7 +5,8 @@
  *
  * Jobs: `get` picks a random path of `paths` per request (history pages); `transfers` posts
  * POST /v1/transfers with a fresh transferId per request between two random distinct accounts, and
- * reports when each request was sent (epoch ms), keyed by transferId.
+ * reports when each request was sent (epoch ms), keyed by transferId. A `transfers` job may also
+ * probe (see runProbes): here, not in the parent, whose process is the ledger under test.
  *
  * Protocol (IPC, advanced serialization): the parent sends one LoadJob, the child opens its
  * connections, answers { started } when its clock starts, then sends one LoadOutcome, and exits.
@@ -24,6 +25,8 @@ export interface LoadJob {
   token: string;
   paths?: string[];
   accountIds?: string[];
+  /** transfers only: every everyMs one transfer of its own, polled every pollMs until it is terminal. */
+  probe?: { everyMs: number; pollMs: number; inFlightMax: number };
 }
 
 export interface LoadOutcome {
@@ -42,6 +45,12 @@ export interface LoadOutcome {
   loadgenCpuCores: number;
   /** transfers only, those not refused: transferId -> epoch ms when the request was due (the open loop sends it then, or late and counted). */
   sentAt?: Map<string, number>;
+  /**
+   * With a probe: each probe transfer's latency from its POST to a GET that showed it terminal.
+   * It settles after the outcome itself, once the last probe ended: the outcome marks the end of
+   * the window (the parent measures CPU to it), the probes of its last seconds end later.
+   */
+  probeLatenciesMs?: Promise<number[]>;
 }
 
 const FIRST_ERRORS_KEPT = 5;
@@ -132,6 +141,7 @@ export async function runJob(job: LoadJob, onStarted: () => void = () => undefin
   onStarted();
   const cpuBefore = process.cpuUsage();
   const startedAt = performance.now();
+  const probing = job.kind === 'transfers' && job.probe ? runProbes(target, job.token, accounts, job.probe, () => issued >= total) : undefined;
   const inFlight: Promise<void>[] = [];
   await new Promise<void>((resolve) => {
     const timer = setInterval(() => {
@@ -167,7 +177,69 @@ export async function runJob(job: LoadJob, onStarted: () => void = () => undefin
     firstErrors,
     loadgenCpuCores: (cpu.user + cpu.system) / 1_000 / elapsedMs,
     ...(job.kind === 'transfers' ? { sentAt } : {}),
+    ...(probing ? { probeLatenciesMs: probing } : {}),
   };
+}
+
+/** A probe gives up on a transfer not terminal within this. */
+const PROBE_GIVE_UP_MS = 60_000;
+
+/**
+ * What a client polling the query API sees: every `everyMs` until `done()`, one transfer of its own,
+ * then GET /v1/transfers/:id every `pollMs` until it is completed or failed. At most `inFlightMax`
+ * at once, so polling never becomes the load it measures. Resolves with the latencies once the
+ * last probe ended. Run in the load generator because the client's own work (HTTP parsing, timers)
+ * took 4-5 % of the ledger's event loop when it ran in the benchmark's process (session 12 profile).
+ */
+async function runProbes(target: URL, token: string, accounts: readonly string[], probe: NonNullable<LoadJob['probe']>, done: () => boolean): Promise<number[]> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: probe.inFlightMax });
+  const latencies: number[] = [];
+  const running = new Set<Promise<void>>();
+  const call = (method: 'GET' | 'POST', path: string, body?: string) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const headers: Record<string, string> = { authorization: `Bearer ${token}` };
+      if (body !== undefined) {
+        headers['content-type'] = 'application/json';
+        headers['content-length'] = String(Buffer.byteLength(body));
+      }
+      const request = http.request({ host: target.hostname, port: target.port, path, method, headers, agent, timeout: REQUEST_TIMEOUT_MS }, (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      });
+      request.on('timeout', () => request.destroy(new Error('timeout')));
+      request.on('error', reject);
+      request.end(body);
+    });
+  const one = async () => {
+    const transferId = randomUUID();
+    const from = accounts[Math.floor(Math.random() * accounts.length)]!;
+    let to = from;
+    while (to === from) to = accounts[Math.floor(Math.random() * accounts.length)]!;
+    const sent = performance.now();
+    const posted = await call('POST', '/v1/transfers', JSON.stringify({ transferId, fromAccountId: from, toAccountId: to, amount: '1.00', currency: 'EUR' }));
+    if (posted.status !== 202) return;
+    while (performance.now() - sent < PROBE_GIVE_UP_MS) {
+      const answer = await call('GET', `/v1/transfers/${transferId}`);
+      const status = answer.status === 200 ? (JSON.parse(answer.body) as { status: string }).status : undefined;
+      if (status === 'completed' || status === 'failed') {
+        latencies.push(performance.now() - sent);
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, probe.pollMs));
+    }
+  };
+  while (!done()) {
+    await new Promise((resolve) => setTimeout(resolve, probe.everyMs));
+    if (running.size >= probe.inFlightMax || done()) continue;
+    const started: Promise<void> = one()
+      .catch(() => undefined)
+      .finally(() => running.delete(started));
+    running.add(started);
+  }
+  await Promise.all(running);
+  agent.destroy();
+  return latencies;
 }
 
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -207,7 +279,11 @@ export const LOADGEN_ENV = 'PROJECTIONS_BENCH_LOADGEN';
 if (process.env[LOADGEN_ENV] === '1' && process.send) {
   process.once('message', (job: LoadJob) => {
     runJob(job, () => process.send!({ started: true })).then(
-      (outcome) => process.send!({ ok: true, outcome }, () => process.exit(0)),
+      async ({ probeLatenciesMs, ...outcome }) => {
+        process.send!({ ok: true, outcome });
+        const probes = probeLatenciesMs ? await probeLatenciesMs : [];
+        process.send!({ probes }, () => process.exit(0));
+      },
       (error: unknown) => process.send!({ ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) }, () => process.exit(1)),
     );
   });

@@ -94,15 +94,21 @@ export function runLoadgen(job: LoadJob, onStarted: () => void = () => undefined
       if (!settled) reject(error);
       settled = true;
     };
-    child.on('message', (message: { started: true } | { ok: true; outcome: LoadOutcome } | { ok: false; error: string }) => {
+    let probesArrived: (latencies: number[]) => void = () => undefined;
+    const probeLatenciesMs = new Promise<number[]>((resolveProbes) => {
+      probesArrived = resolveProbes;
+    });
+    child.on('message', (message: { started: true } | { probes: number[] } | { ok: true; outcome: LoadOutcome } | { ok: false; error: string }) => {
       if ('started' in message) return onStarted();
+      if ('probes' in message) return probesArrived(message.probes);
       if (!message.ok) return fail(new Error(`load generator failed: ${message.error}`));
-      if (!settled) resolvePromise(message.outcome);
+      if (!settled) resolvePromise(job.probe ? { ...message.outcome, probeLatenciesMs } : message.outcome);
       settled = true;
     });
     child.once('error', fail);
     child.once('exit', (code) => {
       if (code !== 0) fail(new Error(`load generator exited with ${code} before answering`));
+      probesArrived([]);
     });
     child.send(job);
   });
