@@ -205,6 +205,39 @@ describe('PostgreSQL event store under concurrent writers', () => {
     }
   });
 
+  it('a grouped read whose stream is read again alone and fails rejects that read only', async () => {
+    const prefix = `rf${randomUUID().slice(0, 8)}`;
+    // Two streams longer than a grouped read carries for each, so both are read again alone.
+    await store.append(`${prefix}-failing`, events(150, 0), { expectedRevision: 'no_stream' });
+    await store.append(`${prefix}-after`, events(150, 1), { expectedRevision: 'no_stream' });
+    const short = Array.from({ length: 40 }, (_, index) => `${prefix}-${index}`);
+    for (const [index, name] of short.entries()) await store.append(name, events(1, index), { expectedRevision: 'no_stream' });
+    const grouped: number[] = [];
+    const failing = new Proxy(pool, {
+      get(target, property, receiver) {
+        if (property !== 'query') return Reflect.get(target, property, receiver) as unknown;
+        return (config: pg.QueryConfig) => {
+          if (config.name === 'ledger_read_streams') grouped.push((config.values![0] as string[]).length);
+          if (config.name === 'ledger_read_stream' && config.values![0] === `${prefix}-failing`) return Promise.reject(new Error('injected read failure'));
+          return target.query(config);
+        };
+      },
+    });
+    const reading = new PostgresEventStore(failing, database.url);
+    try {
+      // The short reads fill the statements in flight, so the two long ones queue and share a group.
+      const settled = await Promise.allSettled([...short, `${prefix}-failing`, `${prefix}-after`].map((name) => reading.readStream(name, { maxCount: 1_000 })));
+      expect(grouped.some((size) => size > 1), 'the reads were grouped').toBe(true);
+      const [failed, after] = settled.slice(-2);
+      expect(failed).toMatchObject({ status: 'rejected', reason: { message: 'injected read failure' } });
+      expect(after, 'the other long stream is answered in full').toMatchObject({ status: 'fulfilled' });
+      expect((after as PromiseFulfilledResult<RecordedEvent[]>).value).toHaveLength(150);
+      for (const outcome of settled.slice(0, -2)) expect(outcome.status).toBe('fulfilled');
+    } finally {
+      await reading.close();
+    }
+  });
+
   it('small appends wait for the statement in flight and share the next one; callers that append again at once join it', async () => {
     const statements: number[] = [];
     const counted = Object.create(pool) as pg.Pool;

@@ -310,9 +310,12 @@ export class PostgresEventStore implements EventStore {
     }
   }
 
+  /** Settles every read of the group exactly once. */
   private async readStreams(group: PendingStreamRead[]): Promise<void> {
+    const readAlone = (read: PendingStreamRead) => this.readStreamPage(read.streamName, read.fromRevision, read.limit, 'forwards').then(read.resolve, read.reject);
+    if (group.length === 1) return readAlone(group[0]!);
+    let pages: RecordedEvent[][];
     try {
-      if (group.length === 1) return group[0]!.resolve(await this.readStreamPage(group[0]!.streamName, group[0]!.fromRevision, group[0]!.limit, 'forwards'));
       // Each stream gives the group at most GROUPED_EVENTS_PER_STREAM events, so one statement holds
       // at most 200 x 100 rows; a stream that has more is read again alone, in full.
       const result = await this.pool.query<EventRow & { read_index: number }>({
@@ -325,18 +328,19 @@ export class PostgresEventStore implements EventStore {
           order by r.read_index, e.stream_revision::int8`,
         values: [group.map((read) => read.streamName), group.map((read) => read.fromRevision.toString()), group.map((read) => read.limit)],
       });
-      const pages = group.map((): RecordedEvent[] => []);
+      pages = group.map((): RecordedEvent[] => []);
       for (const row of result.rows) pages[Number(row.read_index) - 1]!.push(toRecordedEvent(row));
-      const cut: PendingStreamRead[] = [];
-      group.forEach((read, index) => {
-        if (read.limit > GROUPED_EVENTS_PER_STREAM && pages[index]!.length === GROUPED_EVENTS_PER_STREAM) cut.push(read);
-        else read.resolve(pages[index]!);
-      });
-      for (const read of cut) read.resolve(await this.readStreamPage(read.streamName, read.fromRevision, read.limit, 'forwards'));
     } catch (error) {
-      // Reads already answered ignore this.
       for (const read of group) read.reject(error);
+      return;
     }
+    const cut: PendingStreamRead[] = [];
+    group.forEach((read, index) => {
+      if (read.limit > GROUPED_EVENTS_PER_STREAM && pages[index]!.length === GROUPED_EVENTS_PER_STREAM) cut.push(read);
+      else read.resolve(pages[index]!);
+    });
+    // One after another: the group holds one of the STREAM_READS_IN_FLIGHT statements, not more.
+    for (const read of cut) await readAlone(read);
   }
 
   private async readStreamPage(streamName: string, from: bigint, limit: number, direction: 'forwards' | 'backwards'): Promise<RecordedEvent[]> {
