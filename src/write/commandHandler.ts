@@ -55,14 +55,23 @@ interface RecordedCommand {
   position: bigint;
 }
 
+/**
+ * The commands a stream remembers. One object is shared by every copy of a stream's cached state
+ * (a refresh makes a new copy, not a new map), so the flag travels with the map it describes: a
+ * trim through one copy is seen by a batch still holding another.
+ */
+interface RememberedCommands {
+  byKey: Map<string, RecordedCommand>;
+  /** `byKey` holds every command the stream carried; false once older ones were forgotten. */
+  complete: boolean;
+}
+
 interface CachedStream<State> {
   state: State;
   revision: bigint | undefined;
   /** Position of the stream's last event, 0n for a new stream. */
   position: bigint;
-  commands: Map<string, RecordedCommand>;
-  /** `commands` holds every command the stream carried; false once older ones were forgotten. */
-  complete: boolean;
+  commands: RememberedCommands;
 }
 
 interface Pending<State, Command, Event extends DomainEvent> {
@@ -177,10 +186,10 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
   /** What the stream remembers of an earlier command with this idempotency key, if any. */
   async findCommand(streamName: string, idempotencyKey: string): Promise<{ requestHash: string } | undefined> {
     let cached = await this.refresh(streamName, this.cache.get(streamName));
-    let found = cached.commands.get(idempotencyKey);
+    let found = cached.commands.byKey.get(idempotencyKey);
     if (!found && (await this.mayHaveForgotten(streamName, cached, [idempotencyKey]))) {
       cached = await this.refresh(streamName, undefined);
-      found = cached.commands.get(idempotencyKey);
+      found = cached.commands.byKey.get(idempotencyKey);
     }
     this.remember(streamName, cached);
     return found;
@@ -188,8 +197,8 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
 
   /** Whether the stream forgot one of these keys: their commands' first events are stored. */
   private async mayHaveForgotten(streamName: string, cached: CachedStream<State>, keys: readonly string[]): Promise<boolean> {
-    if (cached.complete || !this.store.storedEventIds) return false;
-    const unknown = [...new Set(keys)].filter((key) => !cached.commands.has(key));
+    if (cached.commands.complete || !this.store.storedEventIds) return false;
+    const unknown = [...new Set(keys)].filter((key) => !cached.commands.byKey.has(key));
     if (unknown.length === 0) return false;
     return (await this.store.storedEventIds(unknown.map((key) => eventIdFor(streamName, key, 0)))).length > 0;
   }
@@ -220,9 +229,9 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
     // cached state current; a refusal or a no-op proves nothing, so those are decided again on
     // fresh state before they are answered (another process may have moved the stream).
     let verified = false;
-    // Read the whole stream next time, to find commands it forgot. A whole read leaves `cached`
-    // complete for the rest of the batch (only `remember`, on the way out, trims it), so it happens
-    // at most once per batch.
+    // Read the whole stream next time, to find commands it forgot. A whole read gives the batch
+    // remembered commands of its own, complete until the batch's own `remember` on the way out (no
+    // other copy shares them), so it happens at most once per batch.
     let readWhole = false;
     for (let attempt = 1; ; attempt++) {
       if (stale) {
@@ -242,7 +251,7 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
         attempt -= 1;
         continue;
       }
-      if (outcome.decidedNothingFor > 0 && !cached.complete) {
+      if (outcome.decidedNothingFor > 0 && !cached.commands.complete) {
         // A refusal or a no-op may be a repeat of a command this stream forgot: its answer is the stored one.
         let forgot: boolean;
         try {
@@ -269,7 +278,7 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
           // These events were already stored: the state decided on was not current. Read it and
           // decide again, so a repeat is answered from what the stream recorded.
           stale = true;
-          readWhole = !cached.complete;
+          readWhole = !cached.commands.complete;
           if (!verified || readWhole) attempt -= 1;
           continue;
         }
@@ -280,7 +289,7 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
         return;
       } catch (error) {
         // An id reused elsewhere in a stream that forgot commands: the repeat of a forgotten one.
-        if (error instanceof IdempotencyConflictError && !cached.complete) {
+        if (error instanceof IdempotencyConflictError && !cached.commands.complete) {
           stale = true;
           readWhole = true;
           attempt -= 1;
@@ -316,7 +325,7 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
 
     for (const pending of batch) {
       const { context } = pending;
-      const earlier = added.get(context.idempotencyKey) ?? cached.commands.get(context.idempotencyKey);
+      const earlier = added.get(context.idempotencyKey) ?? cached.commands.byKey.get(context.idempotencyKey);
       if (earlier) {
         if (earlier.requestHash !== context.requestHash) {
           settlements.push(() => pending.reject(new HttpProblem(422, 'idempotency_key_reused', 'this idempotency key was already used with a different request')));
@@ -361,8 +370,8 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
       decidedNothingFor,
       apply: (revision: bigint, position: bigint): CachedStream<State> => {
         for (const recorded of fresh) recorded.position = position;
-        for (const [key, recorded] of added) cached.commands.set(key, recorded);
-        return { state, revision, position, commands: cached.commands, complete: cached.complete };
+        for (const [key, recorded] of added) cached.commands.byKey.set(key, recorded);
+        return { state, revision, position, commands: cached.commands };
       },
       settle: (position: bigint) => {
         settlements.forEach((settle) => settle(position));
@@ -382,7 +391,7 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
 
   /** Brings a cached stream up to date by reading only what was appended since. */
   private emptyStream(): CachedStream<State> {
-    return { state: this.decider.initialState(), revision: undefined, position: 0n, commands: new Map<string, RecordedCommand>(), complete: true };
+    return { state: this.decider.initialState(), revision: undefined, position: 0n, commands: { byKey: new Map<string, RecordedCommand>(), complete: true } };
   }
 
   private async refresh(streamName: string, cached: CachedStream<State> | undefined): Promise<CachedStream<State>> {
@@ -399,12 +408,12 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
         state = this.decider.evolve(state, { type: recorded.type, data: recorded.data } as Event);
         revision = recorded.revision;
         position = recorded.position;
-        rememberCommand(current.commands, added, recorded);
+        rememberCommand(current.commands.byKey, added, recorded);
       }
       if (page.length < MAX_PAGE_SIZE) break;
     }
-    for (const [key, recorded] of added) current.commands.set(key, recorded);
-    current = { state, revision, position, commands: current.commands, complete: current.complete };
+    for (const [key, recorded] of added) current.commands.byKey.set(key, recorded);
+    current = { state, revision, position, commands: current.commands };
     return current;
   }
 
@@ -415,11 +424,12 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
     this.cache.delete(streamName);
     this.cache.set(streamName, cached);
     // Oldest first (a map keeps insertion order): a repeat of a recent command needs no lookup.
-    let excess = cached.commands.size - this.rememberedPerStream;
-    if (excess > 0) cached.complete = false;
-    for (const key of cached.commands.keys()) {
+    const { byKey } = cached.commands;
+    let excess = byKey.size - this.rememberedPerStream;
+    if (excess > 0) cached.commands.complete = false;
+    for (const key of byKey.keys()) {
       if (excess-- <= 0) break;
-      cached.commands.delete(key);
+      byKey.delete(key);
     }
     while (this.cache.size > this.cacheSize) {
       const oldest = this.cache.keys().next().value;

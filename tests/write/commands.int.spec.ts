@@ -254,7 +254,7 @@ describe('command API', () => {
       });
       const contextFor = (key: string, requestHash = `hash-${key}`) => ({ idempotencyKey: `test:${key}`, requestHash, actor: 'test', correlationId: key });
       const remembered = (write: ReturnType<typeof createWriteSide>, stream: string) =>
-        (write.accounts as unknown as { cache: Map<string, { commands: Map<string, unknown> }> }).cache.get(stream)!.commands.size;
+        (write.accounts as unknown as { cache: Map<string, { commands: { byKey: Map<string, unknown> } }> }).cache.get(stream)!.commands.byKey.size;
       /** An account funded with 100.00, then `first` and four `then` commands through a write side that remembers two: `first` is forgotten. */
       async function afterForgetting(first: (accountId: string) => ReturnType<typeof movement>, then: (accountId: string) => ReturnType<typeof movement>) {
         const { accountId } = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
@@ -296,6 +296,64 @@ describe('command API', () => {
         expect(await storedEventCount()).toBe(before);
         const { state } = await write.accounts.load(stream);
         expect((state as { balanceMinor: bigint }).balanceMinor).toBe(10_000n + 700n + 400n);
+      });
+
+      /**
+       * A batch holding the cached stream while, in the same process, a read trims the commands that
+       * stream remembers (another instance pushed it past the bound) and the batch's append loses
+       * its revision: the retry must still know that `first` may be forgotten.
+       */
+      async function batchRacingATrim(first: (accountId: string) => ReturnType<typeof movement>, other: (accountId: string) => ReturnType<typeof movement>) {
+        const { accountId } = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+        const stream = accountStream(accountId);
+        let beforeNextAppend: (() => Promise<void>) | undefined;
+        const store = Object.create(ledger.runtime.store) as EventStore;
+        store.append = async (...args) => {
+          const hook = beforeNextAppend;
+          beforeNextAppend = undefined;
+          await hook?.();
+          return ledger.runtime.store.append(...args);
+        };
+        const write = createWriteSide(store, { retryLimit: 5, rememberedPerStream: 4 });
+        const elsewhere = createWriteSide(ledger.runtime.store, { retryLimit: 5 });
+        const command = first(accountId);
+        const answer = await write.accounts.handle(stream, command, contextFor('first'));
+        const before = await storedEventCount();
+        // `lead` appends at once; the three behind it queue and are decided together in the next batch.
+        const lead = write.accounts.handle(stream, movement('Deposit', accountId, 100n), contextFor(`lead-${randomUUID()}`));
+        beforeNextAppend = async () => {
+          for (let index = 0; index < 4; index++) await elsewhere.accounts.handle(stream, other(accountId), contextFor(`elsewhere-${index}-${randomUUID()}`));
+          await write.accounts.load(stream);
+        };
+        const batch = [
+          write.accounts.handle(stream, movement('Deposit', accountId, 100n), contextFor(`before-${randomUUID()}`)),
+          write.accounts.handle(stream, command, contextFor('first')),
+          write.accounts.handle(stream, movement('Deposit', accountId, 100n), contextFor(`after-${randomUUID()}`)),
+        ];
+        await lead;
+        const [unrelatedBefore, repeated, unrelatedAfter] = await Promise.allSettled(batch);
+        return { answer, repeated, unrelated: [unrelatedBefore, unrelatedAfter], written: (await storedEventCount()) - before };
+      }
+
+      it('a repeat in a batch whose stream another read trimmed meanwhile is replayed, not refused on the new state', async () => {
+        // 100.00 - 60.00 - 4 x 10.00 = 0.00: decided anew, the withdrawal would be refused.
+        const { answer, repeated, unrelated, written } = await batchRacingATrim(
+          (accountId) => movement('Withdraw', accountId, 6_000n),
+          (accountId) => movement('Withdraw', accountId, 1_000n),
+        );
+        expect(repeated).toMatchObject({ status: 'fulfilled', value: { replayed: true, events: answer.events, eventIds: answer.eventIds } });
+        expect(unrelated.map((outcome) => outcome?.status)).toEqual(['fulfilled', 'fulfilled']);
+        expect(written, 'the lead, four withdrawals elsewhere and the two deposits beside the repeat').toBe(7);
+      });
+
+      it('a repeat in a batch whose stream another read trimmed meanwhile is caught by the store, and the commands beside it are not failed', async () => {
+        const { answer, repeated, unrelated, written } = await batchRacingATrim(
+          (accountId) => movement('Deposit', accountId, 700n),
+          (accountId) => movement('Deposit', accountId, 100n),
+        );
+        expect(repeated).toMatchObject({ status: 'fulfilled', value: { replayed: true, events: answer.events, eventIds: answer.eventIds } });
+        expect(unrelated.map((outcome) => outcome?.status)).toEqual(['fulfilled', 'fulfilled']);
+        expect(written, 'the lead, four deposits elsewhere and the two beside the repeat').toBe(7);
       });
 
       it('on a store that cannot say which ids it holds, remembers every command', async () => {
