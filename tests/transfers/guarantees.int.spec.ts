@@ -533,6 +533,39 @@ describe('transfer guarantees', () => {
       await expectBooksBalance(ledger);
     });
 
+    it('the sweeper expiring an ordinary hold (no transfer) looks up no transfer and leaves nothing followed', async () => {
+      const { db } = ledger.runtime;
+      const account = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+      const holdId = randomUUID();
+      const now = new Date();
+      await ledger.ledger.write.accounts.handle(
+        accountStream(account.accountId),
+        { type: 'PlaceHold', data: { accountId: account.accountId, holdId, currency: 'EUR', amountMinor: 1_000n, expiresAt: new Date(now.getTime() + 200).toISOString(), reference: null, description: null, now: now.toISOString() } },
+        { idempotencyKey: `test:${holdId}`, requestHash: 'hold', actor: 'test', correlationId: holdId },
+      );
+      const projected = await until(
+        () => db.selectFrom('account_holds').select('hold_id').where('hold_id', '=', holdId).executeTakeFirst(),
+        (row) => row !== undefined,
+        SETTLE_TIMEOUT_MS,
+      );
+      expect(projected, 'the hold reached the accounts read model').toBeDefined();
+      await new Promise((resolve) => setTimeout(resolve, 250));
+
+      const write = freshWriteSide(ledger);
+      const transfersLoaded: string[] = [];
+      const load = write.transfers.load.bind(write.transfers);
+      write.transfers.load = (stream) => {
+        transfersLoaded.push(stream);
+        return load(stream);
+      };
+      const sweeper = new TransferProcessManager(write, { logger, batchSize: 50 });
+      expect(await sweeper.expireHolds(db)).toBeGreaterThanOrEqual(1);
+      await sweeper.settled();
+      expect((await readWholeStream(ledger.runtime.store, accountStream(account.accountId))).filter((event) => event.type === 'HoldExpired')).toHaveLength(1);
+      expect(transfersLoaded).toEqual([]);
+      expect((sweeper as unknown as { followed: Map<string, unknown> }).followed.size).toBe(0);
+    });
+
     it('keeps the timer as a row across a crash; firing it fences the pending credit and the hold is released', async () => {
       const { store, db } = ledger.runtime;
       const from = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });

@@ -339,7 +339,9 @@ export class TransferProcessManager {
     // A replayed step's outcomes were recorded before: the log delivers them, to this manager or another.
     if (result.replayed) return result;
     for (const [index, event] of result.events.entries()) {
-      if (REACTS_TO.has(event.type)) this.follow({ id: result.eventIds[index]!, streamName, type: event.type, data: event.data });
+      // The sweeper's expiry of an ordinary hold (no transfer) is nothing to react to, and the log's
+      // delivery of it never takes the followed entry back.
+      if (REACTS_TO.has(event.type) && transferIdOf(event)) this.follow({ id: result.eventIds[index]!, streamName, type: event.type, data: event.data });
     }
     return result;
   }
@@ -426,7 +428,7 @@ async function recordDeadlines(db: Kysely<unknown>, events: readonly RecordedEve
     on conflict (transfer_id) do nothing`.execute(db);
 }
 
-function transferIdOf(event: RecordedEvent): string | undefined {
+function transferIdOf(event: { data: unknown }): string | undefined {
   const transferId = (event.data as { transferId?: unknown }).transferId;
   return typeof transferId === 'string' ? transferId : undefined;
 }
