@@ -533,6 +533,76 @@ describe('transfer guarantees', () => {
       await expectBooksBalance(ledger);
     });
 
+    it('one deadline whose fence fails does not hold up the others; it is checked again later', async () => {
+      const { db, store } = ledger.runtime;
+      const to = await openFundedAccount(ledger.app, tokens);
+      const failingSource = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+      const source = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+      const now = new Date();
+      const request = async (fromAccountId: string) => {
+        const transferId = randomUUID();
+        await ledger.ledger.write.transfers.handle(transferStream(transferId), {
+          type: 'RequestTransfer',
+          data: { transferId, fromAccountId, toAccountId: to.accountId, currency: 'EUR', amountMinor: 1_000n, description: null, deadlineAt: new Date(now.getTime() + 10_000).toISOString(), holdExpiresAt: new Date(now.getTime() + 3_600_000).toISOString(), now: now.toISOString() },
+        }, { idempotencyKey: `test:${transferId}`, requestHash: 'request', actor: 'test', correlationId: transferId });
+        return transferId;
+      };
+      const failing = await request(failingSource.accountId);
+      const healthy = await request(source.accountId);
+      // No manager runs here: the timer rows are written as the manager writes them, the failing one due first.
+      await sql`insert into transfer_deadlines (transfer_id, deadline_at, next_check_at) values
+        (${failing}, ${new Date(now.getTime() + 10_000)}, ${new Date(now.getTime() + 9_000)}),
+        (${healthy}, ${new Date(now.getTime() + 10_000)}, ${new Date(now.getTime() + 10_000)})`.execute(db);
+
+      const write = freshWriteSide(ledger);
+      const handle = write.accounts.handle.bind(write.accounts);
+      write.accounts.handle = (stream, ...rest) => (stream === accountStream(failingSource.accountId) ? Promise.reject(new Error('injected: the account is unavailable')) : handle(stream, ...rest));
+      const timer = new TransferProcessManager(write, { logger, batchSize: 50 });
+      const firedAt = new Date(now.getTime() + 20_000);
+      expect(await timer.fireDeadlines(db as unknown as Kysely<unknown>, firedAt)).toBeGreaterThanOrEqual(2);
+
+      expect(effectsOf(await readWholeStream(store, accountStream(source.accountId)), healthy), 'the healthy deadline fired').toEqual({ TransferHoldRejected: 1 });
+      expect(effectsOf(await readWholeStream(store, accountStream(failingSource.accountId)), failing)).toEqual({});
+      const rows = await sql<{ transfer_id: string; next_check_at: Date }>`select transfer_id, next_check_at from transfer_deadlines where transfer_id in (${failing}, ${healthy})`.execute(db);
+      const failingRow = rows.rows.find((row) => row.transfer_id === failing);
+      expect(failingRow, 'the failing timer is kept').toBeDefined();
+      expect(failingRow!.next_check_at.getTime(), 'and checked again later, not first again at once').toBeGreaterThan(firedAt.getTime());
+    });
+
+    it('one hold the sweeper cannot expire does not hold up the others', async () => {
+      const { db, store } = ledger.runtime;
+      const holdOn = async (accountId: string) => {
+        const holdId = randomUUID();
+        const now = new Date();
+        await ledger.ledger.write.accounts.handle(
+          accountStream(accountId),
+          { type: 'PlaceHold', data: { accountId, holdId, currency: 'EUR', amountMinor: 1_000n, expiresAt: new Date(now.getTime() + 200).toISOString(), reference: null, description: null, now: now.toISOString() } },
+          { idempotencyKey: `test:${holdId}`, requestHash: 'hold', actor: 'test', correlationId: holdId },
+        );
+        return holdId;
+      };
+      const failingAccount = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+      const account = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+      const failingHold = await holdOn(failingAccount.accountId);
+      const hold = await holdOn(account.accountId);
+      const projected = await until(
+        () => db.selectFrom('account_holds').select('hold_id').where('hold_id', 'in', [failingHold, hold]).execute(),
+        (rows) => rows.length === 2,
+        SETTLE_TIMEOUT_MS,
+      );
+      expect(projected).toHaveLength(2);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+
+      const write = freshWriteSide(ledger);
+      const handle = write.accounts.handle.bind(write.accounts);
+      write.accounts.handle = (stream, ...rest) => (stream === accountStream(failingAccount.accountId) ? Promise.reject(new Error('injected: the account is unavailable')) : handle(stream, ...rest));
+      const sweeper = new TransferProcessManager(write, { logger, batchSize: 50 });
+      expect(await sweeper.expireHolds(db)).toBeGreaterThanOrEqual(2);
+      const expired = async (accountId: string) => (await readWholeStream(store, accountStream(accountId))).filter((event) => event.type === 'HoldExpired').length;
+      expect(await expired(account.accountId)).toBe(1);
+      expect(await expired(failingAccount.accountId)).toBe(0);
+    });
+
     it('the sweeper expiring an ordinary hold (no transfer) looks up no transfer and leaves nothing followed', async () => {
       const { db } = ledger.runtime;
       const account = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });

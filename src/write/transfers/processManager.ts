@@ -27,6 +27,8 @@ const REACTION_CONCURRENCY = 256;
 // behind the log at 800 transfers/s while the machine had CPU to spare.
 const BATCHES_IN_FLIGHT = 8;
 const TIMER_BATCH = 200;
+/** A deadline that fired is checked again after this, until its transfer ends. */
+const DEADLINE_RECHECK_MS = 5_000;
 const STEP_CONFLICT_ATTEMPTS = 5;
 
 /** The steps of a transfer, each run at most once in effect; tests crash the manager after each. */
@@ -364,23 +366,34 @@ export class TransferProcessManager {
     const due = await sql<{ transfer_id: string }>`
       select transfer_id from transfer_deadlines where next_check_at <= ${now} order by next_check_at limit ${TIMER_BATCH}`.execute(db);
     for (const { transfer_id: transferId } of due.rows) {
-      const { state } = await this.write.transfers.load(transferStream(transferId));
-      if (state.status === 'none' || state.status === 'completed' || state.status === 'failed') {
-        await sql`delete from transfer_deadlines where transfer_id = ${transferId}`.execute(db);
-        continue;
+      try {
+        await this.fireDeadline(db, transferId);
+      } catch (error) {
+        if (this.crashed) throw error;
+        // One transfer's fence failing (a contended or busy account) must not hold up the others,
+        // nor the hold sweeper after them: it is tried again at its next check.
+        this.options.logger.warn({ err: error, transferId }, 'firing a transfer deadline failed; trying again later');
       }
-      const cause = `deadline:${transferId}`;
-      if (state.status === 'requested') {
-        await this.fenceReservation(state, cause);
-        // The source decided first and holds the money: the credit is what is pending.
-        const { state: source } = await this.write.accounts.load(accountStream(state.fromAccountId));
-        if (source.status !== 'none' && source.transferHoldOutcomes.get(transferId) === 'placed') await this.fenceCredit(state, 'deadline_exceeded', cause);
-      } else if (state.status === 'reserved') {
-        await this.fenceCredit(state, 'deadline_exceeded', cause);
-      }
-      await sql`update transfer_deadlines set next_check_at = ${new Date(now.getTime() + 5_000)} where transfer_id = ${transferId}`.execute(db);
+      await sql`update transfer_deadlines set next_check_at = ${new Date(now.getTime() + DEADLINE_RECHECK_MS)} where transfer_id = ${transferId}`.execute(db);
     }
     return due.rows.length;
+  }
+
+  private async fireDeadline(db: Kysely<unknown>, transferId: string): Promise<void> {
+    const { state } = await this.write.transfers.load(transferStream(transferId));
+    if (state.status === 'none' || state.status === 'completed' || state.status === 'failed') {
+      await sql`delete from transfer_deadlines where transfer_id = ${transferId}`.execute(db);
+      return;
+    }
+    const cause = `deadline:${transferId}`;
+    if (state.status === 'requested') {
+      await this.fenceReservation(state, cause);
+      // The source decided first and holds the money: the credit is what is pending.
+      const { state: source } = await this.write.accounts.load(accountStream(state.fromAccountId));
+      if (source.status !== 'none' && source.transferHoldOutcomes.get(transferId) === 'placed') await this.fenceCredit(state, 'deadline_exceeded', cause);
+    } else if (state.status === 'reserved') {
+      await this.fenceCredit(state, 'deadline_exceeded', cause);
+    }
   }
 
   /** Records the deadline's rejection on the source unless its hold got there first; whichever is recorded drives the flow. */
@@ -406,12 +419,18 @@ export class TransferProcessManager {
     const holds = await expiredActiveHolds(db, now, TIMER_BATCH);
     for (const hold of holds) {
       const correlationId = hold.transfer_id ?? hold.hold_id;
-      await this.accountStep('expire-hold', correlationId, `expiry:${hold.account_id}:${hold.hold_id}`, hold.account_id, { type: 'ExpireHold', data: { accountId: hold.account_id, holdId: hold.hold_id, now: nowIso() } }, {
-        idempotencyKey: `sweeper:${hold.hold_id}:expire`,
-        requestHash: 'expire',
-        actor: 'system:hold-sweeper',
-        correlationId,
-      });
+      try {
+        await this.accountStep('expire-hold', correlationId, `expiry:${hold.account_id}:${hold.hold_id}`, hold.account_id, { type: 'ExpireHold', data: { accountId: hold.account_id, holdId: hold.hold_id, now: nowIso() } }, {
+          idempotencyKey: `sweeper:${hold.hold_id}:expire`,
+          requestHash: 'expire',
+          actor: 'system:hold-sweeper',
+          correlationId,
+        });
+      } catch (error) {
+        if (this.crashed) throw error;
+        // As for deadlines: one hold's account failing does not hold up the rest; next tick tries again.
+        this.options.logger.warn({ err: error, accountId: hold.account_id, holdId: hold.hold_id }, 'expiring a hold failed; trying again later');
+      }
     }
     return holds.length;
   }
