@@ -295,9 +295,10 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
           attempt -= 1;
           continue;
         }
-        // Another writer moved the stream (or already wrote a repeat of one of these commands):
-        // catch up from the cache and decide again.
-        const retryable = error instanceof ConcurrencyError || (error instanceof IdempotencyConflictError && attempt === 1);
+        // Another writer moved the stream (or already wrote a repeat of one of these commands, which
+        // can happen between any re-read and the append, not only before the first): catch up from
+        // the cache and decide again, where the repeat is answered from what the stream recorded.
+        const retryable = error instanceof ConcurrencyError || error instanceof IdempotencyConflictError;
         if (retryable && attempt < this.options.retryLimit) {
           stale = true;
           if (attempt > 1) await jitter(attempt);

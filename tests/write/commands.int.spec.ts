@@ -403,6 +403,44 @@ describe('command API', () => {
       await other.close();
     });
 
+    it('a repeat another instance records between this one\'s re-read and its append is replayed, and the command beside it is appended', async () => {
+      const { accountId } = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+      const stream = accountStream(accountId);
+      const deposit = () => ({
+        type: 'Deposit' as const,
+        // A fresh transaction id each time: the same request decided twice records different events.
+        data: { accountId, transactionId: randomUUID(), currency: 'EUR' as const, amountMinor: 100n, reference: null, description: null, now: new Date().toISOString() },
+      });
+      const contextFor = (key: string) => ({ idempotencyKey: `test:${key}`, requestHash: `hash-${key}`, actor: 'test', correlationId: key });
+      const elsewhere = createWriteSide(ledger.runtime.store, { retryLimit: 5 });
+      const repeatKey = `repeat-${randomUUID()}`;
+      const beforeAppend = new Map<number, () => Promise<unknown>>([
+        // The batch's first append loses its revision to another writer...
+        [2, () => elsewhere.accounts.handle(stream, deposit(), contextFor(`elsewhere-${randomUUID()}`))],
+        // ...and after the re-read, before the second, another instance records the same request.
+        [3, () => elsewhere.accounts.handle(stream, deposit(), contextFor(repeatKey))],
+      ]);
+      let appends = 0;
+      const store = Object.create(ledger.runtime.store) as EventStore;
+      store.append = async (...args) => {
+        appends += 1;
+        await beforeAppend.get(appends)?.();
+        return ledger.runtime.store.append(...args);
+      };
+      const write = createWriteSide(store, { retryLimit: 5 });
+      await write.accounts.load(stream);
+      const lead = write.accounts.handle(stream, deposit(), contextFor(`lead-${randomUUID()}`));
+      const repeated = write.accounts.handle(stream, deposit(), contextFor(repeatKey));
+      const beside = write.accounts.handle(stream, deposit(), contextFor(`beside-${randomUUID()}`));
+      await lead;
+      const [repeatOutcome, besideOutcome] = await Promise.allSettled([repeated, beside]);
+      expect(appends, 'the lead, then the batch twice, then once more after the conflict').toBeGreaterThanOrEqual(4);
+      expect(repeatOutcome).toMatchObject({ status: 'fulfilled', value: { replayed: true } });
+      expect(besideOutcome).toMatchObject({ status: 'fulfilled', value: { replayed: false } });
+      const { state } = await write.accounts.load(stream);
+      expect((state as { balanceMinor: bigint }).balanceMinor, 'the lead, the other writer, the repeat once and the one beside it').toBe(10_000n + 400n);
+    });
+
     it('two instances withdrawing from one account never overdraw it', async () => {
       const { accountId } = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
       const other = await ledger.restart(['write-api']);
