@@ -50,6 +50,12 @@ export interface AppendResult {
   nextExpectedRevision: bigint;
   /** Global position of the last appended event. */
   position: bigint;
+  /**
+   * Set by a store that gives the events of one append consecutive global positions (PostgreSQL):
+   * the first event's, so event i of the append is at firstPosition + i. Left out by a store whose
+   * positions have gaps (EventStoreDB's are log offsets), and for a duplicate.
+   */
+  firstPosition?: bigint;
   /** True when every event was already stored (an idempotent retry). */
   duplicate: boolean;
 }

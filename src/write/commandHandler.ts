@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { uuidV5Namer } from '../shared/uuidV5.js';
 import type { Decider } from '../domain/decider.js';
 import type { JsonObject } from '../shared/json.js';
-import { ConcurrencyError, IdempotencyConflictError, MAX_EVENTS_PER_APPEND, MAX_PAGE_SIZE, type EventStore, type RecordedEvent } from '../eventstore/port.js';
+import { ConcurrencyError, IdempotencyConflictError, MAX_EVENTS_PER_APPEND, MAX_PAGE_SIZE, type AppendResult, type EventStore, type RecordedEvent } from '../eventstore/port.js';
 import { HttpProblem } from '../shared/http/problem.js';
 
 /**
@@ -41,10 +41,19 @@ export interface CommandResult<Event extends DomainEvent> {
   events: Event[];
   /** The events' ids, in order: derived from (stream, idempotency key, index), or as stored for a replay. */
   eventIds: string[];
-  /** Global position of the last event written by the append that carried this command. */
+  /**
+   * Global position of this command's last event (a replay answers the same); for a command that
+   * recorded nothing, the stream's last position when it was decided.
+   */
   position: bigint;
   /** True when this answer replays an earlier request with the same key. */
   replayed: boolean;
+}
+
+/** The global positions of one append's events: `last` the append's, `of(i)` event i's. */
+interface AppendedPositions {
+  last: bigint;
+  of(index: number): bigint;
 }
 
 /** What a stream remembers of each command it carried: enough to refuse or replay a repeat. */
@@ -269,7 +278,7 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
       }
       if (outcome.toAppend.length === 0) {
         this.remember(streamName, cached);
-        outcome.settle(cached.position);
+        outcome.settle({ last: cached.position, of: () => cached.position });
         return;
       }
       try {
@@ -283,9 +292,10 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
           continue;
         }
         // The append wrote exactly what we decided, so the new state needs no re-read.
-        cached = outcome.apply(result.nextExpectedRevision, result.position);
+        const positions = await this.appendedPositions(streamName, outcome, result);
+        cached = outcome.apply(result.nextExpectedRevision, positions);
         this.remember(streamName, cached);
-        outcome.settle(result.position);
+        outcome.settle(positions);
         return;
       } catch (error) {
         // An id reused elsewhere in a stream that forgot commands: the repeat of a forgotten one.
@@ -318,8 +328,8 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
     // New keys are layered over the stream's map and merged into it only once the append succeeded.
     const added = new Map<string, RecordedCommand>();
     const toAppend: { id: string; type: string; data: JsonObject; metadata: { correlationId: string; causationId?: string; actor: string; extra: JsonObject } }[] = [];
-    const settlements: ((position: bigint) => void)[] = [];
-    const fresh: RecordedCommand[] = [];
+    const settlements: ((positions: AppendedPositions) => void)[] = [];
+    const fresh: { recorded: RecordedCommand; lastIndex: number }[] = [];
     const replays: { pending: Pending<State, Command, Event>; recorded: RecordedCommand }[] = [];
     const nextRevision = cached.revision === undefined ? 0n : cached.revision + 1n;
     let decidedNothingFor = 0;
@@ -360,27 +370,48 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
         const firstRevision = nextRevision + BigInt(toAppend.length - events.length);
         const recorded: RecordedCommand = { requestHash: context.requestHash, firstRevision, lastRevision: firstRevision + BigInt(events.length - 1), position: -1n };
         added.set(context.idempotencyKey, recorded);
-        fresh.push(recorded);
+        fresh.push({ recorded, lastIndex: toAppend.length - 1 });
       }
-      settlements.push((position) => pending.resolve({ events, eventIds, position, replayed: false }));
+      const lastIndex = events.length > 0 ? toAppend.length - 1 : undefined;
+      settlements.push((positions) => pending.resolve({ events, eventIds, position: lastIndex === undefined ? positions.last : positions.of(lastIndex), replayed: false }));
     }
 
     return {
       toAppend,
       /** Commands refused, or decided to need no event, on this state. */
       decidedNothingFor,
-      apply: (revision: bigint, position: bigint): CachedStream<State> => {
-        for (const recorded of fresh) recorded.position = position;
+      /** Some command's last event is not the append's last: its position has to be found. */
+      positionsVary: fresh.some(({ lastIndex }) => lastIndex < toAppend.length - 1),
+      apply: (revision: bigint, positions: AppendedPositions): CachedStream<State> => {
+        for (const { recorded, lastIndex } of fresh) recorded.position = positions.of(lastIndex);
         for (const [key, recorded] of added) cached.commands.byKey.set(key, recorded);
-        return { state, revision, position, commands: cached.commands };
+        return { state, revision, position: positions.last, commands: cached.commands };
       },
-      settle: (position: bigint) => {
-        settlements.forEach((settle) => settle(position));
+      settle: (positions: AppendedPositions) => {
+        settlements.forEach((settle) => settle(positions));
         for (const { pending, recorded } of replays) {
           this.replay(streamName, recorded).then(({ events, eventIds }) => pending.resolve({ events, eventIds, position: recorded.position, replayed: true }), pending.reject);
         }
       },
     };
+  }
+
+  /**
+   * Where each event of a successful append landed, so each command answers its own last event's
+   * position, as a repeat read back from the stream does. A store with consecutive positions says
+   * so in the result; on another, a batch of several commands reads its events back once (if that
+   * read fails, they answer the append's last position, which is past their own: still safe to
+   * wait for, only not what a repeat answers).
+   */
+  private async appendedPositions(streamName: string, outcome: { toAppend: readonly unknown[]; positionsVary: boolean }, result: AppendResult): Promise<AppendedPositions> {
+    const last = result.position;
+    const { firstPosition } = result;
+    if (firstPosition !== undefined) return { last, of: (index) => firstPosition + BigInt(index) };
+    if (!outcome.positionsVary) return { last, of: () => last };
+    const count = outcome.toAppend.length;
+    const stored = await this.store.readStream(streamName, { fromRevision: result.nextExpectedRevision - BigInt(count - 1), maxCount: count }).catch(() => []);
+    if (stored.length !== count || stored.at(-1)!.position !== last) return { last, of: () => last };
+    return { last, of: (index) => stored[index]!.position };
   }
 
   /** Re-reads the events an earlier command wrote, so a repeat gets the same answer. */

@@ -205,6 +205,24 @@ describe('PostgreSQL event store under concurrent writers', () => {
     }
   });
 
+  it('every append, alone or in a group commit, reports the position of its first event; the rest follow consecutively', async () => {
+    const prefix = `fp${randomUUID().slice(0, 8)}`;
+    const first = events(3, 0);
+    const alone = await store.append(`${prefix}-alone`, first, { expectedRevision: 'no_stream' });
+    // Appends arriving together share one statement.
+    const grouped = await Promise.all(Array.from({ length: 12 }, (_, index) => store.append(`${prefix}-${index}`, events(1 + (index % 4), index), { expectedRevision: 'no_stream' })));
+    const streams = [`${prefix}-alone`, ...grouped.map((_result, index) => `${prefix}-${index}`)];
+    for (const [index, result] of [alone, ...grouped].entries()) {
+      const stored = await store.readStream(streams[index]!);
+      expect(result.firstPosition, streams[index]).toBeDefined();
+      expect(stored.map((event) => event.position), streams[index]).toEqual(stored.map((_event, offset) => result.firstPosition! + BigInt(offset)));
+      expect(stored.at(-1)!.position).toBe(result.position);
+    }
+    const repeated = await store.append(`${prefix}-alone`, first, { expectedRevision: 'no_stream' });
+    expect(repeated).toMatchObject({ duplicate: true, position: alone.position });
+    expect(repeated.firstPosition).toBeUndefined();
+  });
+
   it('a grouped read whose stream is read again alone and fails rejects that read only', async () => {
     const prefix = `rf${randomUUID().slice(0, 8)}`;
     // Two streams longer than a grouped read carries for each, so both are read again alone.

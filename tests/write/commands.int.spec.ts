@@ -441,6 +441,46 @@ describe('command API', () => {
       expect((state as { balanceMinor: bigint }).balanceMinor, 'the lead, the other writer, the repeat once and the one beside it').toBe(10_000n + 400n);
     });
 
+    it.each([
+      ['a store that gives an append consecutive positions (PostgreSQL)', false],
+      ['a store that does not say where each event landed (as EventStoreDB)', true],
+    ])('commands decided together in one append each answer their own last event\'s position, and a repeat answers the same, here or in another instance: %s', async (_store, withoutFirstPosition) => {
+      const { accountId } = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+      const stream = accountStream(accountId);
+      const deposit = () => ({
+        type: 'Deposit' as const,
+        data: { accountId, transactionId: randomUUID(), currency: 'EUR' as const, amountMinor: 100n, reference: null, description: null, now: new Date().toISOString() },
+      });
+      const contextFor = (key: string) => ({ idempotencyKey: `test:${key}`, requestHash: `hash-${key}`, actor: 'test', correlationId: key });
+      let appends = 0;
+      const store = Object.create(ledger.runtime.store) as EventStore;
+      store.append = async (...args) => {
+        appends += 1;
+        const { firstPosition, ...result } = await ledger.runtime.store.append(...args);
+        return withoutFirstPosition ? result : { ...result, firstPosition };
+      };
+      const write = createWriteSide(store, { retryLimit: 5 });
+      await write.accounts.load(stream);
+      const keys = Array.from({ length: 4 }, (_, index) => `batched-${index}-${randomUUID()}`);
+      const commands = keys.map(() => deposit());
+      // The first appends at once; the three behind it are decided together and share the next append.
+      const originals = await Promise.all(keys.map((key, index) => write.accounts.handle(stream, commands[index]!, contextFor(key))));
+      expect(appends).toBe(2);
+      const stored = await ledger.runtime.store.readStream(stream, { maxCount: 1_000 });
+      for (const [index, original] of originals.entries()) {
+        expect(original.position, keys[index]).toBe(stored.find((event) => event.id === original.eventIds.at(-1))!.position);
+      }
+      expect(originals[1]!.position < originals[3]!.position).toBe(true);
+
+      const elsewhere = createWriteSide(ledger.runtime.store, { retryLimit: 5 });
+      for (const [index, key] of keys.entries()) {
+        const here = await write.accounts.handle(stream, commands[index]!, contextFor(key));
+        const there = await elsewhere.accounts.handle(stream, commands[index]!, contextFor(key));
+        expect([here.replayed, there.replayed]).toEqual([true, true]);
+        expect([here.position, there.position], key).toEqual([originals[index]!.position, originals[index]!.position]);
+      }
+    });
+
     it('two instances withdrawing from one account never overdraw it', async () => {
       const { accountId } = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
       const other = await ledger.restart(['write-api']);

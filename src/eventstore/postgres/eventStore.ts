@@ -251,7 +251,7 @@ export class PostgresEventStore implements EventStore {
           announced = true;
           this.announceAppend();
         }
-        append.resolve({ nextExpectedRevision: BigInt(row.next_revision!), position: BigInt(row.last_position!), duplicate: row.duplicate === true });
+        append.resolve(appendResult(row, append.eventCount));
       } else {
         append.reject(translateAppendError({ code: row.error_code, detail: row.error_detail ?? '' }, append.streamName, append.expectedRevision));
       }
@@ -280,7 +280,7 @@ export class PostgresEventStore implements EventStore {
     }
     if (row.error_code !== null) throw translateAppendError({ code: row.error_code, detail: row.error_detail ?? '' }, append.streamName, append.expectedRevision);
     if (!row.duplicate) this.announceAppend();
-    return { nextExpectedRevision: BigInt(row.next_revision!), position: BigInt(row.last_position!), duplicate: row.duplicate === true };
+    return appendResult(row, append.eventCount);
   }
 
   async readStream(streamName: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
@@ -721,6 +721,15 @@ function rangeClause(upperBound: string, filter: GlobalFilter | undefined, first
   }
   if (conditions.length === 0) return { clause: `position > $1 and position <= ${upperBound}`, parameters };
   return { clause: `position > $1 and (case when position <= ${upperBound} and ${conditions.join(' and ')} then true else false end)`, parameters };
+}
+
+/** An append's events get consecutive positions (see the schema), so the first follows from the last. */
+function appendResult(row: Pick<AppendRow, 'next_revision' | 'last_position' | 'duplicate'>, eventCount: number): AppendResult {
+  const position = BigInt(row.last_position!);
+  const duplicate = row.duplicate === true;
+  return duplicate
+    ? { nextExpectedRevision: BigInt(row.next_revision!), position, duplicate }
+    : { nextExpectedRevision: BigInt(row.next_revision!), position, firstPosition: position - BigInt(eventCount - 1), duplicate };
 }
 
 function toRecordedEvent(row: EventRow): RecordedEvent {
