@@ -31,7 +31,9 @@ export const ConfigSchema = Type.Object(
     TRANSFER_DEADLINE_MS: Integer({ minimum: 1_000, maximum: 86_400_000, default: 30_000, description: 'A transfer not past its reservation step by then is compensated and failed.' }),
     TRANSFER_ADMISSION_MAX_LAG_MS: Integer({ minimum: 0, maximum: 3_600_000, default: 5_000, description: 'New transfers get 503 while the running process manager is this far behind the log; 0 never refuses.' }),
     TRANSFER_ADMISSION_MAX_APPEND_WAIT_MS: Integer({ minimum: 0, maximum: 600_000, default: 1_000, description: 'New transfers get 503 while the oldest append queued in this process has waited this long; 0 never refuses.' }),
-    TRANSFER_HOLD_GRACE_MS: Integer({ minimum: 1_000, maximum: 604_800_000, default: 3_600_000, description: 'How long after the deadline a transfer hold still reserves funds.' }),
+    // At least a minute: a credit decided just before the deadline must still find the hold when its
+    // capture comes, and under load that can take seconds (docs/architecture.md, "Deadlines").
+    TRANSFER_HOLD_GRACE_MS: Integer({ minimum: 60_000, maximum: 604_800_000, default: 3_600_000, description: 'How long after the deadline a transfer hold still reserves funds.' }),
     JWT_SECRET: Type.Optional(Type.String({ minLength: 32, description: 'HS256 secret for bearer tokens. Unset with embedded PostgreSQL: generated into LEDGER_DATA_DIR.' })),
     JWT_PUBLIC_KEY: Type.Optional(Type.String({ minLength: 1, description: 'PEM public key for RS256/ES256 tokens.' })),
     JWT_JWKS_URL: Type.Optional(Type.String({ pattern: '^https?://', description: 'JWKS URL for RS256/ES256 tokens.' })),

@@ -566,7 +566,13 @@ describe('transfer guarantees', () => {
       const rows = await sql<{ transfer_id: string; next_check_at: Date }>`select transfer_id, next_check_at from transfer_deadlines where transfer_id in (${failing}, ${healthy})`.execute(db);
       const failingRow = rows.rows.find((row) => row.transfer_id === failing);
       expect(failingRow, 'the failing timer is kept').toBeDefined();
-      expect(failingRow!.next_check_at.getTime(), 'and checked again later, not first again at once').toBeGreaterThan(firedAt.getTime());
+      expect(failingRow!.next_check_at.getTime(), 'and checked again after as long as it is overdue (10 s)').toBe(firedAt.getTime() + 10_000);
+
+      // Still failing two hours past its deadline: it is looked at again an hour later, not every few seconds.
+      const muchLater = new Date(now.getTime() + 10_000 + 2 * 3_600_000);
+      await timer.fireDeadlines(db as unknown as Kysely<unknown>, muchLater);
+      const later = await sql<{ next_check_at: Date }>`select next_check_at from transfer_deadlines where transfer_id = ${failing}`.execute(db);
+      expect(later.rows[0]!.next_check_at.getTime()).toBe(muchLater.getTime() + 3_600_000);
     });
 
     it('one hold the sweeper cannot expire does not hold up the others', async () => {

@@ -27,8 +27,14 @@ const REACTION_CONCURRENCY = 256;
 // behind the log at 800 transfers/s while the machine had CPU to spare.
 const BATCHES_IN_FLIGHT = 8;
 const TIMER_BATCH = 200;
-/** A deadline that fired is checked again after this, until its transfer ends. */
+/**
+ * A deadline that fired is checked again until its transfer ends: after as long as it is overdue,
+ * between these bounds. A fence that failed is retried soon; a transfer that cannot end by itself
+ * (credited, its hold expired before the capture: an operator's case) costs a look an hour, and
+ * many of them do not crowd out the deadlines that are new.
+ */
 const DEADLINE_RECHECK_MS = 5_000;
+const DEADLINE_RECHECK_MAX_MS = 3_600_000;
 const STEP_CONFLICT_ATTEMPTS = 5;
 
 /** The steps of a transfer, each run at most once in effect; tests crash the manager after each. */
@@ -363,9 +369,9 @@ export class TransferProcessManager {
    * unless its real outcome got there first. Whichever is recorded drives the normal flow.
    */
   async fireDeadlines(db: Kysely<unknown>, now = new Date()): Promise<number> {
-    const due = await sql<{ transfer_id: string }>`
-      select transfer_id from transfer_deadlines where next_check_at <= ${now} order by next_check_at limit ${TIMER_BATCH}`.execute(db);
-    for (const { transfer_id: transferId } of due.rows) {
+    const due = await sql<{ transfer_id: string; deadline_at: Date }>`
+      select transfer_id, deadline_at from transfer_deadlines where next_check_at <= ${now} order by next_check_at limit ${TIMER_BATCH}`.execute(db);
+    for (const { transfer_id: transferId, deadline_at: deadlineAt } of due.rows) {
       try {
         await this.fireDeadline(db, transferId);
       } catch (error) {
@@ -374,7 +380,8 @@ export class TransferProcessManager {
         // nor the hold sweeper after them: it is tried again at its next check.
         this.options.logger.warn({ err: error, transferId }, 'firing a transfer deadline failed; trying again later');
       }
-      await sql`update transfer_deadlines set next_check_at = ${new Date(now.getTime() + DEADLINE_RECHECK_MS)} where transfer_id = ${transferId}`.execute(db);
+      const recheckMs = Math.min(DEADLINE_RECHECK_MAX_MS, Math.max(DEADLINE_RECHECK_MS, now.getTime() - deadlineAt.getTime()));
+      await sql`update transfer_deadlines set next_check_at = ${new Date(now.getTime() + recheckMs)} where transfer_id = ${transferId}`.execute(db);
     }
     return due.rows.length;
   }
