@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import fc from 'fast-check';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -209,5 +209,28 @@ describe('hostile input', () => {
     expect(answer.status).toBe(431);
     expect(answer.contentType).toContain('application/problem+json');
     expect(JSON.parse(answer.body)).toMatchObject({ status: 431, code: 'headers_too_large' });
+  });
+
+  it.each([
+    ['GET', 'http://ledger.test/v1/audit/trial-balance'],
+    ['GET', `http://ledger.test/v1/audit/streams/account-${randomUUID()}`],
+    ['GET', `http://ledger.test/v1/transfers/${randomUUID()}`],
+    ['POST', 'http://ledger.test/v1/customers'],
+  ])('an absolute-form target (%s %s) needs a token like the path alone, on a real socket', async (method, target) => {
+    if (!ledger.app.server.listening) await ledger.app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = ledger.app.server.address() as AddressInfo;
+    const raw = await new Promise<string>((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1', () => {
+        socket.end(`${method} ${target} HTTP/1.1\r\nHost: ledger.test\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`);
+      });
+      let answer = '';
+      socket.on('data', (chunk: Buffer) => (answer += chunk.toString()));
+      socket.on('end', () => resolve(answer));
+      socket.on('error', reject);
+    });
+    const [head = '', body = ''] = raw.split('\r\n\r\n');
+    expect(head.split('\r\n')[0]).toBe('HTTP/1.1 401 Unauthorized');
+    expect(head.toLowerCase()).toContain('content-type: application/problem+json');
+    expect(JSON.parse(body)).toMatchObject({ status: 401, code: 'unauthenticated' });
   });
 });

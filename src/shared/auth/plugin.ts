@@ -4,6 +4,7 @@ import { HttpProblem } from '../http/problem.js';
 import { TokenError, type TokenVerifier } from './keys.js';
 import { LocalWindowCounter } from '../security/rateLimit.js';
 import type { AccessRule, Principal } from './principal.js';
+import { isApiRequest } from '../http/requestPath.js';
 
 export interface RouteEntry {
   method: string;
@@ -42,7 +43,7 @@ export const authPlugin = fp(
       return new HttpProblem(429, 'rate_limited', 'too many failed authentications from this address', { 'retry-after': retryAfterSeconds });
     };
     app.addHook('onRequest', async (request) => {
-      if (!request.url.startsWith('/v1')) return;
+      if (!isApiRequest(request)) return;
       const header = request.headers.authorization;
       if (!header) throw refuse(request, new HttpProblem(401, 'unauthenticated', 'a bearer token is required', { 'www-authenticate': 'Bearer' }));
       const match = header.length <= MAX_TOKEN_LENGTH ? BEARER.exec(header) : null;
@@ -56,7 +57,7 @@ export const authPlugin = fp(
     });
     app.addHook('preValidation', async (request) => {
       const access = (request.routeOptions.config as { access?: AccessRule }).access;
-      if (!access || !request.url.startsWith('/v1')) return;
+      if (!access || !isApiRequest(request)) return;
       const principal = request.principal!;
       if (!access.roles.includes(principal.role)) throw new HttpProblem(403, 'forbidden', `the ${principal.role} role may not do this`);
     });

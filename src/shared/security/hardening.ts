@@ -4,6 +4,7 @@ import fp from 'fastify-plugin';
 import helmet from '@fastify/helmet';
 import cors from '@fastify/cors';
 import { HttpProblem, problem } from '../http/problem.js';
+import { isApiRequest, requestPath } from '../http/requestPath.js';
 
 /** Node answers 431 past this many bytes of request line and headers. */
 export const HEADER_BYTES_MAX = 16 * 1024;
@@ -79,7 +80,7 @@ export const hardeningPlugin = fp(
   async (app: FastifyInstance, options: { corsOrigins: string }) => {
     await app.register(helmet, { global: true, contentSecurityPolicy: false, crossOriginEmbedderPolicy: false });
     app.addHook('onRequest', async (request, reply) => {
-      void reply.header('content-security-policy', request.url.startsWith('/docs') ? DOCS_CSP : API_CSP);
+      void reply.header('content-security-policy', requestPath(request).startsWith('/docs') ? DOCS_CSP : API_CSP);
     });
     const origins = parseOrigins(options.corsOrigins);
     await app.register(cors, {
@@ -90,7 +91,7 @@ export const hardeningPlugin = fp(
       maxAge: 600,
     });
     app.addHook('preValidation', async (request) => {
-      if (!request.url.startsWith('/v1')) return;
+      if (!isApiRequest(request)) return;
       const where = findUnsafeText(request.query, 'query') ?? findUnsafeText(request.params, 'params') ?? findUnsafeText(request.body, 'body');
       if (where) throw new HttpProblem(400, 'invalid_text', `${where} contains a NUL character or invalid Unicode`);
       const correlationId = request.headers['x-correlation-id'];

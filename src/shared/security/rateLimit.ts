@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { actorOf } from '../auth/principal.js';
 import { HttpProblem } from '../http/problem.js';
 import type { RedisHandle } from './redis.js';
+import { isApiRequest } from '../http/requestPath.js';
 
 export const RATE_LIMIT_WINDOW_MS = 60_000;
 /** Keys the in-process stand-in remembers; the least recently used are dropped past it. */
@@ -200,7 +201,7 @@ export const rateLimitPlugin = fp(
       store,
       skipOnError: true,
       keyGenerator: rateLimitKey,
-      allowList: (request) => !(request.routeOptions.url ?? request.url).startsWith('/v1'),
+      allowList: (request) => !isApiRequest(request),
       errorResponseBuilder: (_request, context) => {
         const retryAfterSeconds = Math.max(1, Math.ceil(context.ttl / 1000));
         return new HttpProblem(429, 'rate_limited', `too many requests; retry in ${retryAfterSeconds} s`, {
