@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { transferStream } from '../../src/write/streams.js';
 import { client, openFundedAccount, startTestLedger, type TestLedger } from '../support/ledger.js';
 import { storeVariants } from '../support/variants.js';
 
@@ -55,6 +56,38 @@ describe.each(storeVariants('transfers'))('transfers on $name', ({ env: storeEnv
     // The same request again is the same transfer.
     const again = await customer.post('/v1/transfers', { transferId, fromAccountId: from.accountId, toAccountId: to.accountId, amount: '40.00', currency: 'EUR', description: 'rent' });
     expect(again.statusCode).toBe(202);
+  });
+
+  it('a transfer id in upper case is the same transfer: the repeat replays, the money moves once, and GET finds it in either case', async () => {
+    const from = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+    const to = await openFundedAccount(ledger.app, tokens);
+    const transferId = randomUUID();
+    const request = { transferId, fromAccountId: from.accountId, toAccountId: to.accountId, amount: '10.00', currency: 'EUR' };
+    const first = await teller.post('/v1/transfers', request);
+    const upper = await teller.post('/v1/transfers', { ...request, transferId: transferId.toUpperCase(), fromAccountId: from.accountId.toUpperCase() });
+    expect([first.statusCode, upper.statusCode]).toEqual([202, 202]);
+    expect(upper.json()).toEqual(first.json());
+    expect(upper.headers.location).toBe(`/v1/transfers/${transferId}`);
+    expect((await settled(transferId)).json()).toMatchObject({ id: transferId, status: 'completed' });
+    expect((await auditor.get(`/v1/transfers/${transferId.toUpperCase()}`)).json()).toMatchObject({ id: transferId, status: 'completed' });
+    const position = (await auditor.get(`/v1/transfers/${transferId}`)).json<{ position: string }>().position;
+    expect((await auditor.get(`/v1/accounts/${from.accountId}?minPosition=${position}`)).json()).toMatchObject({ balance: '90.00' });
+    expect((await auditor.get(`/v1/accounts/${to.accountId}?minPosition=${position}`)).json()).toMatchObject({ balance: '10.00' });
+  });
+
+  it('a transfer recorded under an upper-case id before ids were normalised is still found under that spelling, and not recorded again', async () => {
+    const from = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+    const to = await openFundedAccount(ledger.app, tokens);
+    const legacyId = randomUUID().toUpperCase();
+    const now = new Date();
+    await ledger.ledger.write.transfers.handle(transferStream(legacyId), {
+      type: 'RequestTransfer',
+      data: { transferId: legacyId, fromAccountId: from.accountId, toAccountId: to.accountId, currency: 'EUR', amountMinor: 500n, description: null, deadlineAt: new Date(now.getTime() + 5_000).toISOString(), holdExpiresAt: new Date(now.getTime() + 3_605_000).toISOString(), now: now.toISOString() },
+    }, { idempotencyKey: `legacy:${legacyId}`, requestHash: 'legacy', actor: 'test', correlationId: legacyId });
+    const retry = await teller.post('/v1/transfers', { transferId: legacyId, fromAccountId: from.accountId, toAccountId: to.accountId, amount: '5.00', currency: 'EUR' });
+    expect(retry.statusCode).toBe(409);
+    expect(await ledger.runtime.store.readStream(transferStream(legacyId.toLowerCase()))).toEqual([]);
+    expect((await settled(legacyId)).json()).toMatchObject({ id: legacyId, status: 'completed' });
   });
 
   it('fails a transfer the source cannot pay, and moves nothing', async () => {

@@ -42,7 +42,8 @@ export async function transferReadRoutes(app: FastifyInstance, context: ReadCont
     async (request) => {
       const { id } = request.params as { id: string };
       await awaitPosition(request, context.progress, 'transfers', context.readWaitTimeoutMs);
-      const transfer = await findTransfer(context.db, id);
+      // Transfers are recorded under the lower-case id; one recorded before that is found as spelled.
+      const transfer = (await findTransfer(context.db, id)) ?? (id === id.toLowerCase() ? undefined : await findTransfer(context.db, id.toLowerCase()));
       if (!transfer) throw notFound();
       const principal = principalOf(request);
       if (principal.role === 'customer') {

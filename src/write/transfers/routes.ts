@@ -39,7 +39,16 @@ export async function transferRoutes(app: FastifyInstance, { write, timings, adm
       },
     },
     async (request, reply) => {
-      const body = request.body as { transferId: string; fromAccountId: string; toAccountId: string; amount: string; currency: string; description?: string | null };
+      const raw = request.body as { transferId: string; fromAccountId: string; toAccountId: string; amount: string; currency: string; description?: string | null };
+      // UUIDs are the same in any case (RFC 9562): "D5D9…" must be the transfer "d5d9…", not a second
+      // one moving the money again. Lower case, unless a transfer was recorded under this exact
+      // spelling before ids were normalised (its retries must still find it).
+      const body = {
+        ...raw,
+        transferId: raw.transferId === raw.transferId.toLowerCase() || (await write.transfers.peek(transferStream(raw.transferId))).state.status !== 'none' ? raw.transferId : raw.transferId.toLowerCase(),
+        fromAccountId: raw.fromAccountId.toLowerCase(),
+        toAccountId: raw.toAccountId.toLowerCase(),
+      };
       const principal = principalOf(request);
       const amountMinor = parseAmount(body.amount, body.currency);
       if (body.fromAccountId === body.toAccountId) throw new BusinessRuleError('same_account_transfer', 'a transfer needs two different accounts');
