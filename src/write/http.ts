@@ -1,6 +1,6 @@
 import { Type, type TSchema } from '@sinclair/typebox';
 import type { FastifyRequest } from 'fastify';
-import { actorOf } from '../shared/auth/principal.js';
+import { actorOf, idempotencyScopeOf } from '../shared/auth/principal.js';
 import { principalOf } from '../shared/auth/plugin.js';
 import { HttpProblem } from '../shared/http/problem.js';
 import { requestFingerprint, type CommandContext } from './commandHandler.js';
@@ -29,7 +29,7 @@ export function commandContext(request: FastifyRequest, body: unknown = request.
   const key = request.headers['idempotency-key'];
   if (typeof key !== 'string' || key.length === 0) throw new HttpProblem(400, 'missing_idempotency_key', 'the Idempotency-Key header is required');
   return {
-    idempotencyKey: `${actorOf(principal)}:${key}`,
+    idempotencyKey: `${idempotencyScopeOf(principal)}:${key}`,
     requestHash: requestFingerprint(request.method, request.routeOptions.url, request.params, body),
     actor: actorOf(principal),
     correlationId: typeof request.headers['x-correlation-id'] === 'string' ? request.headers['x-correlation-id'].slice(0, 100) : request.id,

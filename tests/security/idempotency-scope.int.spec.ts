@@ -50,6 +50,32 @@ describe('idempotency keys are scoped to their principal', () => {
     expect(other.json().transactionId).not.toBe(first.json().transactionId);
   });
 
+  it('a subject with a colon is another principal, whatever the keys: teller "a" with key "b:x" and teller "a:b" with key "x" do not meet', async () => {
+    const suffix = randomUUID();
+    const a = client(ledger.app, await ledger.token('teller', `a-${suffix}`));
+    const ab = client(ledger.app, await ledger.token('teller', `a-${suffix}:b`));
+    const first = await a.post(`/v1/accounts/${accountId}/deposits`, { amount: '1.00', currency: 'EUR' }, { 'idempotency-key': 'b:x' });
+    const sameBody = await ab.post(`/v1/accounts/${accountId}/deposits`, { amount: '1.00', currency: 'EUR' }, { 'idempotency-key': 'x' });
+    const otherBody = await ab.post(`/v1/accounts/${accountId}/deposits`, { amount: '2.00', currency: 'EUR' }, { 'idempotency-key': 'y' });
+    expect([first.statusCode, sameBody.statusCode, otherBody.statusCode]).toEqual([201, 201, 201]);
+    expect(sameBody.headers['idempotent-replayed']).toBeUndefined();
+    expect(sameBody.json().transactionId).not.toBe(first.json().transactionId);
+  });
+
+  it('a key used on one account is refused on another, even with the same body, and nothing is recorded there', async () => {
+    const teller = client(ledger.app, tokens.teller);
+    const { accountId: otherAccountId } = await openFundedAccount(ledger.app, tokens);
+    const key = randomUUID();
+    const body = { amount: '7.00', currency: 'EUR' };
+    expect((await teller.post(`/v1/accounts/${accountId}/deposits`, body, { 'idempotency-key': key })).statusCode).toBe(201);
+    const before = await storedEventCount(ledger);
+    const elsewhere = await teller.post(`/v1/accounts/${otherAccountId}/deposits`, body, { 'idempotency-key': key });
+    expect(elsewhere.statusCode).toBe(422);
+    expect(elsewhere.headers['content-type']).toContain('application/problem+json');
+    expect(elsewhere.json()).toMatchObject({ code: 'idempotency_key_reused' });
+    expect(await storedEventCount(ledger)).toBe(before);
+  });
+
   it('the same subject under another role is another principal', async () => {
     const key = `shared-${randomUUID()}`;
     const body = { email: `${randomUUID()}@example.com`, firstName: 'A', lastName: 'B' };

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Logger } from 'pino';
+import { HttpProblem } from '../http/problem.js';
 import type { RedisHandle } from './redis.js';
 
 export const IDEMPOTENCY_CACHE_TTL_SECONDS = 24 * 60 * 60;
@@ -93,10 +94,10 @@ const pendingKey = Symbol('idempotencyCacheKey');
 
 /**
  * A fast path in front of the event store's durable idempotency, for POST /v1 routes: a repeat with
- * the same principal, key and request answers from the cache without touching the store. A repeat
- * with another request falls through, so the store answers its durable 422. The cache is never the
- * source of truth: losing it (Redis down, flushed, evicted) only costs a trip to the store, which
- * recognises the repeat itself, so it can never cause a second effect.
+ * the same principal, key and request answers from the cache without touching the store, and the
+ * key with another request is refused with a 422. Losing the cache (Redis down, flushed, evicted)
+ * costs a repeat a trip to the store, which recognises it on the same resource itself, so it can
+ * never cause a second effect there.
  */
 export const idempotencyCachePlugin = fp(
   async (app: FastifyInstance, options: IdempotencyCacheOptions) => {
@@ -121,6 +122,10 @@ export const idempotencyCachePlugin = fp(
         if (cached.location) void reply.header('location', cached.location);
         return reply.send(cached.payload);
       }
+      // The key answered another request: refused here, because the store checks keys per stream
+      // and would take the same key on another resource (a deposit to a second account) as new.
+      // So that case is refused only while the cache remembers the key (see docs/architecture.md).
+      if (cached) throw new HttpProblem(422, 'idempotency_key_reused', 'this idempotency key was already used with a different request');
       (request as unknown as Record<symbol, unknown>)[pendingKey] = { key, requestHash: scope.requestHash };
     });
 

@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { parseAmount } from '../../domain/money.js';
 import { BusinessRuleError } from '../../domain/errors.js';
-import { actorOf } from '../../shared/auth/principal.js';
+import { actorOf, idempotencyScopeOf } from '../../shared/auth/principal.js';
 import { assertOwner, principalOf } from '../../shared/auth/plugin.js';
 import { HttpProblem } from '../../shared/http/problem.js';
 import { requestFingerprint } from '../commandHandler.js';
@@ -68,7 +68,7 @@ export async function transferRoutes(app: FastifyInstance, { write, timings, adm
       const holdExpiresAt = new Date(Date.parse(now) + timings.deadlineMs + timings.holdGraceMs).toISOString();
       const actor = actorOf(principal);
       const context = {
-        idempotencyKey: `${actor}:transfer:${body.transferId}`,
+        idempotencyKey: `${idempotencyScopeOf(principal)}:transfer:${body.transferId}`,
         requestHash: requestFingerprint('POST', '/v1/transfers', body),
         actor,
         correlationId: body.transferId,
