@@ -71,6 +71,21 @@ describe('transfer admission: 503 while the process manager is behind', () => {
     expect(same.statusCode).toBe(422);
   });
 
+  it('answers a repeat of a transfer it accepted, while refusing new ones', async () => {
+    await managerCheckpoint(await ledger.runtime.store.headPosition(), 0);
+    const transferId = randomUUID();
+    const accepted = await transfer(transferId);
+    expect(accepted.statusCode).toBe(202);
+    await sleep(MAX_LAG_MS + 50);
+    await managerCheckpoint(0n, 0);
+    expect((await transfer()).statusCode, 'new transfers are refused').toBe(503);
+
+    const repeated = await transfer(transferId);
+    expect(repeated.statusCode).toBe(202);
+    expect(repeated.json()).toEqual(accepted.json());
+    expect(await ledger.runtime.store.readStream(transferStream(transferId))).toHaveLength(1);
+  });
+
   it('admits again once the manager has caught up, or once it has stopped moving', async () => {
     await managerCheckpoint(await ledger.runtime.store.headPosition(), 0);
     expect((await transfer()).statusCode).toBe(202);

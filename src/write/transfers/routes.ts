@@ -61,14 +61,19 @@ export async function transferRoutes(app: FastifyInstance, { write, timings, adm
       if (from.state.currency !== to.state.currency) throw new BusinessRuleError('cross_currency_transfer', 'transfers between currencies are not supported');
       if (body.currency !== from.state.currency) throw new BusinessRuleError('currency_mismatch', `the accounts hold ${from.state.currency}`);
 
+      const idempotencyKey = `${idempotencyScopeOf(principal)}:transfer:${body.transferId}`;
       // After every check of the request, so bad input is told so even while transfers are refused.
-      await admission?.admit();
+      // A repeat of a transfer already recorded is answered as recorded, backlog or not: only a
+      // refused request pays for the look.
+      await admission?.admit().catch(async (refusal: unknown) => {
+        if (!(await write.transfers.findCommand(transferStream(body.transferId), idempotencyKey))) throw refusal;
+      });
       const now = nowIso();
       const deadlineAt = new Date(Date.parse(now) + timings.deadlineMs).toISOString();
       const holdExpiresAt = new Date(Date.parse(now) + timings.deadlineMs + timings.holdGraceMs).toISOString();
       const actor = actorOf(principal);
       const context = {
-        idempotencyKey: `${idempotencyScopeOf(principal)}:transfer:${body.transferId}`,
+        idempotencyKey,
         requestHash: requestFingerprint('POST', '/v1/transfers', body),
         actor,
         correlationId: body.transferId,
