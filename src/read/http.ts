@@ -4,7 +4,19 @@ import type { FastifyRequest } from 'fastify';
 import { HttpProblem } from '../shared/http/problem.js';
 import type { ProjectionProgress } from './progress.js';
 
-export const MinPositionQuery = { minPosition: Type.Optional(Type.String({ pattern: '^[0-9]{1,20}$', description: 'wait until the read model has applied this log position' })) };
+/** PostgreSQL's bigint holds every log position and stream revision: a larger one cannot exist. */
+const INT64_MAX = 2n ** 63n - 1n;
+export const COUNTER_PATTERN = '^[0-9]{1,20}$';
+const COUNTER_TEXT = new RegExp(COUNTER_PATTERN);
+
+/** A log position or stream revision given as text, or undefined when no such one can exist. */
+export function parseCounter(text: string): bigint | undefined {
+  if (!COUNTER_TEXT.test(text)) return undefined;
+  const value = BigInt(text);
+  return value <= INT64_MAX ? value : undefined;
+}
+
+export const MinPositionQuery = { minPosition: Type.Optional(Type.String({ pattern: COUNTER_PATTERN, description: 'wait until the read model has applied this log position' })) };
 
 /** Bounded read-your-writes wait; a read model that has not caught up answers 503, never stale data as fresh. */
 export async function awaitPosition(request: FastifyRequest, progress: ProjectionProgress, projection: string, timeoutMs: number): Promise<void> {
@@ -12,8 +24,9 @@ export async function awaitPosition(request: FastifyRequest, progress: Projectio
   const fromHeader = request.headers['x-min-position'];
   const raw = fromQuery ?? (typeof fromHeader === 'string' ? fromHeader : undefined);
   if (raw === undefined) return;
-  if (!/^[0-9]{1,20}$/.test(raw)) throw new HttpProblem(400, 'invalid_min_position', 'minPosition must be a log position from a command answer');
-  const reached = await progress.waitFor(projection, BigInt(raw), timeoutMs);
+  const position = parseCounter(raw);
+  if (position === undefined) throw new HttpProblem(400, 'invalid_min_position', 'minPosition must be a log position from a command answer');
+  const reached = await progress.waitFor(projection, position, timeoutMs);
   if (!reached) throw new HttpProblem(503, 'read_model_behind', `the ${projection} read model has not reached position ${raw} yet`, { 'retry-after': '1' });
 }
 

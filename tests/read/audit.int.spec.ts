@@ -34,4 +34,17 @@ describe('audit endpoints', () => {
     expect((await client(ledger.app, tokens.teller).get('/v1/audit/trial-balance')).statusCode).toBe(403);
     expect((await client(ledger.app, await ledger.token('customer', randomUUID())).get(`/v1/audit/streams/account-${accountId}`)).statusCode).toBe(403);
   });
+
+  it('replays from any revision a stream can have and refuses one past PostgreSQL\'s bigint with a 400 problem', async () => {
+    const { accountId } = await openFundedAccount(ledger.app, tokens, { deposit: '1.00' });
+    const auditor = client(ledger.app, await ledger.token('auditor'));
+    const replay = (fromRevision: string) => auditor.get(`/v1/audit/streams/account-${accountId}?fromRevision=${fromRevision}`);
+    expect((await replay('1')).json<{ events: { type: string }[] }>().events.map((event) => event.type)).toEqual(['FundsDeposited']);
+    expect((await replay('9223372036854775807')).json()).toMatchObject({ events: [] });
+    for (const bad of ['9223372036854775808', '99999999999999999999', '999999999999999999999', '-1', '1.5', '1e3', 'abc', '']) {
+      const response = await replay(bad);
+      expect(response.statusCode, bad).toBe(400);
+      expect(response.headers['content-type'], bad).toContain('application/problem+json');
+    }
+  });
 });

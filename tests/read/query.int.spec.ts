@@ -34,10 +34,25 @@ describe.each(storeVariants('query API'))('query API on $name', ({ env: storeEnv
 
   it('answers 503 with Retry-After when the read model does not reach minPosition in time', async () => {
     const started = Date.now();
-    const response = await auditor.get(`/v1/accounts/${randomUUID()}?minPosition=99999999999999999999`);
+    const response = await auditor.get(`/v1/accounts/${randomUUID()}?minPosition=9223372036854775807`);
     expect(response.statusCode).toBe(503);
     expect(response.headers['retry-after']).toBe('1');
     expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  it('refuses a minPosition past PostgreSQL\'s bigint at once with a 400 problem, as a query parameter or a header', async () => {
+    const { accountId, customerId } = await openFundedAccount(ledger.app, tokens);
+    const started = Date.now();
+    for (const url of [`/v1/accounts/${accountId}`, `/v1/accounts/${accountId}/transactions`, `/v1/customers/${customerId}`, `/v1/customers/${customerId}/accounts`, `/v1/transfers/${randomUUID()}`]) {
+      for (const position of ['9223372036854775808', '99999999999999999999']) {
+        for (const response of [await auditor.get(`${url}?minPosition=${position}`), await auditor.get(url, { 'x-min-position': position })]) {
+          expect(response.statusCode, `${url} ${position}`).toBe(400);
+          expect(response.headers['content-type']).toContain('application/problem+json');
+          expect(response.json()).toMatchObject({ code: 'invalid_min_position' });
+        }
+      }
+    }
+    expect(Date.now() - started).toBeLessThan(5_000);
   });
 
   it('lists history newest first with keyset pages that return every row exactly once while rows are added', async () => {

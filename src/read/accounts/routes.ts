@@ -6,7 +6,7 @@ import { listTransactions, type TransactionRow } from '../../projections/transac
 import { TRANSACTION_STATUSES, TRANSACTION_TYPES, type TransactionStatus, type TransactionType } from '../../projections/transactions/table.js';
 import { assertOwner } from '../../shared/auth/plugin.js';
 import { HttpProblem } from '../../shared/http/problem.js';
-import { awaitPosition, MinPositionQuery } from '../http.js';
+import { awaitPosition, MinPositionQuery, parseCounter } from '../http.js';
 import type { ReadContext } from '../plugin.js';
 
 const Uuid = Type.String({ format: 'uuid', maxLength: 36 });
@@ -195,8 +195,8 @@ export async function accountReadRoutes(app: FastifyInstance, context: ReadConte
       let beforePosition: bigint | undefined;
       if (query.cursor !== undefined) {
         const cursor = context.cursors.decode(query.cursor);
-        if (cursor.a !== id || typeof cursor.p !== 'string' || !/^[0-9]{1,20}$/.test(cursor.p)) throw new HttpProblem(400, 'invalid_cursor', 'the cursor does not belong to this listing');
-        beforePosition = BigInt(cursor.p);
+        beforePosition = cursor.a === id && typeof cursor.p === 'string' ? parseCounter(cursor.p) : undefined;
+        if (beforePosition === undefined) throw new HttpProblem(400, 'invalid_cursor', 'the cursor does not belong to this listing');
       }
       // The listing reads two read models: both must have passed the position.
       await awaitPosition(request, context.progress, 'transactions', context.readWaitTimeoutMs);

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { clearingLedgerAccount, createTrialBalance, trialBalance, trialBalanceTotals } from '../../domain/ledger.js';
 import { assertValidStreamName, MAX_PAGE_SIZE, type EventStore } from '../../eventstore/port.js';
 import { HttpProblem } from '../../shared/http/problem.js';
+import { COUNTER_PATTERN, parseCounter } from '../http.js';
 
 const access = { roles: ['auditor'] } as const;
 /** The trial balance reads the whole log; past this many events an auditor uses `ledger audit trial-balance`. */
@@ -36,19 +37,21 @@ export async function auditRoutes(app: FastifyInstance, { store }: { store: Even
         tags: ['audit'],
         summary: "Replay a stream's events from a revision",
         params: Type.Object({ streamName: Type.String({ minLength: 1, maxLength: 200 }) }, { additionalProperties: false }),
-        querystring: Type.Object({ fromRevision: Type.Integer({ minimum: 0, default: 0 }), limit: Type.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE, default: 100 }) }, { additionalProperties: false }),
+        querystring: Type.Object({ fromRevision: Type.String({ pattern: COUNTER_PATTERN, default: '0', description: 'the first revision to read' }), limit: Type.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE, default: 100 }) }, { additionalProperties: false }),
         response: { 200: Type.Object({ streamName: Type.String(), events: Type.Array(StoredEvent) }), 400: Type.Ref('Problem'), 401: Type.Ref('Problem'), 403: Type.Ref('Problem') },
       },
     },
     async (request) => {
       const { streamName } = request.params as { streamName: string };
-      const { fromRevision, limit } = request.query as { fromRevision: number; limit: number };
+      const query = request.query as { fromRevision: string; limit: number };
       try {
         assertValidStreamName(streamName);
       } catch {
         throw new HttpProblem(400, 'invalid_stream_name', 'not a stream name');
       }
-      const events = await store.readStream(streamName, { fromRevision: BigInt(fromRevision), maxCount: limit });
+      const fromRevision = parseCounter(query.fromRevision);
+      if (fromRevision === undefined) throw new HttpProblem(400, 'invalid_revision', 'fromRevision must be a stream revision');
+      const events = await store.readStream(streamName, { fromRevision, maxCount: query.limit });
       return {
         streamName,
         events: events.map((event) => ({
