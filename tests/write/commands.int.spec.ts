@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
 import type { EventStore } from '../../src/eventstore/port.js';
+import { createHttpApp } from '../../src/shared/http/app.js';
 import { accountStream, transferStream } from '../../src/write/streams.js';
 import { createWriteSide } from '../../src/write/writeSide.js';
 import { client, openFundedAccount, startTestLedger, type TestLedger } from '../support/ledger.js';
@@ -166,6 +168,58 @@ describe('command API', () => {
       expect((await teller.post(`/v1/accounts/${accountId}/holds/${second}/release`)).json()).toMatchObject({ status: 'released', released: '5.00' });
       expect((await teller.post(`/v1/accounts/${accountId}/holds/${randomUUID()}/capture`)).json()).toMatchObject({ code: 'hold_not_found' });
       expect((await teller.post(`/v1/accounts/${accountId}/holds`, { holdId: randomUUID(), amount: '1.00', currency: 'EUR', expiresAt: '2001-01-01T00:00:00Z' })).statusCode).toBe(400);
+    });
+  });
+
+  describe('routes that take no body', () => {
+    type World = { actor: ReturnType<typeof client>; url: string; answer: Record<string, unknown> };
+    const registered = async () => (await admin.post('/v1/customers', { email: `${randomUUID()}@example.com`, firstName: 'A', lastName: 'B' })).json<{ id: string }>().id;
+    const routes: [string, Record<string, unknown>, string, () => Promise<World>][] = [
+      ['activate', { reason: 'kyc' }, 'reason', async () => ({ actor: admin, url: `/v1/customers/${await registered()}/activate`, answer: { status: 'active' } })],
+      ['reactivate', { anything: [1] }, 'anything', async () => {
+        const id = await registered();
+        await admin.post(`/v1/customers/${id}/activate`);
+        await admin.post(`/v1/customers/${id}/suspend`);
+        return { actor: admin, url: `/v1/customers/${id}/reactivate`, answer: { status: 'active' } };
+      }],
+      ['unfreeze', { anything: [1] }, 'anything', async () => {
+        const { accountId } = await openFundedAccount(ledger.app, tokens);
+        await teller.post(`/v1/accounts/${accountId}/freeze`);
+        return { actor: teller, url: `/v1/accounts/${accountId}/unfreeze`, answer: { status: 'active' } };
+      }],
+      ['close', { force: true }, 'force', async () => ({ actor: admin, url: `/v1/accounts/${(await openFundedAccount(ledger.app, tokens)).accountId}/close`, answer: { status: 'closed' } })],
+      ['release', { amount: '0.50', bogus: true }, 'amount', async () => {
+        const { accountId } = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+        const holdId = randomUUID();
+        await teller.post(`/v1/accounts/${accountId}/holds`, { holdId, amount: '30.00', currency: 'EUR', expiresAt: new Date(Date.now() + 60_000).toISOString() });
+        return { actor: teller, url: `/v1/accounts/${accountId}/holds/${holdId}/release`, answer: { status: 'released', released: '30.00', held: '0.00' } };
+      }],
+    ];
+
+    it.each(routes)('%s refuses a body with a field, naming it, and writes nothing; {} is accepted', async (_action, body, field, prepare) => {
+      const { actor, url, answer } = await prepare();
+      const before = await storedEventCount();
+      const refused = await actor.post(url, body);
+      expect(refused.statusCode).toBe(400);
+      expect(refused.headers['content-type']).toContain('application/problem+json');
+      expect(refused.json()).toMatchObject({ code: 'validation_failed', errors: [{ path: `body/${field}` }] });
+      expect(await storedEventCount()).toBe(before);
+      const accepted = await actor.post(url, {});
+      expect(accepted.statusCode, accepted.body).toBe(200);
+      expect(accepted.json()).toMatchObject(answer);
+    });
+
+    it.each(routes)('%s is accepted with no body and no content type', async (_action, _body, _field, prepare) => {
+      const { actor, url, answer } = await prepare();
+      const accepted = await actor.post(url);
+      expect(accepted.statusCode, accepted.body).toBe(200);
+      expect(accepted.json()).toMatchObject(answer);
+    });
+
+    it('a POST route that declares no body schema cannot be registered', async () => {
+      const app = await createHttpApp({ logger: pino({ level: 'silent' }), bodyLimitBytes: 1_024, requestTimeoutMs: 1_000, title: 'test' });
+      expect(() => app.post('/v1/anything', async () => ({}))).toThrow(/declares no body/);
+      await app.close();
     });
   });
 

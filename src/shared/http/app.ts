@@ -1,6 +1,7 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { Ajv, type Options as AjvOptions } from 'ajv';
 import addFormats from 'ajv-formats';
+import { Type } from '@sinclair/typebox';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Logger } from 'pino';
@@ -19,6 +20,13 @@ function ajvWith(options: AjvOptions): Ajv {
   addFormats.default(ajv);
   return ajv;
 }
+
+/**
+ * The body of a POST that takes no fields. Without a body schema a route ignored any body (a
+ * release sent an amount was a full release); with it, a field is refused by name, and no body at
+ * all still passes, as `{}` (see the preValidation hook below).
+ */
+export const NoBody = Type.Object({}, { additionalProperties: false, description: 'no fields: send no body, or {}' });
 
 export interface HttpAppOptions {
   logger: Logger;
@@ -52,6 +60,9 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
   // and routes with required fields name the missing ones.
   app.addHook('preValidation', async (request) => {
     if (request.method === 'POST' && request.body === undefined) request.body = {};
+  });
+  app.addHook('onRoute', (route) => {
+    if ([route.method].flat().includes('POST') && !route.schema?.body) throw new Error(`route POST ${route.url} declares no body; one that takes no fields uses NoBody`);
   });
   await app.register(problemDetailsPlugin);
   await app.register(swagger, {

@@ -2,6 +2,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { formatAmount, parseAmount } from '../../domain/money.js';
 import type { AccountEvent, AccountState } from '../../domain/account.js';
+import { NoBody } from '../../shared/http/app.js';
 import { HttpProblem } from '../../shared/http/problem.js';
 import { assertOwner, principalOf } from '../../shared/auth/plugin.js';
 import { deterministicId } from '../commandHandler.js';
@@ -106,7 +107,7 @@ export async function accountRoutes(app: FastifyInstance, { write }: { write: Wr
           summary: `${transition.action[0]!.toUpperCase()}${transition.action.slice(1)} an account`,
           headers: IdempotencyHeaders,
           params: IdParams,
-          ...(transition.action === 'freeze' ? { body: FreezeBody } : {}),
+          body: transition.action === 'freeze' ? FreezeBody : NoBody,
           response: { 200: StatusChanged, ...problemResponses(400, 401, 403, 404, 409, 422) },
         },
       },

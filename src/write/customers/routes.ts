@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { normalizeEmail, validateEmail, validateName, type CustomerEvent } from '../../domain/customer.js';
+import { NoBody } from '../../shared/http/app.js';
 import { HttpProblem } from '../../shared/http/problem.js';
 import { assertOwner } from '../../shared/auth/plugin.js';
 import { deterministicId } from '../commandHandler.js';
@@ -82,7 +83,7 @@ export async function customerRoutes(app: FastifyInstance, { write }: { write: W
           summary: `${transition.action[0]!.toUpperCase()}${transition.action.slice(1)} a customer`,
           headers: IdempotencyHeaders,
           params: IdParams,
-          ...(transition.action === 'suspend' ? { body: SuspendBody } : {}),
+          body: transition.action === 'suspend' ? SuspendBody : NoBody,
           response: { 200: StatusChanged, ...problemResponses(400, 401, 403, 404, 409, 422) },
         },
       },

@@ -2,6 +2,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { formatAmount, parseAmount } from '../../domain/money.js';
 import type { AccountEvent } from '../../domain/account.js';
+import { NoBody } from '../../shared/http/app.js';
 import { HttpProblem } from '../../shared/http/problem.js';
 import { deterministicId } from '../commandHandler.js';
 import { Amount, commandContext, Currency, IdempotencyHeaders, normaliseInstant, nowIso, OptionalText, Position, problemResponses, Uuid } from '../http.js';
@@ -182,6 +183,7 @@ export async function movementRoutes(app: FastifyInstance, { write }: { write: W
         summary: 'Release a hold',
         headers: IdempotencyHeaders,
         params: HoldParams,
+        body: NoBody,
         response: { 200: HoldResponse, ...problemResponses(400, 401, 403, 404, 409, 422) },
       },
     },
