@@ -119,6 +119,32 @@ describe('command API', () => {
       const atLimit = await teller.post(`/v1/accounts/${accountId}/withdrawals`, { amount: '15.00', currency: 'EUR' });
       expect(atLimit.json()).toMatchObject({ balanceAfter: '-10.00' });
     });
+
+    it.each(['0', '0.0', '0.00'])('takes an overdraft limit of %s on a EUR account as none, at opening and later', async (overdraftLimit) => {
+      const { customerId, accountId } = await openFundedAccount(ledger.app, tokens);
+      const opened = await teller.post('/v1/accounts', { customerId, currency: 'EUR', type: 'checking', overdraftLimit });
+      expect(opened.statusCode, opened.body).toBe(201);
+      expect(opened.json()).toMatchObject({ overdraftLimit: '0.00' });
+      expect((await admin.post(`/v1/accounts/${accountId}/overdraft`, { overdraftLimit })).json()).toMatchObject({ overdraftLimit: '0.00' });
+    });
+
+    it.each([
+      ['0.000', 'EUR'],
+      ['0.000000', 'EUR'],
+      ['0.0', 'JPY'],
+    ])('refuses a zero overdraft limit %s with more decimals than %s has, at opening and later, and writes nothing', async (overdraftLimit, currency) => {
+      const { customerId, accountId } = await openFundedAccount(ledger.app, tokens, { currency });
+      const before = await storedEventCount();
+      for (const refused of [
+        await teller.post('/v1/accounts', { customerId, currency, type: 'checking', overdraftLimit }),
+        await admin.post(`/v1/accounts/${accountId}/overdraft`, { overdraftLimit }),
+      ]) {
+        expect(refused.statusCode).toBe(400);
+        expect(refused.headers['content-type']).toContain('application/problem+json');
+        expect(refused.json()).toMatchObject({ code: 'too_many_decimals' });
+      }
+      expect(await storedEventCount()).toBe(before);
+    });
   });
 
   describe('movements', () => {

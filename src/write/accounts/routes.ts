@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { formatAmount, parseAmount } from '../../domain/money.js';
+import { currencyExponent, formatAmount, parseAmount } from '../../domain/money.js';
 import type { AccountEvent, AccountState } from '../../domain/account.js';
 import { NoBody } from '../../shared/http/app.js';
 import { HttpProblem } from '../../shared/http/problem.js';
@@ -42,8 +42,11 @@ export async function loadOwnedAccount(write: WriteSide, request: FastifyRequest
   return state;
 }
 
+/** No limit is zero, which parseAmount refuses; a zero is still held to the currency's decimals. */
 function overdraftMinor(text: string | undefined, currency: string): bigint {
-  if (text === undefined || /^0(\.0+)?$/.test(text)) return 0n;
+  if (text === undefined) return 0n;
+  const zero = /^0(?:\.(0+))?$/.exec(text);
+  if (zero && (zero[1] ?? '').length <= currencyExponent(currency)) return 0n;
   return parseAmount(text, currency);
 }
 
