@@ -105,6 +105,33 @@ describe.each(storeVariants('query API'))('query API on $name', ({ env: storeEnv
     expect((await auditor.get(`/v1/accounts/${accountId}/transactions?cursor=${tampered}`)).statusCode).toBe(400);
   });
 
+  it('refuses impossible calendar dates and times in from and to, which would roll over, and reads an offset as written', async () => {
+    const { accountId } = await openFundedAccount(ledger.app, tokens, { deposit: '1.00' });
+    const last = (await teller.post(`/v1/accounts/${accountId}/deposits`, { amount: '2.00', currency: 'EUR' })).json<{ position: string }>().position;
+    const listed = (query: string) => auditor.get(`/v1/accounts/${accountId}/transactions?minPosition=${last}&${query}`);
+    for (const bad of [
+      'from=2024-02-30', 'to=2024-02-30', 'from=2023-02-29', 'from=2024-04-31', 'from=2024-13-01', 'from=2024-00-10', 'from=2024-01-00',
+      'from=2024-02-30T10:00:00Z', 'from=2024-01-01T24:00:00Z', 'from=2024-01-01T10:60:00Z', 'from=2024-01-01T10:00:60Z',
+      'from=2024-01-01T10:00:00%2B24:00', 'from=2024-01-01T10:00:00%2B02:60', 'from=2024-01-01T10:00.5Z', 'from=2024-1-01',
+    ]) {
+      const response = await listed(bad);
+      expect(response.statusCode, bad).toBe(400);
+      expect(response.headers['content-type'], bad).toContain('application/problem+json');
+      expect(response.json(), bad).toMatchObject({ code: 'invalid_date' });
+    }
+    for (const good of ['from=2024-02-29', 'from=2024-01-01T10:00', 'from=2024-01-01T10:00:00Z', 'from=2024-01-01%2010:00:00.123456Z', 'from=2024-01-01T10:00:00%2B0200', `to=${new Date(Date.now() + 86_400_000).toISOString().slice(0, 10)}`]) {
+      const response = await listed(good);
+      expect(response.statusCode, good).toBe(200);
+      expect(response.json<{ items: unknown[] }>().items, good).toHaveLength(2);
+    }
+    // The wall-clock time a minute ago at +02:00 and a minute ahead at -05:00, written with their offsets.
+    const at = (instantMs: number, offsetMinutes: number) =>
+      `${new Date(instantMs + offsetMinutes * 60_000).toISOString().slice(0, 19)}${offsetMinutes < 0 ? '-' : '%2B'}${String(Math.trunc(Math.abs(offsetMinutes) / 60)).padStart(2, '0')}:${String(Math.abs(offsetMinutes) % 60).padStart(2, '0')}`;
+    expect((await listed(`from=${at(Date.now() - 60_000, 120)}`)).json<{ items: unknown[] }>().items).toHaveLength(2);
+    expect((await listed(`from=${at(Date.now() + 60_000, -300)}`)).json<{ items: unknown[] }>().items).toHaveLength(0);
+    expect((await listed(`to=${at(Date.now() - 60_000, -300)}`)).json<{ items: unknown[] }>().items).toHaveLength(0);
+  });
+
   it('hides other customers\' accounts from a customer with a 404', async () => {
     const mine = await openFundedAccount(ledger.app, tokens, { deposit: '1.00' });
     const theirs = await openFundedAccount(ledger.app, tokens, { deposit: '1.00' });

@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { formatAmount, parseAmount } from '../../domain/money.js';
+import { parseInstantMs } from '../../domain/time.js';
 import { findAccount, type AccountRow } from '../../projections/accounts/query.js';
 import { listTransactions, type TransactionRow } from '../../projections/transactions/query.js';
 import { TRANSACTION_STATUSES, TRANSACTION_TYPES, type TransactionStatus, type TransactionType } from '../../projections/transactions/table.js';
@@ -137,11 +138,28 @@ function accountFactsCache(context: ReadContext) {
   };
 }
 
+/** A date, or a date-time whose seconds, fraction and offset are optional. */
+const DATE_TEXT = /^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(?:Z|([+-])(\d{2}):?(\d{2}))?)?$/;
+
+/**
+ * A date is UTC midnight; a date-time without an offset is UTC. Date.parse rolls "02-30" over to
+ * March, so the fields as written go through parseInstantMs's round trip before the offset applies.
+ */
 function parseDate(value: string | undefined, field: string): Date | undefined {
   if (value === undefined) return undefined;
-  const ms = /^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(value) ? Date.parse(value) : Number.NaN;
-  if (Number.isNaN(ms)) throw new HttpProblem(400, 'invalid_date', `${field} is not a valid date`);
-  return new Date(ms);
+  const invalid = () => new HttpProblem(400, 'invalid_date', `${field} is not a valid date`);
+  const match = DATE_TEXT.exec(value);
+  if (!match) throw invalid();
+  const [, day, hoursMinutes = '00:00', seconds = '00', fraction = '', sign, offsetHours = '00', offsetMinutes = '00'] = match;
+  if (Number(offsetHours) > 23 || Number(offsetMinutes) > 59) throw invalid();
+  let wallClockMs: number;
+  try {
+    wallClockMs = parseInstantMs(`${day}T${hoursMinutes}:${seconds}.${fraction.slice(0, 3).padEnd(3, '0')}Z`, field);
+  } catch {
+    throw invalid();
+  }
+  const offsetMs = (sign === '-' ? -1 : 1) * (Number(offsetHours) * 60 + Number(offsetMinutes)) * 60_000;
+  return new Date(wallClockMs - offsetMs);
 }
 
 function parseBound(value: string | undefined, currency: string, field: string): bigint | undefined {
