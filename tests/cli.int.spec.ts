@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 
@@ -58,5 +59,20 @@ describe('the ledger executable', () => {
     // On failure, show how the shutdown went (a timeout logs 'shutdown timed out').
     expect(code, `${output().stdout.slice(-3_000)}\n${output().stderr.slice(-1_000)}`).toBe(0);
     expect(output().stdout).toContain('"msg":"stopped"');
+  });
+
+  it('refuses a verify while another rebuild or verify of the projection runs, with one clear line and a failing exit code', async () => {
+    // Held as a running rebuild holds it (rebuild.ts, runLockKey).
+    const other = new pg.Client({ connectionString: database.url });
+    await other.connect();
+    try {
+      await other.query(`select pg_advisory_lock(hashtext('projection-rebuild:accounts'))`);
+      const { child, output } = run(['audit', 'verify', 'accounts'], { DATABASE_URL: database.url, JWT_SECRET: 'x'.repeat(40), LOG_LEVEL: 'error' });
+      const [code] = await once(child, 'exit');
+      expect(code, output().stderr).toBe(1);
+      expect(output().stderr).toMatch(/^ledger: a rebuild or verify of accounts is already running\n$/m);
+    } finally {
+      await other.end();
+    }
   });
 });

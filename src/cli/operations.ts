@@ -3,7 +3,7 @@ import type { Runtime } from '../runtime.js';
 import { MAX_PAGE_SIZE, type EventStore, type RecordedEvent } from '../eventstore/port.js';
 import { assertValidStreamName } from '../eventstore/port.js';
 import { projectionStatuses } from '../projections/checkpoints.js';
-import { rebuildProjection, type RebuildProgress } from '../projections/rebuild.js';
+import { ProjectionBusyError, rebuildProjection, type RebuildProgress } from '../projections/rebuild.js';
 import { PROJECTIONS, projectionNamed } from '../projections/registry.js';
 import { clearingLedgerAccount, createTrialBalance, trialBalance, trialBalanceTotals } from '../domain/ledger.js';
 import { encodeJson, type JsonObject } from '../shared/json.js';
@@ -21,14 +21,28 @@ export async function printProjectionStatus(runtime: Runtime): Promise<void> {
   console.table(rows);
 }
 
-/** `ledger projections rebuild [name]` and `ledger audit verify [name]`. Returns the rows found different. */
+/**
+ * `ledger projections rebuild [name]` and `ledger audit verify [name]`. Returns the rows found
+ * different. A projection that another rebuild or verify holds is skipped and the others still run;
+ * the command then fails, naming it.
+ */
 export async function rebuildOrVerify(runtime: Runtime, mode: 'rebuild' | 'verify', name?: string): Promise<number> {
   const projections = name ? [projectionNamed(name)] : PROJECTIONS;
   let differences = 0;
+  const refusals: string[] = [];
   for (const projection of projections) {
     const report = progressReporter(mode, projection.name);
-    const result = await rebuildProjection(runtime.db as unknown as Kysely<unknown>, runtime.store, projection, mode, report.update);
-    report.done();
+    let result;
+    try {
+      result = await rebuildProjection(runtime.db as unknown as Kysely<unknown>, runtime.store, projection, mode, report.update);
+    } catch (error) {
+      if (!(error instanceof ProjectionBusyError)) throw error;
+      runtime.logger.error({ projection: projection.name }, error.message);
+      refusals.push(error.message);
+      continue;
+    } finally {
+      report.done();
+    }
     const rate = result.elapsedMs > 0 ? Math.round((result.events / result.elapsedMs) * 1000) : result.events;
     if (mode === 'verify') {
       differences += result.differences ?? 0;
@@ -37,6 +51,7 @@ export async function rebuildOrVerify(runtime: Runtime, mode: 'rebuild' | 'verif
       runtime.logger.info({ projection: projection.name, events: result.events, position: result.position.toString(), elapsedMs: result.elapsedMs, eventsPerSecond: rate }, 'projection rebuilt and swapped in');
     }
   }
+  if (refusals.length > 0) throw new Error(refusals.join('; '));
   return differences;
 }
 

@@ -24,6 +24,19 @@ const UNLOCKED_CATCH_UP_ROUNDS_MAX = 5;
 const LOCKED_GAP_EVENTS = 5_000;
 
 /**
+ * Held by a rebuild or verify for its whole run, on a session of its own. Every run of a projection
+ * builds the same shadow tables: a second run would drop the first one's half-built tables, and the
+ * first would then swap in (or compare) the second's.
+ */
+export const runLockKey = (name: string) => sql`hashtext(${`projection-rebuild:${name}`})`;
+
+export class ProjectionBusyError extends Error {
+  constructor(readonly projection: string) {
+    super(`a rebuild or verify of ${projection} is already running`);
+  }
+}
+
+/**
  * Rebuilds a projection from position 0 into shadow tables beside the live ones, then either
  * swaps them in (`rebuild`) or compares them with the live tables (`verify`).
  *
@@ -31,8 +44,30 @@ const LOCKED_GAP_EVENTS = 5_000;
  * runs under the projection's swap lock, which every live batch takes shared: the live projector
  * pauses for that moment only, the shadow reaches exactly the live checkpoint, and the rename (or
  * the comparison) happens at one position. Readers keep reading the old tables until the commit.
+ *
+ * Only one rebuild or verify of a projection runs at a time; another one is refused at once with
+ * a ProjectionBusyError.
  */
 export async function rebuildProjection(
+  db: Kysely<unknown>,
+  store: EventStore,
+  projection: Projection,
+  mode: 'rebuild' | 'verify',
+  onProgress?: (progress: RebuildProgress) => void,
+): Promise<RebuildResult> {
+  return db.connection().execute(async (session) => {
+    const { rows } = await sql<{ locked: boolean }>`select pg_try_advisory_lock(${runLockKey(projection.name)}) as locked`.execute(session);
+    if (rows[0]?.locked !== true) throw new ProjectionBusyError(projection.name);
+    try {
+      return await rebuildAlone(db, store, projection, mode, onProgress);
+    } finally {
+      // A failed unlock means a lost session, and its lock went with it.
+      await sql`select pg_advisory_unlock(${runLockKey(projection.name)})`.execute(session).catch(() => undefined);
+    }
+  });
+}
+
+async function rebuildAlone(
   db: Kysely<unknown>,
   store: EventStore,
   projection: Projection,

@@ -1,0 +1,58 @@
+import pg from 'pg';
+import { sql, type Kysely } from 'kysely';
+import { afterEach, describe, expect, it } from 'vitest';
+import { accountsProjection } from '../../src/projections/accounts/projection.js';
+import { customersProjection } from '../../src/projections/customers/projection.js';
+import { rebuildProjection } from '../../src/projections/rebuild.js';
+import { buildReference, customerMonths, differencesFromReference, noDifferences, openProjectionEnv, settledHead, sleep, waitForCheckpoints, waitUntil, type ProjectionEnv } from './helpers.js';
+
+describe('rebuild and verify beside each other and beside the live projection', () => {
+  let env: ProjectionEnv | undefined;
+  const cleanups: (() => Promise<void>)[] = [];
+
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+    await env?.close();
+    env = undefined;
+  });
+
+  /** Takes a projection's swap lock shared on a session of its own, as every live batch does; a rebuild's swap then waits. */
+  async function holdSwapLock(current: ProjectionEnv, projection: string): Promise<() => Promise<void>> {
+    const client = new pg.Client({ connectionString: current.database.url });
+    await client.connect();
+    await client.query(`select pg_advisory_lock_shared(hashtext($1))`, [`projection-swap:${projection}`]);
+    const release = () => client.end();
+    cleanups.push(release);
+    return release;
+  }
+
+  async function waitingForAnAdvisoryLock(db: Kysely<unknown>): Promise<boolean> {
+    const { rows } = await sql<{ waiting: number }>`select count(*)::int as waiting from pg_locks where locktype = 'advisory' and not granted`.execute(db);
+    return rows[0]!.waiting > 0;
+  }
+
+  it('a verify started while a rebuild of the same projection runs is refused at once, and the rebuild swaps in every row', async () => {
+    const current = (env = await openProjectionEnv());
+    await customerMonths(current.write, 3);
+    const head = await settledHead(current.db);
+    for (const projection of [accountsProjection, customersProjection]) current.runner(projection).start();
+    await waitForCheckpoints(current.db, [accountsProjection, customersProjection], head);
+
+    const releaseSwapLock = await holdSwapLock(current, accountsProjection.name);
+    const rebuild = rebuildProjection(current.db, current.store, accountsProjection, 'rebuild');
+    rebuild.catch(() => undefined);
+    await waitUntil(() => waitingForAnAdvisoryLock(current.db), 'the rebuild, its shadow tables built, waits to swap them in');
+    const verify = rebuildProjection(current.db, current.store, accountsProjection, 'verify');
+    verify.catch(() => undefined);
+    await expect(Promise.race([verify, sleep(5_000).then(() => 'still running after 5 s')])).rejects.toThrow('a rebuild or verify of accounts is already running');
+    // Runs of another projection are not held up.
+    expect((await rebuildProjection(current.db, current.store, customersProjection, 'verify')).differences).toBe(0);
+
+    await releaseSwapLock();
+    expect((await rebuild).position).toBeGreaterThanOrEqual(head);
+    expect(await buildReference(current, accountsProjection)).toBeGreaterThan(0);
+    expect(await differencesFromReference(current.db, accountsProjection)).toEqual(noDifferences(accountsProjection));
+    // The refusal left nothing behind: the next run goes ahead.
+    expect((await rebuildProjection(current.db, current.store, accountsProjection, 'verify')).differences).toBe(0);
+  });
+});
