@@ -3,8 +3,9 @@ import { sql, type Kysely } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { accountsProjection } from '../../src/projections/accounts/projection.js';
 import { customersProjection } from '../../src/projections/customers/projection.js';
+import { liveTables } from '../../src/projections/projection.js';
 import { rebuildProjection } from '../../src/projections/rebuild.js';
-import { buildReference, customerMonths, differencesFromReference, noDifferences, openProjectionEnv, settledHead, sleep, waitForCheckpoints, waitUntil, type ProjectionEnv } from './helpers.js';
+import { buildReference, customerMonths, deposit, differencesFromReference, noDifferences, openProjectionEnv, settledHead, sleep, waitForCheckpoints, waitUntil, type ProjectionEnv } from './helpers.js';
 
 describe('rebuild and verify beside each other and beside the live projection', () => {
   let env: ProjectionEnv | undefined;
@@ -54,5 +55,52 @@ describe('rebuild and verify beside each other and beside the live projection', 
     expect(await differencesFromReference(current.db, accountsProjection)).toEqual(noDifferences(accountsProjection));
     // The refusal left nothing behind: the next run goes ahead.
     expect((await rebuildProjection(current.db, current.store, accountsProjection, 'verify')).differences).toBe(0);
+  });
+
+  it('a verify compares at one position without pausing the live projection or holding back the safe position, and still finds a corrupted row', async () => {
+    const current = (env = await openProjectionEnv());
+    const { accountIds } = (await customerMonths(current.write, 2))[0]!;
+    const head = await settledHead(current.db);
+    const first = current.runner(accountsProjection).start();
+    await waitForCheckpoints(current.db, [accountsProjection], head);
+    await first.stop();
+
+    const releaseSwapLock = await holdSwapLock(current, accountsProjection.name);
+    await deposit(current.write, accountIds[0]!, 2_00n);
+    let appended = 0n;
+    const verify = rebuildProjection(current.db, current.store, accountsProjection, 'verify', undefined, {
+      beforeComparison: async () => {
+        await deposit(current.write, accountIds[0]!, 1_00n);
+        const { rows } = await sql<{ newest: bigint }>`select max(position) as newest from ledger_events`.execute(current.db);
+        appended = rows[0]!.newest;
+        // Both stand still until the verify ends, if it compares with a transaction id or under the swap lock.
+        await waitUntil(async () => {
+          const safe = await sql<{ safe: bigint }>`select ledger_safe_position() as safe`.execute(current.db);
+          return safe.rows[0]!.safe >= appended;
+        }, 'the safe position passes an event appended while the verify compares', 5_000);
+        await waitForCheckpoints(current.db, [accountsProjection], appended, 5_000);
+      },
+    });
+    verify.catch(() => undefined);
+    await waitUntil(() => waitingForAnAdvisoryLock(current.db), 'the verify, caught up without the lock, waits for it');
+    // A live batch that commits between the verify's catch-up and its lock: the verify applies it to
+    // its shadow tables under the lock (in the reported case, in the transaction that then compared).
+    const gap = await current.store.readAll({ after: head, maxCount: 100, filter: accountsProjection.filter });
+    expect(gap.length).toBeGreaterThan(0);
+    await current.db.transaction().execute(async (trx) => {
+      await accountsProjection.apply(trx, gap, liveTables);
+      await sql`update projection_checkpoints set position = ${gap.at(-1)!.position} where name = ${accountsProjection.name}`.execute(trx);
+    });
+    current.runner(accountsProjection).start();
+    await releaseSwapLock();
+
+    const verified = await verify;
+    expect(appended).toBeGreaterThan(gap.at(-1)!.position);
+    // Compared where the live projection stood when the verify took its snapshot: the deposit applied since is no difference.
+    expect(verified.position).toBe(gap.at(-1)!.position);
+    expect(verified.differences).toBe(0);
+
+    await sql`update account_balances set balance_minor = balance_minor + 1 where account_id = ${accountIds[0]!}`.execute(current.db);
+    expect((await rebuildProjection(current.db, current.store, accountsProjection, 'verify')).differences).toBe(2);
   });
 });
