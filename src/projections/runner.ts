@@ -54,6 +54,25 @@ const MAX_BACKOFF_MS = 30_000;
 const TRANSIENT_BACKOFF_MAX_MS = 1_000;
 
 /**
+ * The leader's lock session sends nothing after taking its lock, so when the leader's host dies or
+ * is cut off only TCP keepalives tell the server; with the OS defaults it keeps the session, and
+ * the lock, for about two hours and no standby can take over. Here the server drops it after 10 s
+ * of silence and 3 unanswered probes 5 s apart, about 25 s. The client probes after the same 10 s
+ * (Node then sends 10 probes 1 s apart), so a cut-off leader notices too and stops applying.
+ */
+const LEADER_KEEPALIVE_IDLE_SECONDS = 10;
+const LEADER_KEEPALIVE_INTERVAL_SECONDS = 5;
+const LEADER_KEEPALIVE_COUNT = 3;
+/** The server also drops the session when what it sent stays unacknowledged this long (Linux, PostgreSQL 12+). */
+const LEADER_TCP_USER_TIMEOUT_MS = 25_000;
+const LEADER_SESSION_OPTIONS = [
+  `-c tcp_keepalives_idle=${LEADER_KEEPALIVE_IDLE_SECONDS}`,
+  `-c tcp_keepalives_interval=${LEADER_KEEPALIVE_INTERVAL_SECONDS}`,
+  `-c tcp_keepalives_count=${LEADER_KEEPALIVE_COUNT}`,
+  `-c tcp_user_timeout=${LEADER_TCP_USER_TIMEOUT_MS}`,
+].join(' ');
+
+/**
  * Runs one projection: holds a PostgreSQL advisory lock so exactly one runner per projection is
  * active (others stand by and take over when the holder's session dies), subscribes from the stored
  * checkpoint, and commits each batch's rows with its checkpoint in one transaction.
@@ -253,7 +272,14 @@ export class ProjectionRunner implements Worker {
 
   private async tryLock(): Promise<boolean> {
     if (this.lockClient) return true;
-    const client = new pg.Client({ connectionString: this.databaseUrl, connectionTimeoutMillis: 5_000, application_name: `ledger ${this.name}` });
+    const client = new pg.Client({
+      connectionString: this.databaseUrl,
+      connectionTimeoutMillis: 5_000,
+      application_name: `ledger ${this.name}`,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: LEADER_KEEPALIVE_IDLE_SECONDS * 1_000,
+      options: LEADER_SESSION_OPTIONS,
+    });
     client.on('error', () => {
       // Our session died, and with it the lock: stop applying; another runner may take over.
       this.lockClient = undefined;

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Batch, RecordedEvent } from '../../src/eventstore/port.js';
@@ -309,6 +310,24 @@ describe('projection runtime', () => {
     const head = await settledHead(current.db);
     await waitForCheckpoints(current.db, [customersProjection], head);
     await expectMatchesReference(current, [customersProjection]);
+  });
+
+  it('the leader\'s lock session has TCP keepalives that end it within about half a minute of the leader going silent', async () => {
+    const current = await open();
+    const runner = current.runner(customersProjection).start();
+    await waitUntil(() => runner.currentState === 'active', 'the runner leads');
+    // Private: the session that holds the leader lock. A real partition is not simulated here.
+    const lockClient = (runner as unknown as { lockClient: pg.Client }).lockClient;
+    const { rows } = await lockClient.query<{ name: string; setting: string }>(`
+      select name, setting from pg_settings where name in ('tcp_keepalives_idle', 'tcp_keepalives_interval', 'tcp_keepalives_count', 'tcp_user_timeout')
+      union all
+      select 'leader locks', count(*)::text from pg_locks where pid = pg_backend_pid() and locktype = 'advisory' and granted`);
+    const settings = Object.fromEntries(rows.map((row) => [row.name, Number(row.setting)]));
+    expect(settings['leader locks'], 'this is the session that holds the leader lock').toBe(1);
+    // Over TCP these read as in effect: by default the OS's two hours idle, then 9 probes 75 s apart. Over a Unix socket, 0.
+    for (const name of ['tcp_keepalives_idle', 'tcp_keepalives_interval', 'tcp_keepalives_count', 'tcp_user_timeout']) expect(settings[name], name).toBeGreaterThan(0);
+    expect(settings.tcp_keepalives_idle! + settings.tcp_keepalives_interval! * settings.tcp_keepalives_count!, 'seconds until a silent peer is dropped').toBeLessThanOrEqual(30);
+    expect(settings.tcp_user_timeout, 'ms').toBeLessThanOrEqual(30_000);
   });
 
   it('a poison event stops the projection visibly, just before it, even with more good events behind it', async () => {
