@@ -346,11 +346,16 @@ export function availableMinor(state: AccountState, now: string): bigint {
 
 export function decide(command: AccountCommand, state: AccountState): AccountEvent[] {
   assertId(command.data.accountId, 'accountId');
-  const nowMs = effectiveNowMs(state, command.data.now);
+  const commandMs = parseInstantMs(command.data.now, 'now');
+  const nowMs = state.status === 'none' ? commandMs : Math.max(commandMs, state.clockMs);
   if (state.status !== 'none' && state.accountId !== command.data.accountId) {
     throw new Error(`command for account ${command.data.accountId} was given the state of account ${state.accountId}`);
   }
-  const events = decideCommand(command, state, nowMs);
+  // A command whose clock is behind the account's (a retry, a writer with a skewed clock) is decided
+  // at the account's time, and its events say so: dated by the command, an expired hold's funds
+  // were spent "before" it expired, and HoldExpired came before expiresAt, as an auditor re-reads them.
+  const decidedAt = nowMs === commandMs ? command : ({ ...command, data: { ...command.data, now: new Date(nowMs).toISOString() } } as AccountCommand);
+  const events = decideCommand(decidedAt, state, nowMs);
   assertDecisionKeepsInvariants(state, events, nowMs);
   return events;
 }

@@ -93,6 +93,18 @@ describe('holds that expire', () => {
     spec.given(drained).when(cmd.captureHold('h1', { now: T1 })).thenThrows('hold_expired', BusinessRuleError);
   });
 
+  it('a command whose clock is behind the account\'s is dated at the account\'s time: nothing is spent or expired "before" expiresAt', () => {
+    // A deposit at T2, past the hold's expiry, moved the account's clock; then a withdrawal and an
+    // expiry come from a writer whose clock says T1.
+    const later = [...withHold, ...spec.given(withHold).when(cmd.deposit(1n, { now: T2 })).events()];
+    const [withdrawn] = spec.given(later).when(cmd.withdraw(1001n, { now: T1 })).events();
+    expect(withdrawn?.data).toMatchObject({ balanceAfterMinor: 0n, at: T2 });
+    spec
+      .given(later)
+      .when(cmd.expireHold('h1', { now: T1 }))
+      .then([{ type: 'HoldExpired', data: { accountId, holdId: 'h1', transferId: null, currency: 'EUR', amountMinor: 600n, heldAfterMinor: 0n, at: T2 } }]);
+  });
+
   it('cannot be captured', () => {
     spec.given(withHold).when(cmd.captureHold('h1', { now: T2 })).thenThrows('hold_expired', BusinessRuleError);
   });
