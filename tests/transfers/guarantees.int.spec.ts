@@ -489,16 +489,18 @@ describe('transfer guarantees', () => {
       expect(await idle.fireDeadlines(db as unknown as Kysely<unknown>, new Date(Date.now() + 2_000))).toBe(0);
       await until(async () => Date.now(), (nowMs) => nowMs > Date.parse(deadlineAt) + 50, 5_000);
 
-      let rowWhileFailing: boolean | undefined;
+      // Looked at right after the fence, the manager's first step: by the time it records the
+      // failure, the timer may already have seen the transfer end and deleted the row.
+      let rowAfterFence: boolean | undefined;
       managerFor(ledger, running, {
         afterStep: async (step, id) => {
-          if (id === transferId && step === 'fail') rowWhileFailing = await deadlineRowExists(db, transferId);
+          if (id === transferId && step === 'fence-reservation' && rowAfterFence === undefined) rowAfterFence = await deadlineRowExists(db, transferId);
         },
       });
       const final = await settled(ledger, transferId);
 
       expect(final).toMatchObject({ status: 'failed', reason: 'deadline_exceeded' });
-      expect(rowWhileFailing, 'the timer row existed once TransferRequested was processed').toBe(true);
+      expect(rowAfterFence, 'the timer row existed once TransferRequested was processed').toBe(true);
       expectEffects(effectsOf(await readAllEvents(store), transferId), 'failed', 'late transfer');
       expect(await moneyOf(store, from.accountId)).toEqual({ status: 'active', balanceMinor: 10_000n, heldMinor: 0n, availableMinor: 10_000n });
       expect(await moneyOf(store, to.accountId)).toMatchObject({ balanceMinor: 0n });
