@@ -1,7 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mintToken } from '../src/shared/auth/keys.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 
 const BIN = new URL('../bin/ledger.js', import.meta.url).pathname;
@@ -68,6 +70,39 @@ describe('the ledger executable', () => {
     // On failure, show how the shutdown went (a timeout logs 'shutdown timed out').
     expect(code, `${output().stdout.slice(-3_000)}\n${output().stderr.slice(-1_000)}`).toBe(0);
     expect(output().stdout).toContain('"msg":"stopped"');
+  });
+
+  it('exits with 1 at the shutdown bound even while a projection batch waits on a lock, not when the lock goes', async () => {
+    const port = 40_000 + Math.floor(Math.random() * 20_000);
+    const secret = 'y'.repeat(40);
+    const { child, output } = run(['start'], { DATABASE_URL: database.url, PORT: String(port), HOST: '127.0.0.1', JWT_SECRET: secret, LOG_LEVEL: 'info', SHUTDOWN_TIMEOUT_MS: '1000' });
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline && (await fetch(`http://127.0.0.1:${port}/health/ready`).catch(() => undefined))?.status !== 200) await new Promise((resolve) => setTimeout(resolve, 200));
+    const locker = new pg.Client({ connectionString: database.url });
+    await locker.connect();
+    try {
+      // Every projection batch moves its checkpoint row: with the rows locked, the batches wait.
+      await locker.query('begin');
+      await locker.query('select * from projection_checkpoints for update');
+      const token = await mintToken(new TextEncoder().encode(secret), { role: 'admin', subject: 'shutdown-test' }, { ttlSeconds: 60 });
+      const registered = await fetch(`http://127.0.0.1:${port}/v1/customers`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'idempotency-key': randomUUID() },
+        body: JSON.stringify({ email: `${randomUUID()}@example.com`, firstName: 'Ada', lastName: 'Lovelace' }),
+      });
+      expect(registered.status).toBe(201);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const signalledAt = Date.now();
+      child.kill('SIGTERM');
+      const [code] = await once(child, 'exit');
+      const exitedAfterMs = Date.now() - signalledAt;
+      expect(code, output().stdout.slice(-2_000)).toBe(1);
+      expect(output().stdout).toContain('shutdown timed out');
+      expect(exitedAfterMs).toBeLessThan(1_000 + 3_000);
+    } finally {
+      await locker.query('rollback').catch(() => undefined);
+      await locker.end();
+    }
   });
 
   it('refuses a verify while another rebuild or verify of the projection runs, with one clear line and a failing exit code', async () => {
