@@ -415,25 +415,19 @@ describe('command API', () => {
         return { answer, repeated, unrelated: [unrelatedBefore, unrelatedAfter], written: (await storedEventCount()) - before };
       }
 
-      it('a repeat in a batch whose stream another read trimmed meanwhile is replayed, not refused on the new state', async () => {
+      it.each([
         // 100.00 - 60.00 - 4 x 10.00 = 0.00: decided anew, the withdrawal would be refused.
+        ['is replayed, not refused on the new state', 'Withdraw', 6_000n, 1_000n],
+        // Decided anew, its events carry the stored ids: the store refuses the append.
+        ['is caught by the store, and the commands beside it are not failed', 'Deposit', 700n, 100n],
+      ] as const)('a repeat in a batch whose stream another read trimmed meanwhile %s', async (_outcome, type, firstMinor, otherMinor) => {
         const { answer, repeated, unrelated, written } = await batchRacingATrim(
-          (accountId) => movement('Withdraw', accountId, 6_000n),
-          (accountId) => movement('Withdraw', accountId, 1_000n),
+          (accountId) => movement(type, accountId, firstMinor),
+          (accountId) => movement(type, accountId, otherMinor),
         );
         expect(repeated).toMatchObject({ status: 'fulfilled', value: { replayed: true, events: answer.events, eventIds: answer.eventIds } });
         expect(unrelated.map((outcome) => outcome?.status)).toEqual(['fulfilled', 'fulfilled']);
-        expect(written, 'the lead, four withdrawals elsewhere and the two deposits beside the repeat').toBe(7);
-      });
-
-      it('a repeat in a batch whose stream another read trimmed meanwhile is caught by the store, and the commands beside it are not failed', async () => {
-        const { answer, repeated, unrelated, written } = await batchRacingATrim(
-          (accountId) => movement('Deposit', accountId, 700n),
-          (accountId) => movement('Deposit', accountId, 100n),
-        );
-        expect(repeated).toMatchObject({ status: 'fulfilled', value: { replayed: true, events: answer.events, eventIds: answer.eventIds } });
-        expect(unrelated.map((outcome) => outcome?.status)).toEqual(['fulfilled', 'fulfilled']);
-        expect(written, 'the lead, four deposits elsewhere and the two beside the repeat').toBe(7);
+        expect(written, 'the lead, four commands elsewhere and the two deposits beside the repeat').toBe(7);
       });
 
       it('on a store that cannot say which ids it holds, remembers every command', async () => {
@@ -483,15 +477,17 @@ describe('command API', () => {
       await other.close();
     });
 
+    /** A deposit of 1.00 with a fresh transaction id: the same request decided twice records different events. */
+    const depositOf = (accountId: string) => ({
+      type: 'Deposit' as const,
+      data: { accountId, transactionId: randomUUID(), currency: 'EUR' as const, amountMinor: 100n, reference: null, description: null, now: new Date().toISOString() },
+    });
+    const contextFor = (key: string) => ({ idempotencyKey: `test:${key}`, requestHash: `hash-${key}`, actor: 'test', correlationId: key });
+
     it('a repeat another instance records between this one\'s re-read and its append is replayed, and the command beside it is appended', async () => {
       const { accountId } = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
       const stream = accountStream(accountId);
-      const deposit = () => ({
-        type: 'Deposit' as const,
-        // A fresh transaction id each time: the same request decided twice records different events.
-        data: { accountId, transactionId: randomUUID(), currency: 'EUR' as const, amountMinor: 100n, reference: null, description: null, now: new Date().toISOString() },
-      });
-      const contextFor = (key: string) => ({ idempotencyKey: `test:${key}`, requestHash: `hash-${key}`, actor: 'test', correlationId: key });
+      const deposit = () => depositOf(accountId);
       const elsewhere = createWriteSide(ledger.runtime.store, { retryLimit: 5 });
       const repeatKey = `repeat-${randomUUID()}`;
       const beforeAppend = new Map<number, () => Promise<unknown>>([
@@ -527,11 +523,7 @@ describe('command API', () => {
     ])('commands decided together in one append each answer their own last event\'s position, and a repeat answers the same, here or in another instance: %s', async (_store, withoutFirstPosition) => {
       const { accountId } = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
       const stream = accountStream(accountId);
-      const deposit = () => ({
-        type: 'Deposit' as const,
-        data: { accountId, transactionId: randomUUID(), currency: 'EUR' as const, amountMinor: 100n, reference: null, description: null, now: new Date().toISOString() },
-      });
-      const contextFor = (key: string) => ({ idempotencyKey: `test:${key}`, requestHash: `hash-${key}`, actor: 'test', correlationId: key });
+      const deposit = () => depositOf(accountId);
       let appends = 0;
       const store = Object.create(ledger.runtime.store) as EventStore;
       store.append = async (...args) => {
