@@ -694,6 +694,39 @@ describe('transfer guarantees', () => {
       expect(await moneyOf(store, to.accountId)).toMatchObject({ balanceMinor: 0n });
       await expectBooksBalance(ledger);
     });
+
+    // Last in this group: the poison stays in this database's log, before every later transfer.
+    it('a manager stopped at a poison event still sweeps expired holds', async () => {
+      const { db, store } = ledger.runtime;
+      const from = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+      const to = await openFundedAccount(ledger.app, tokens);
+      const poisoned = randomUUID();
+      // Every completion of this one transfer fails with an error the manager cannot take as a refusal.
+      const write = freshWriteSide(ledger);
+      const handle = write.transfers.handle.bind(write.transfers);
+      write.transfers.handle = (stream, command, ...rest) =>
+        stream === transferStream(poisoned) && command.type === 'CompleteTransfer' ? Promise.reject(new Error('injected: a poison event')) : handle(stream, command, ...rest);
+      const worker = startProcessManager(write, db, store, ledger.runtime.databaseUrl, { logger, batchSize: 50, timerIntervalMs: 100 });
+      running.push(worker);
+      const accepted = await client(ledger.app, tokens.teller).post('/v1/transfers', { transferId: poisoned, fromAccountId: from.accountId, toAccountId: to.accountId, amount: '1.00', currency: 'EUR' });
+      expect(accepted.statusCode).toBe(202);
+      expect(await until(async () => worker.runner.currentState, (state) => state === 'failing', SETTLE_TIMEOUT_MS)).toBe('failing');
+
+      const holdId = randomUUID();
+      const now = new Date();
+      await ledger.ledger.write.accounts.handle(
+        accountStream(from.accountId),
+        { type: 'PlaceHold', data: { accountId: from.accountId, holdId, currency: 'EUR', amountMinor: 1_000n, expiresAt: new Date(now.getTime() + 200).toISOString(), reference: null, description: null, now: now.toISOString() } },
+        { idempotencyKey: `test:${holdId}`, requestHash: 'hold', actor: 'test', correlationId: holdId },
+      );
+      const expired = await until(
+        async () => (await readWholeStream(store, accountStream(from.accountId))).some((event) => event.type === 'HoldExpired' && (event.data as { holdId: string }).holdId === holdId),
+        (found) => found,
+        SETTLE_TIMEOUT_MS,
+      );
+      expect(expired, 'the sweeper expired the hold while the manager was failing').toBe(true);
+      expect(worker.runner.currentState).toBe('failing');
+    });
   });
 
   describe('under load through the HTTP API', () => {

@@ -486,7 +486,11 @@ export function startProcessManager(
           resolve();
         };
       });
-      if (stopped || (options.exclusive !== false && runner.currentState !== 'active')) continue;
+      // Also while the reactions stand at a poison event: the timers' work is idempotent, and a
+      // stopped manager must not also stop deadlines and expiries (a failing runner may hold no
+      // lock meanwhile, so two instances' timers may run at once, as with two managers).
+      const state = runner.currentState;
+      if (stopped || (options.exclusive !== false && state !== 'active' && state !== 'failing')) continue;
       try {
         await manager.fireDeadlines(db as unknown as Kysely<unknown>);
         await manager.expireHolds(db);
