@@ -46,6 +46,18 @@ function managerFor(ledger: TestLedger, running: ManagerWorker[], options: Parti
   return worker;
 }
 
+/** An ordinary hold of 10.00 (no transfer) that expires 200 ms from now; its id. */
+async function placeExpiringHold(ledger: TestLedger, accountId: string): Promise<string> {
+  const holdId = randomUUID();
+  const now = new Date();
+  await ledger.ledger.write.accounts.handle(
+    accountStream(accountId),
+    { type: 'PlaceHold', data: { accountId, holdId, currency: 'EUR', amountMinor: 1_000n, expiresAt: new Date(now.getTime() + 200).toISOString(), reference: null, description: null, now: now.toISOString() } },
+    { idempotencyKey: `test:${holdId}`, requestHash: 'hold', actor: 'test', correlationId: holdId },
+  );
+  return holdId;
+}
+
 function freshWriteSide(ledger: TestLedger): WriteSide {
   return createWriteSide(ledger.runtime.store, { retryLimit: ledger.runtime.config.COMMAND_RETRY_LIMIT });
 }
@@ -579,16 +591,7 @@ describe('transfer guarantees', () => {
 
     it('one hold the sweeper cannot expire does not hold up the others', async () => {
       const { db, store } = ledger.runtime;
-      const holdOn = async (accountId: string) => {
-        const holdId = randomUUID();
-        const now = new Date();
-        await ledger.ledger.write.accounts.handle(
-          accountStream(accountId),
-          { type: 'PlaceHold', data: { accountId, holdId, currency: 'EUR', amountMinor: 1_000n, expiresAt: new Date(now.getTime() + 200).toISOString(), reference: null, description: null, now: now.toISOString() } },
-          { idempotencyKey: `test:${holdId}`, requestHash: 'hold', actor: 'test', correlationId: holdId },
-        );
-        return holdId;
-      };
+      const holdOn = (accountId: string) => placeExpiringHold(ledger, accountId);
       const failingAccount = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
       const account = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
       const failingHold = await holdOn(failingAccount.accountId);
@@ -614,13 +617,7 @@ describe('transfer guarantees', () => {
     it('the sweeper expiring an ordinary hold (no transfer) looks up no transfer and leaves nothing followed', async () => {
       const { db } = ledger.runtime;
       const account = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
-      const holdId = randomUUID();
-      const now = new Date();
-      await ledger.ledger.write.accounts.handle(
-        accountStream(account.accountId),
-        { type: 'PlaceHold', data: { accountId: account.accountId, holdId, currency: 'EUR', amountMinor: 1_000n, expiresAt: new Date(now.getTime() + 200).toISOString(), reference: null, description: null, now: now.toISOString() } },
-        { idempotencyKey: `test:${holdId}`, requestHash: 'hold', actor: 'test', correlationId: holdId },
-      );
+      const holdId = await placeExpiringHold(ledger, account.accountId);
       const projected = await until(
         () => db.selectFrom('account_holds').select('hold_id').where('hold_id', '=', holdId).executeTakeFirst(),
         (row) => row !== undefined,
@@ -712,13 +709,7 @@ describe('transfer guarantees', () => {
       expect(accepted.statusCode).toBe(202);
       expect(await until(async () => worker.runner.currentState, (state) => state === 'failing', SETTLE_TIMEOUT_MS)).toBe('failing');
 
-      const holdId = randomUUID();
-      const now = new Date();
-      await ledger.ledger.write.accounts.handle(
-        accountStream(from.accountId),
-        { type: 'PlaceHold', data: { accountId: from.accountId, holdId, currency: 'EUR', amountMinor: 1_000n, expiresAt: new Date(now.getTime() + 200).toISOString(), reference: null, description: null, now: now.toISOString() } },
-        { idempotencyKey: `test:${holdId}`, requestHash: 'hold', actor: 'test', correlationId: holdId },
-      );
+      const holdId = await placeExpiringHold(ledger, from.accountId);
       const expired = await until(
         async () => (await readWholeStream(store, accountStream(from.accountId))).some((event) => event.type === 'HoldExpired' && (event.data as { holdId: string }).holdId === holdId),
         (found) => found,
