@@ -192,6 +192,11 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
     return this.load(streamName);
   }
 
+  /** Whether this process's cached stream remembers a command with this key; no I/O. */
+  remembers(streamName: string, idempotencyKey: string): boolean {
+    return this.cache.get(streamName)?.commands.byKey.has(idempotencyKey) === true;
+  }
+
   /** What the stream remembers of an earlier command with this idempotency key, if any. */
   async findCommand(streamName: string, idempotencyKey: string): Promise<{ requestHash: string } | undefined> {
     let cached = await this.refresh(streamName, this.cache.get(streamName));

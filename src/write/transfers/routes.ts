@@ -63,10 +63,11 @@ export async function transferRoutes(app: FastifyInstance, { write, timings, adm
 
       const idempotencyKey = `${idempotencyScopeOf(principal)}:transfer:${body.transferId}`;
       // After every check of the request, so bad input is told so even while transfers are refused.
-      // A repeat of a transfer already recorded is answered as recorded, backlog or not: only a
-      // refused request pays for the look.
-      await admission?.admit().catch(async (refusal: unknown) => {
-        if (!(await write.transfers.findCommand(transferStream(body.transferId), idempotencyKey))) throw refusal;
+      // A repeat of a transfer this process remembers is answered as recorded, backlog or not. Only
+      // from memory: at saturation half the requests are refused, and that path must stay cheap; a
+      // repeat at another instance gets the 503, and its retry the answer.
+      await admission?.admit().catch((refusal: unknown) => {
+        if (!write.transfers.remembers(transferStream(body.transferId), idempotencyKey)) throw refusal;
       });
       const now = nowIso();
       const deadlineAt = new Date(Date.parse(now) + timings.deadlineMs).toISOString();
