@@ -373,7 +373,7 @@ export class TransferProcessManager {
       select transfer_id, deadline_at from transfer_deadlines where next_check_at <= ${now} order by next_check_at limit ${TIMER_BATCH}`.execute(db);
     for (const { transfer_id: transferId, deadline_at: deadlineAt } of due.rows) {
       try {
-        await this.fireDeadline(db, transferId);
+        if (await this.fireDeadline(db, transferId)) continue;
       } catch (error) {
         if (this.crashed) throw error;
         // One transfer's fence failing (a contended or busy account) must not hold up the others,
@@ -386,11 +386,12 @@ export class TransferProcessManager {
     return due.rows.length;
   }
 
-  private async fireDeadline(db: Kysely<unknown>, transferId: string): Promise<void> {
+  /** True when the transfer had ended and its timer row is gone. */
+  private async fireDeadline(db: Kysely<unknown>, transferId: string): Promise<boolean> {
     const { state } = await this.write.transfers.load(transferStream(transferId));
     if (state.status === 'none' || state.status === 'completed' || state.status === 'failed') {
       await sql`delete from transfer_deadlines where transfer_id = ${transferId}`.execute(db);
-      return;
+      return true;
     }
     const cause = `deadline:${transferId}`;
     if (state.status === 'requested') {
@@ -401,6 +402,7 @@ export class TransferProcessManager {
     } else if (state.status === 'reserved') {
       await this.fenceCredit(state, 'deadline_exceeded', cause);
     }
+    return false;
   }
 
   /** Records the deadline's rejection on the source unless its hold got there first; whichever is recorded drives the flow. */
