@@ -15,7 +15,9 @@
  * - transfer: moves money between two accounts in steps run by a process manager. The source places
  *   a hold (holdId = transferId), the destination is credited from the clearing account, then the
  *   source hold is captured into clearing (or released when the transfer fails). Each step is
- *   idempotent per transferId, and expected business failures are rejection events.
+ *   idempotent per transferId, and expected business failures are rejection events. A transfer
+ *   hold that lapsed before its capture is captured late from the funds available then (the
+ *   destination may already have been credited), never below them.
  * - frozen: the bank has stopped debits; credits and captures of already reserved funds still go
  *   through.
  */
@@ -604,7 +606,11 @@ function captureTransferHold(command: CaptureTransferHold, state: AccountState, 
   const hold = transferHold(account, transferId);
   if (hold === undefined) throw new BusinessRuleError('hold_not_found', `no hold for transfer ${transferId}`);
   if (hold.status === 'captured') return [];
-  requireCapturableHold(account, hold.holdId, nowMs);
+  if (hold.status === 'released') throw new BusinessRuleError('hold_not_active', `the hold for transfer ${transferId} was released`, { holdStatus: hold.status });
+  // A transfer hold that lapsed before its capture (the manager was down past the grace) may
+  // already back a credit to the destination: the source still owes the amount, so it is captured
+  // late from the funds available now, never below them. Short of funds, the capture waits.
+  if (!holdReservesAt(hold, nowMs)) requireAvailable(account, hold.amountMinor, nowMs);
   return [holdCaptured(account, hold, hold.amountMinor, toAccountId, clearingLedgerAccount(account.currency), nowMs, now)];
 }
 
@@ -762,7 +768,7 @@ function holdCaptured(
   now: string,
 ): HoldCaptured {
   const balanceAfterMinor = subChecked(account.balanceMinor, capturedMinor);
-  const heldAfterMinor = heldAtMs(account, nowMs) - hold.amountMinor;
+  const heldAfterMinor = heldAtMs(account, nowMs) - reservedBy(hold, nowMs);
   return {
     type: 'HoldCaptured',
     data: {
@@ -905,7 +911,7 @@ function evolveOpened(account: OpenedAccount, event: Exclude<AccountEvent, Accou
       return transferId === null ? placed : { ...placed, transferHoldOutcomes: account.transferHoldOutcomes.set(transferId, 'placed') };
     }
     case 'HoldCaptured': {
-      const captured = withHoldStatus(account, event.data.holdId, 'captured');
+      const captured = withHoldStatus(account, event.data.holdId, 'captured', event.data.transferId === null ? ['active'] : ['active', 'expired']);
       return withBalance(captured, account.balanceMinor - event.data.capturedMinor, event.data.balanceAfterMinor, event.type);
     }
     case 'HoldReleased':
@@ -931,9 +937,10 @@ function withBalance(account: OpenedAccount, balanceMinor: bigint, balanceAfterM
   return { ...account, balanceMinor };
 }
 
-function withHoldStatus(account: OpenedAccount, holdId: string, status: Exclude<HoldStatus, 'active'>): OpenedAccount {
+/** Only a transfer hold may be captured once expired (late capture); every other hold ends once, from active. */
+function withHoldStatus(account: OpenedAccount, holdId: string, status: Exclude<HoldStatus, 'active'>, from: readonly HoldStatus[] = ['active']): OpenedAccount {
   const hold = account.holds.get(holdId);
-  if (hold === undefined || hold.status !== 'active') throw new Error(`hold ${holdId} cannot become ${status} from ${hold?.status ?? 'missing'}`);
+  if (hold === undefined || !from.includes(hold.status)) throw new Error(`hold ${holdId} cannot become ${status} from ${hold?.status ?? 'missing'}`);
   const activeHolds = new Map(account.activeHolds);
   activeHolds.delete(holdId);
   return { ...account, holds: account.holds.set(holdId, { ...hold, status }), activeHolds };

@@ -198,9 +198,56 @@ describe('CaptureTransferHold', () => {
     spec.given(then(placed, cmd.releaseTransferHold('t1'))).when(cmd.captureTransferHold('t1')).thenThrows('hold_not_active', BusinessRuleError);
   });
 
-  it('refuses a hold past its expiry, recorded or not', () => {
-    spec.given(placed).when(cmd.captureTransferHold('t1', { now: T2 })).thenThrows('hold_expired', BusinessRuleError);
-    spec.given(then(placed, cmd.expireHold('t1'))).when(cmd.captureTransferHold('t1')).thenThrows('hold_expired', BusinessRuleError);
+  describe('a hold past its expiry (the manager was down past the grace after the credit)', () => {
+    const lateCapture = (heldAfterMinor: bigint, balanceAfterMinor = 700n): AccountEvent => ({
+      type: 'HoldCaptured',
+      data: {
+        accountId,
+        holdId: 't1',
+        transferId: 't1',
+        counterpartyAccountId: otherAccountId,
+        currency: 'EUR',
+        capturedMinor: 300n,
+        releasedMinor: 0n,
+        balanceAfterMinor,
+        heldAfterMinor,
+        legs: [
+          { ledgerAccount: `customer:${accountId}`, amountMinor: -300n },
+          { ledgerAccount: 'clearing:EUR', amountMinor: 300n },
+        ],
+        at: T2,
+      },
+    });
+
+    it('captures it late from the available funds, whether its expiry was recorded or not', () => {
+      spec.given(placed).when(cmd.captureTransferHold('t1', { now: T2 })).then([lateCapture(0n)]);
+      spec.given(then(placed, cmd.expireHold('t1'))).when(cmd.captureTransferHold('t1', { now: T2 })).then([lateCapture(0n)]);
+    });
+
+    it('does not count the lapsed hold again in what is still held', () => {
+      const withOtherHold = then(placed, cmd.placeHold('h2', 100n, { expiresAt: '2030-01-01T00:00:00.000Z' }));
+      spec.given(withOtherHold).when(cmd.captureTransferHold('t1', { now: T2 })).then([lateCapture(100n)]);
+    });
+
+    it('is idempotent once captured late', () => {
+      const expired = then(placed, cmd.expireHold('t1'));
+      spec.given(then(expired, cmd.captureTransferHold('t1', { now: T2 }))).when(cmd.captureTransferHold('t1', { now: T2 })).thenNothing();
+    });
+
+    it('refuses while the funds available are short, and captures once they are back', () => {
+      const spent = then(then(placed, cmd.expireHold('t1')), cmd.withdraw(800n, { now: T2 }));
+      spec.given(spent).when(cmd.captureTransferHold('t1', { now: T2 })).thenThrows('insufficient_funds', BusinessRuleError);
+      spec.given(then(spent, cmd.deposit(100n, { now: T2 }))).when(cmd.captureTransferHold('t1', { now: T2 })).then([lateCapture(0n, 0n)]);
+    });
+
+    it('does not apply to a plain hold, which stays expired', () => {
+      const plain = history(cmd.open(), cmd.deposit(1000n), cmd.placeHold('h1', 300n));
+      spec.given(then(plain, cmd.expireHold('h1'))).when(cmd.captureHold('h1')).thenThrows('hold_expired', BusinessRuleError);
+    });
+  });
+
+  it('refuses a released hold even past its expiry', () => {
+    spec.given(then(placed, cmd.releaseTransferHold('t1'))).when(cmd.captureTransferHold('t1', { now: T2 })).thenThrows('hold_not_active', BusinessRuleError);
   });
 
   it('refuses a transfer that never placed a hold or was rejected', () => {

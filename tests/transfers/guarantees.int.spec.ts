@@ -547,6 +547,86 @@ describe('transfer guarantees', () => {
       await expectBooksBalance(ledger);
     });
 
+    /** A transfer credited at the destination whose source hold then lapsed: the manager was down past the grace between credit and capture. */
+    async function creditedPastItsHold(options: { recordExpiry: boolean }) {
+      const { store } = ledger.runtime;
+      const reserved = await reservedTransfer(ledger, tokens, { deadlineInMs: 600, holdExpiresInMs: 900 });
+      const { from, to, transferId, facts, write, context } = reserved;
+      const credit = await write.accounts.handle(
+        accountStream(to.accountId),
+        { type: 'CreditTransfer', data: { ...facts, accountId: to.accountId, description: null, now: new Date().toISOString() } },
+        context('credit'),
+      );
+      expect(credit.events.map((event) => event.type)).toEqual(['TransferCredited']);
+      const { holdExpiresAt } = transferOfState(await transferOf(store, transferId));
+      await until(async () => Date.now(), (nowMs) => nowMs > Date.parse(holdExpiresAt) + 20, 5_000);
+      if (options.recordExpiry) {
+        const expired = await write.accounts.handle(
+          accountStream(from.accountId),
+          { type: 'ExpireHold', data: { accountId: from.accountId, holdId: transferId, now: new Date().toISOString() } },
+          { idempotencyKey: `sweeper:${transferId}:expire`, requestHash: 'expire', actor: 'system:hold-sweeper', correlationId: transferId },
+        );
+        expect(expired.events.map((event) => event.type)).toEqual(['HoldExpired']);
+      }
+      expect((await ledgerTotals(store)).clearing.get('EUR'), 'the credit came out of clearing').toBe(-2_500n);
+      return reserved;
+    }
+
+    it.each([
+      ['recorded by the sweeper', true],
+      ['lapsed but not recorded', false],
+    ])('a credited transfer whose hold expired before the capture (%s) is captured late and completes once', async (_label, recordExpiry) => {
+      const { store } = ledger.runtime;
+      const { from, to, transferId } = await creditedPastItsHold({ recordExpiry });
+
+      managerFor(ledger, running);
+      const final = await settled(ledger, transferId);
+
+      expect(final).toMatchObject({ status: 'completed' });
+      const counts = effectsOf(await readAllEvents(store), transferId);
+      expect(counts).toMatchObject({ TransferRequested: 1, HoldPlaced: 1, TransferCredited: 1, HoldCaptured: 1, TransferCompleted: 1 });
+      expect(counts.HoldExpired ?? 0).toBe(recordExpiry ? 1 : 0);
+      expect((counts.HoldReleased ?? 0) + (counts.TransferFailed ?? 0) + (counts.TransferCreditRejected ?? 0)).toBe(0);
+      expect(await moneyOf(store, from.accountId)).toEqual({ status: 'active', balanceMinor: 7_500n, heldMinor: 0n, availableMinor: 7_500n });
+      expect(await moneyOf(store, to.accountId)).toMatchObject({ balanceMinor: 2_500n });
+      await expectBooksBalance(ledger);
+    });
+
+    it('a credited transfer whose lapsed hold was spent waits, with clearing carrying the amount, and completes once the source can pay', async () => {
+      const { store, db } = ledger.runtime;
+      const { from, to, transferId, write } = await creditedPastItsHold({ recordExpiry: true });
+      // The lapsed hold no longer reserves: the customer spends all but 10.00 of it.
+      await write.accounts.handle(
+        accountStream(from.accountId),
+        { type: 'Withdraw', data: { accountId: from.accountId, transactionId: randomUUID(), currency: 'EUR', amountMinor: 9_000n, reference: null, description: null, now: new Date().toISOString() } },
+        { idempotencyKey: `test:${transferId}:spend`, requestHash: 'spend', actor: 'test', correlationId: transferId },
+      );
+
+      const worker = managerFor(ledger, running);
+      const waiting = await until(() => deadlineRowExists(db, transferId), (exists) => exists, SETTLE_TIMEOUT_MS);
+      expect(waiting, 'the manager took the transfer and its timer').toBe(true);
+      await worker.manager.fireDeadlines(db as unknown as Kysely<unknown>, new Date(Date.now() + 60_000));
+      await worker.manager.settled();
+      expect(await transferOf(store, transferId)).toMatchObject({ status: 'requested' });
+      expect(effectsOf(await readAllEvents(store), transferId).HoldCaptured ?? 0, 'no capture below the funds available').toBe(0);
+      expect((await ledgerTotals(store)).clearing.get('EUR'), 'clearing carries what the source owes').toBe(-2_500n);
+      expect(await moneyOf(store, from.accountId)).toMatchObject({ balanceMinor: 1_000n, availableMinor: 1_000n });
+
+      await write.accounts.handle(
+        accountStream(from.accountId),
+        { type: 'Deposit', data: { accountId: from.accountId, transactionId: randomUUID(), currency: 'EUR', amountMinor: 5_000n, reference: null, description: null, now: new Date().toISOString() } },
+        { idempotencyKey: `test:${transferId}:top-up`, requestHash: 'top-up', actor: 'test', correlationId: transferId },
+      );
+      await worker.manager.fireDeadlines(db as unknown as Kysely<unknown>, new Date(Date.now() + 7_200_000));
+      const final = await settled(ledger, transferId);
+
+      expect(final).toMatchObject({ status: 'completed' });
+      expect(effectsOf(await readAllEvents(store), transferId)).toMatchObject({ HoldCaptured: 1, TransferCompleted: 1, TransferCredited: 1 });
+      expect(await moneyOf(store, from.accountId)).toEqual({ status: 'active', balanceMinor: 3_500n, heldMinor: 0n, availableMinor: 3_500n });
+      expect(await moneyOf(store, to.accountId)).toMatchObject({ balanceMinor: 2_500n });
+      await expectBooksBalance(ledger);
+    });
+
     it('one deadline whose fence fails does not hold up the others; it is checked again later', async () => {
       const { db, store } = ledger.runtime;
       const to = await openFundedAccount(ledger.app, tokens);

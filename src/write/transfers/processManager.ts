@@ -29,9 +29,9 @@ const BATCHES_IN_FLIGHT = 8;
 const TIMER_BATCH = 200;
 /**
  * A deadline that fired is checked again until its transfer ends: after as long as it is overdue,
- * between these bounds. A fence that failed is retried soon; a transfer that cannot end by itself
- * (credited, its hold expired before the capture: an operator's case) costs a look an hour, and
- * many of them do not crowd out the deadlines that are new.
+ * between these bounds. A fence that failed is retried soon; a transfer that cannot end yet
+ * (credited, its hold lapsed and its funds spent before the capture) costs a capture attempt an
+ * hour at most, and many of them do not crowd out the deadlines that are new.
  */
 const DEADLINE_RECHECK_MS = 5_000;
 const DEADLINE_RECHECK_MAX_MS = 3_600_000;
@@ -243,10 +243,11 @@ export class TransferProcessManager {
         const transferId = event.data.transferId!;
         const { state } = await this.write.transfers.load(transferStream(transferId));
         if (state.status === 'none' || state.status === 'completed' || state.status === 'failed') return;
-        if (state.status === 'compensating' || state.status === 'credited') return this.fail(transferId, 'hold_expired', recorded.id);
+        if (state.status === 'compensating') return this.fail(transferId, 'hold_expired', recorded.id);
+        if (state.status === 'credited') return void (await this.capture(state, recorded.id));
         // The credit may be in flight: fence it; its outcome then decides between capture and failure.
         const fenced = await this.fenceCredit(state, 'hold_expired', recorded.id);
-        if (fenced?.events.length === 0 && !fenced.replayed && (await this.creditOutcome(state)) === 'credited') this.reportCreditedPastHold(transferId, recorded.id);
+        if (fenced !== undefined) await this.captureIfCredited(state, fenced, recorded.id);
         return;
       }
       default:
@@ -270,9 +271,23 @@ export class TransferProcessManager {
     });
   }
 
-  private capture(transfer: Pick<TransferFacts, 'transferId' | 'fromAccountId' | 'toAccountId'>, causationId: string) {
+  private async capture(transfer: Pick<TransferFacts, 'transferId' | 'fromAccountId' | 'toAccountId'>, causationId: string) {
     const { transferId, fromAccountId, toAccountId } = transfer;
-    return this.accountStep('capture', transferId, causationId, fromAccountId, { type: 'CaptureTransferHold', data: { accountId: fromAccountId, transferId, toAccountId, now: nowIso() } });
+    const result = await this.accountStep('capture', transferId, causationId, fromAccountId, {
+      type: 'CaptureTransferHold',
+      data: { accountId: fromAccountId, transferId, toAccountId, now: nowIso() },
+    });
+    if (result === undefined) this.reportUncapturable(transferId, causationId);
+    return result;
+  }
+
+  /**
+   * After a fence that recorded nothing (the destination had decided before), a credit there means
+   * the transfer can only complete: its capture is taken, late if the hold has lapsed since.
+   */
+  private async captureIfCredited(transfer: TransferFacts, fence: CommandResult<AccountEvent>, causationId: string): Promise<void> {
+    if (fence.events.length > 0 || fence.replayed) return;
+    if ((await this.creditOutcome(transfer)) === 'credited') await this.capture(transfer, causationId);
   }
 
   /** What the destination decided for this transfer, read fresh from its stream. */
@@ -284,6 +299,12 @@ export class TransferProcessManager {
   private reportCreditedPastHold(transferId: string, causationId: string): void {
     // Past the point of no return the hold must be captured, not failed; this is a case for an operator.
     this.options.logger.error({ transferId, causationId }, 'transfer hold ended after the destination was credited; clearing needs manual review');
+  }
+
+  private reportUncapturable(transferId: string, causationId: string): void {
+    // Its lapsed hold's funds were spent meanwhile: clearing carries the amount until the source
+    // can pay; the deadline timer tries the capture again at each check.
+    this.options.logger.error({ transferId, causationId }, 'the destination was credited but the source cannot pay its lapsed hold yet; clearing carries the amount');
   }
 
   private async fail(transferId: string, reason: TransferFailureReason, causationId: string): Promise<void> {
@@ -394,14 +415,22 @@ export class TransferProcessManager {
       return true;
     }
     const cause = `deadline:${transferId}`;
+    // A credited transfer can only complete; its capture is retried here, at every check, until the
+    // source can pay a hold that lapsed meanwhile.
+    if (state.status === 'credited') {
+      await this.capture(state, cause);
+      return false;
+    }
+    let fenced: CommandResult<AccountEvent> | undefined;
     if (state.status === 'requested') {
       await this.fenceReservation(state, cause);
       // The source decided first and holds the money: the credit is what is pending.
       const { state: source } = await this.write.accounts.load(accountStream(state.fromAccountId));
-      if (source.status !== 'none' && source.transferHoldOutcomes.get(transferId) === 'placed') await this.fenceCredit(state, 'deadline_exceeded', cause);
+      if (source.status !== 'none' && source.transferHoldOutcomes.get(transferId) === 'placed') fenced = await this.fenceCredit(state, 'deadline_exceeded', cause);
     } else if (state.status === 'reserved') {
-      await this.fenceCredit(state, 'deadline_exceeded', cause);
+      fenced = await this.fenceCredit(state, 'deadline_exceeded', cause);
     }
+    if (fenced !== undefined) await this.captureIfCredited(state, fenced, cause);
     return false;
   }
 
