@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -8,9 +8,8 @@ import { once } from 'node:events';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintToken } from '../src/shared/auth/keys.js';
+import { runLedger as run } from './support/cli.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
-
-const BIN = new URL('../bin/ledger.js', import.meta.url).pathname;
 
 /**
  * As root, the embedded server runs as a `postgres` user, which must be able to reach its binaries
@@ -29,14 +28,6 @@ const embeddedUnreachable = (() => {
 
 const WITHOUT_EMBEDDED_BINARIES = new URL('./support/withoutEmbeddedBinaries.mjs', import.meta.url).pathname;
 
-function run(args: string[], env: Record<string, string>, nodeArgs: string[] = []) {
-  const child = spawn(process.execPath, [...nodeArgs, BIN, ...args], { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  return { child, output: () => ({ stdout, stderr }) };
-}
 
 describe('the ledger executable', () => {
   let database: TestDatabase;

@@ -5,7 +5,7 @@ import { assertValidStreamName } from '../eventstore/port.js';
 import { projectionStatuses } from '../projections/checkpoints.js';
 import { ProjectionBusyError, rebuildProjection, type RebuildProgress } from '../projections/rebuild.js';
 import { PROJECTIONS, projectionNamed } from '../projections/registry.js';
-import { clearingLedgerAccount, createTrialBalance, trialBalance, trialBalanceTotals } from '../domain/ledger.js';
+import { auditPostings, clearingLedgerAccount, createTrialBalanceAudit, isAuditBalanced, trialBalanceTotals } from '../domain/ledger.js';
 import { encodeJson, type JsonObject } from '../shared/json.js';
 
 /** `ledger projections status`: each projection's checkpoint, lag and failure. */
@@ -90,20 +90,23 @@ export async function* wholeLog(store: EventStore): AsyncGenerator<RecordedEvent
 
 /** `ledger audit trial-balance`: the sum of every leg in the log, per currency; zero or it fails. */
 export async function printTrialBalance(runtime: Runtime): Promise<boolean> {
-  const trial = createTrialBalance();
+  const audit = createTrialBalanceAudit();
   let events = 0;
   for await (const event of wholeLog(runtime.store)) {
-    trialBalance([event], trial);
+    auditPostings([event], audit);
     events += 1;
   }
-  let balanced = true;
+  const { trial } = audit;
   process.stdout.write(`events\t${events}\ncurrency\tsum of legs\tclearing (money in flight)\tverdict\n`);
   for (const [currency, total] of trialBalanceTotals(trial)) {
-    if (total !== 0n) balanced = false;
     const clearing = trial.get(currency)?.get(clearingLedgerAccount(currency)) ?? 0n;
     process.stdout.write(`${currency}\t${total.toString()}\t${clearing.toString()}\t${total === 0n ? 'balanced' : 'NOT BALANCED'}\n`);
   }
-  return balanced;
+  if (audit.exceptionCount > 0) {
+    process.stdout.write(`invalid postings\t${audit.exceptionCount}\nposition\tevent id\tstream\ttype\tproblem\n`);
+    for (const { position, eventId, streamName, type, problem } of audit.exceptions) process.stdout.write(`${position}\t${eventId}\t${streamName}\t${type}\t${problem}\n`);
+  }
+  return isAuditBalanced(audit);
 }
 
 /** `ledger audit replay STREAM`: the stream's events as JSON lines, bigints tagged. */

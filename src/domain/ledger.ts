@@ -30,18 +30,24 @@ export function clearingLedgerAccount(currency: string): LedgerAccount {
   return `clearing:${currency}`;
 }
 
-/** Programmer-error check: throws a plain Error unless the legs form a valid balanced posting. */
-export function assertBalanced(legs: readonly Leg[]): void {
-  if (legs.length < 2) throw new Error(`a posting needs at least 2 legs, got ${legs.length}`);
-  if (legs.length > LEGS_PER_POSTING_MAX) throw new Error(`a posting has at most ${LEGS_PER_POSTING_MAX} legs, got ${legs.length}`);
+/** What is wrong with a posting, or null when its legs form a valid balanced posting. */
+export function postingProblem(legs: readonly Leg[]): string | null {
+  if (legs.length < 2) return `a posting needs at least 2 legs, got ${legs.length}`;
+  if (legs.length > LEGS_PER_POSTING_MAX) return `a posting has at most ${LEGS_PER_POSTING_MAX} legs, got ${legs.length}`;
   let sumMinor = 0n;
   for (const leg of legs) {
-    if (typeof leg.amountMinor !== 'bigint') throw new Error(`leg for ${leg.ledgerAccount} has a non-bigint amount`);
-    if (leg.amountMinor === 0n) throw new Error(`leg for ${leg.ledgerAccount} is zero`);
-    if (typeof leg.ledgerAccount !== 'string' || leg.ledgerAccount.length === 0) throw new Error('leg has no ledger account');
+    if (typeof leg.amountMinor !== 'bigint') return `leg for ${leg.ledgerAccount} has a non-bigint amount`;
+    if (leg.amountMinor === 0n) return `leg for ${leg.ledgerAccount} is zero`;
+    if (typeof leg.ledgerAccount !== 'string' || leg.ledgerAccount.length === 0) return 'leg has no ledger account';
     sumMinor += leg.amountMinor;
   }
-  if (sumMinor !== 0n) throw new Error(`legs do not balance: they sum to ${sumMinor}`);
+  return sumMinor === 0n ? null : `legs do not balance: they sum to ${sumMinor}`;
+}
+
+/** Programmer-error check: throws a plain Error unless the legs form a valid balanced posting. */
+export function assertBalanced(legs: readonly Leg[]): void {
+  const problem = postingProblem(legs);
+  if (problem !== null) throw new Error(problem);
 }
 
 export function createTrialBalance(): TrialBalance {
@@ -51,6 +57,10 @@ export function createTrialBalance(): TrialBalance {
 /** Adds a balanced posting to the trial balance in place. */
 export function postLegs(trial: TrialBalance, currency: string, legs: readonly Leg[]): void {
   assertBalanced(legs);
+  addLegs(trial, currency, legs);
+}
+
+function addLegs(trial: TrialBalance, currency: string, legs: readonly Leg[]): void {
   let accounts = trial.get(currency);
   if (accounts === undefined) {
     accounts = new Map();
@@ -75,6 +85,49 @@ export function trialBalance(events: Iterable<{ type: string; data: unknown }>, 
     if (posting !== null) postLegs(trial, posting.currency, posting.legs);
   }
   return trial;
+}
+
+/** A stored event whose posting breaks the rules: the write side never records one, so an audit reports it. */
+export type PostingException = { position: bigint; eventId: string; streamName: string; type: string; problem: string };
+
+/** A trial balance taken by an auditor: totals, plus the events whose postings are not valid. */
+export type TrialBalanceAudit = { trial: TrialBalance; exceptions: PostingException[]; exceptionCount: number };
+
+/** Exceptions listed in full; past this many only the count grows. */
+export const POSTING_EXCEPTIONS_LISTED_MAX = 100;
+
+export function createTrialBalanceAudit(): TrialBalanceAudit {
+  return { trial: createTrialBalance(), exceptions: [], exceptionCount: 0 };
+}
+
+/**
+ * Folds stored events into an audit without trusting them: an invalid posting is reported, not
+ * thrown, and its well-formed legs are still summed, so the totals show how far off the books are.
+ */
+export function auditPostings(
+  events: Iterable<{ position: bigint; id: string; streamName: string; type: string; data: unknown }>,
+  audit: TrialBalanceAudit,
+): TrialBalanceAudit {
+  for (const event of events) {
+    const posting = postingOf(event);
+    if (posting === null) continue;
+    const problem = postingProblem(posting.legs);
+    if (problem === null) {
+      postLegs(audit.trial, posting.currency, posting.legs);
+      continue;
+    }
+    audit.exceptionCount += 1;
+    if (audit.exceptions.length < POSTING_EXCEPTIONS_LISTED_MAX) {
+      audit.exceptions.push({ position: event.position, eventId: event.id, streamName: event.streamName, type: event.type, problem });
+    }
+    addLegs(audit.trial, posting.currency, posting.legs.filter((leg) => typeof leg?.amountMinor === 'bigint' && typeof leg.ledgerAccount === 'string' && leg.ledgerAccount.length > 0));
+  }
+  return audit;
+}
+
+/** Balanced: every currency sums to zero and no event's posting broke the rules. */
+export function isAuditBalanced(audit: TrialBalanceAudit): boolean {
+  return audit.exceptionCount === 0 && isTrialBalanceZero(audit.trial);
 }
 
 export function ledgerAccountBalance(trial: TrialBalance, currency: string, ledgerAccount: LedgerAccount): bigint {

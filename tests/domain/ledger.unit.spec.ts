@@ -2,6 +2,11 @@ import { describe, expect, it } from 'vitest';
 import {
   assertBalanced,
   assertTrialBalanceZero,
+  auditPostings,
+  createTrialBalanceAudit,
+  isAuditBalanced,
+  POSTING_EXCEPTIONS_LISTED_MAX,
+  trialBalanceTotals,
   clearingLedgerAccount,
   customerLedgerAccount,
   isTrialBalanceZero,
@@ -77,5 +82,37 @@ describe('trial balance', () => {
     trial.get('EUR')?.set('customer:a', 61n);
     expect(isTrialBalanceZero(trial)).toBe(false);
     expect(() => assertTrialBalanceZero(trial)).toThrow(/EUR/);
+  });
+});
+
+describe('an audit of stored postings', () => {
+  const stored = (position: bigint, type: string, data: unknown) => ({ position, id: `e${position}`, streamName: `account-${position}`, type, data });
+  const deposit = (position: bigint, legs: unknown[]) => stored(position, 'FundsDeposited', { currency: 'EUR', legs });
+
+  it('reports an unbalanced or malformed posting by event instead of throwing, and still sums the well-formed legs', () => {
+    const audit = auditPostings(
+      [
+        deposit(1n, [{ ledgerAccount: 'customer:a', amountMinor: 100n }, { ledgerAccount: 'settlement:EUR', amountMinor: -100n }]),
+        deposit(2n, [{ ledgerAccount: 'customer:a', amountMinor: 5n }, { ledgerAccount: 'settlement:EUR', amountMinor: -4n }]),
+        deposit(3n, [{ ledgerAccount: 'customer:a', amountMinor: 7 }, { ledgerAccount: 'settlement:EUR', amountMinor: -7n }]),
+        stored(4n, 'AccountOpened', { currency: 'EUR' }),
+      ],
+      createTrialBalanceAudit(),
+    );
+    expect(audit.exceptionCount).toBe(2);
+    expect(audit.exceptions).toEqual([
+      { position: 2n, eventId: 'e2', streamName: 'account-2', type: 'FundsDeposited', problem: 'legs do not balance: they sum to 1' },
+      { position: 3n, eventId: 'e3', streamName: 'account-3', type: 'FundsDeposited', problem: 'leg for customer:a has a non-bigint amount' },
+    ]);
+    expect(trialBalanceTotals(audit.trial).get('EUR')).toBe(-6n);
+    expect(isAuditBalanced(audit)).toBe(false);
+  });
+
+  it('is balanced for a valid log, and lists at most a bounded number of exceptions while counting all', () => {
+    expect(isAuditBalanced(auditPostings([deposit(1n, [{ ledgerAccount: 'customer:a', amountMinor: 1n }, { ledgerAccount: 'settlement:EUR', amountMinor: -1n }])], createTrialBalanceAudit()))).toBe(true);
+    const many = Array.from({ length: POSTING_EXCEPTIONS_LISTED_MAX + 5 }, (_, index) => deposit(BigInt(index + 1), [{ ledgerAccount: 'customer:a', amountMinor: 1n }]));
+    const audit = auditPostings(many, createTrialBalanceAudit());
+    expect(audit.exceptionCount).toBe(POSTING_EXCEPTIONS_LISTED_MAX + 5);
+    expect(audit.exceptions).toHaveLength(POSTING_EXCEPTIONS_LISTED_MAX);
   });
 });

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runLedger } from '../support/cli.js';
 import { client, openFundedAccount, startTestLedger, type TestLedger } from '../support/ledger.js';
 
 describe('audit endpoints', () => {
@@ -46,5 +48,48 @@ describe('audit endpoints', () => {
       expect(response.statusCode, bad).toBe(400);
       expect(response.headers['content-type'], bad).toContain('application/problem+json');
     }
+  });
+});
+
+describe('the trial balance over a log with an invalid posting', () => {
+  let ledger: TestLedger;
+  let corrupt: { id: string; streamName: string };
+
+  beforeAll(async () => {
+    ledger = await startTestLedger({ roles: ['write-api', 'read-api'] });
+    const tokens = { admin: await ledger.token('admin'), teller: await ledger.token('teller') };
+    await openFundedAccount(ledger.app, tokens, { deposit: '10.00' });
+    // Written past the domain, as a faulty writer or a tampered row would leave it.
+    corrupt = { id: randomUUID(), streamName: `account-${randomUUID()}` };
+    await ledger.runtime.store.append(
+      corrupt.streamName,
+      [{ id: corrupt.id, type: 'FundsDeposited', data: { currency: 'EUR', amountMinor: 5n, legs: [{ ledgerAccount: 'customer:x', amountMinor: 5n }, { ledgerAccount: 'settlement:EUR', amountMinor: -4n }] } as never, metadata: { actor: 'test' } }],
+      { expectedRevision: 'no_stream' },
+    );
+  });
+  afterAll(async () => {
+    await ledger?.close();
+  });
+
+  it('answers "not balanced" and names the event, rather than failing with a 500', async () => {
+    const auditor = client(ledger.app, await ledger.token('auditor'));
+    const [first, second] = await Promise.all([auditor.get('/v1/audit/trial-balance'), auditor.get('/v1/audit/trial-balance')]);
+    for (const response of [first, second]) {
+      expect(response.statusCode, response.body).toBe(200);
+      expect(response.json()).toMatchObject({
+        balanced: false,
+        currencies: [{ currency: 'EUR', sumMinor: '1', clearingMinor: '0' }],
+        exceptionCount: 1,
+        exceptions: [{ eventId: corrupt.id, streamName: corrupt.streamName, type: 'FundsDeposited', problem: 'legs do not balance: they sum to 1' }],
+      });
+    }
+  });
+
+  it('`ledger audit trial-balance` prints the event and exits 1', async () => {
+    const { child, output } = runLedger(['audit', 'trial-balance'], { DATABASE_URL: ledger.database.url, JWT_SECRET: 'x'.repeat(40), LOG_LEVEL: 'error' });
+    const [code] = await once(child, 'exit');
+    expect(code, output().stderr).toBe(1);
+    expect(output().stdout).toMatch(/^EUR\t1\t0\tNOT BALANCED$/m);
+    expect(output().stdout).toMatch(new RegExp(`^\\d+\\t${corrupt.id}\\t${corrupt.streamName}\\tFundsDeposited\\tlegs do not balance: they sum to 1$`, 'm'));
   });
 });

@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { clearingLedgerAccount, createTrialBalance, trialBalance, trialBalanceTotals } from '../../domain/ledger.js';
+import { auditPostings, clearingLedgerAccount, createTrialBalanceAudit, isAuditBalanced, trialBalanceTotals, type TrialBalanceAudit } from '../../domain/ledger.js';
 import { assertValidStreamName, MAX_PAGE_SIZE, type EventStore } from '../../eventstore/port.js';
 import { HttpProblem } from '../../shared/http/problem.js';
 import { COUNTER_PATTERN, parseCounter } from '../http.js';
@@ -29,6 +29,23 @@ function plain(value: unknown): unknown {
 
 /** Auditors replay any stream and recompute the trial balance straight from the log. */
 export async function auditRoutes(app: FastifyInstance, { store }: { store: EventStore }): Promise<void> {
+  // One whole-log read at a time in this process: auditors asking at once share it.
+  let trialBalanceRunning: Promise<{ audit: TrialBalanceAudit; events: number; throughPosition: bigint }> | null = null;
+  const takeTrialBalance = async () => {
+    const audit = createTrialBalanceAudit();
+    let after = 0n;
+    let events = 0;
+    for (;;) {
+      const page = await store.readAll({ after, maxCount: MAX_PAGE_SIZE });
+      auditPostings(page, audit);
+      events += page.length;
+      if (page.length > 0) after = page.at(-1)!.position;
+      if (page.length < MAX_PAGE_SIZE) break;
+      if (events >= TRIAL_BALANCE_EVENTS_MAX) throw new HttpProblem(503, 'log_too_large', 'the log is too large for an online trial balance; run `ledger audit trial-balance`');
+    }
+    return { audit, events, throughPosition: after };
+  };
+
   app.get(
     '/v1/audit/streams/:streamName',
     {
@@ -76,12 +93,18 @@ export async function auditRoutes(app: FastifyInstance, { store }: { store: Even
       config: { access },
       schema: {
         tags: ['audit'],
-        summary: 'Sum every journal leg in the log per currency; each must be zero',
+        summary: 'Sum every journal leg in the log per currency; each must be zero, and every posting valid',
         response: {
           200: Type.Object({
             events: Type.Integer(),
+            throughPosition: Type.String({ description: 'the last log position summed' }),
             balanced: Type.Boolean(),
             currencies: Type.Array(Type.Object({ currency: Type.String(), sumMinor: Type.String(), clearingMinor: Type.String() })),
+            exceptionCount: Type.Integer({ description: 'events whose posting is not valid (unbalanced, malformed legs)' }),
+            exceptions: Type.Array(
+              Type.Object({ position: Type.String(), eventId: Type.String(), streamName: Type.String(), type: Type.String(), problem: Type.String() }),
+              { description: 'the first 100 of them, in log order' },
+            ),
           }),
           401: Type.Ref('Problem'),
           403: Type.Ref('Problem'),
@@ -90,23 +113,24 @@ export async function auditRoutes(app: FastifyInstance, { store }: { store: Even
       },
     },
     async () => {
-      const trial = createTrialBalance();
-      let after = 0n;
-      let events = 0;
-      for (;;) {
-        const page = await store.readAll({ after, maxCount: MAX_PAGE_SIZE });
-        trialBalance(page, trial);
-        events += page.length;
-        if (page.length < MAX_PAGE_SIZE) break;
-        if (events >= TRIAL_BALANCE_EVENTS_MAX) throw new HttpProblem(503, 'log_too_large', 'the log is too large for an online trial balance; run `ledger audit trial-balance`');
-        after = page.at(-1)!.position;
-      }
+      trialBalanceRunning ??= takeTrialBalance().finally(() => {
+        trialBalanceRunning = null;
+      });
+      const { audit, events, throughPosition } = await trialBalanceRunning;
+      const { trial } = audit;
       const currencies = [...trialBalanceTotals(trial)].map(([currency, sumMinor]) => ({
         currency,
         sumMinor: sumMinor.toString(),
         clearingMinor: (trial.get(currency)?.get(clearingLedgerAccount(currency)) ?? 0n).toString(),
       }));
-      return { events, balanced: currencies.every((entry) => entry.sumMinor === '0'), currencies };
+      return {
+        events,
+        throughPosition: throughPosition.toString(),
+        balanced: isAuditBalanced(audit),
+        currencies,
+        exceptionCount: audit.exceptionCount,
+        exceptions: audit.exceptions.map((exception) => ({ ...exception, position: exception.position.toString() })),
+      };
     },
   );
 }
