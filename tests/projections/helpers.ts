@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { pino } from 'pino';
 import { sql, type Kysely } from 'kysely';
+import { afterEach } from 'vitest';
 import type { GlobalFilter, RecordedEvent } from '../../src/eventstore/port.js';
 import { PostgresEventStore } from '../../src/eventstore/postgres/eventStore.js';
 import { createShadowTables, liveTables, shadowTables, type Projection, type TableNames } from '../../src/projections/projection.js';
@@ -37,6 +38,28 @@ export interface ProjectionEnv {
 }
 
 /** A fresh migrated database with an event store, a Kysely handle and the write side. */
+/**
+ * One projection environment per test: `open()` makes it; after each test its cleanups run, newest
+ * first, then it closes.
+ */
+export function projectionEnvPerTest(): { open: () => Promise<ProjectionEnv>; current: () => ProjectionEnv; cleanups: (() => Promise<void>)[] } {
+  let env: ProjectionEnv | undefined;
+  const cleanups: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+    await env?.close();
+    env = undefined;
+  });
+  return {
+    open: async () => (env = await openProjectionEnv()),
+    current: () => {
+      if (env === undefined) throw new Error('no projection environment is open');
+      return env;
+    },
+    cleanups,
+  };
+}
+
 export async function openProjectionEnv(prefix = 'proj'): Promise<ProjectionEnv> {
   const database = await createTestDatabase(prefix);
   const pool = createPool(database.url, { max: 16, statementTimeoutMs: 30_000, applicationName: 'projection-test' });

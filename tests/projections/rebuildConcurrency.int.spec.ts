@@ -1,21 +1,14 @@
 import pg from 'pg';
 import { sql, type Kysely } from 'kysely';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { accountsProjection } from '../../src/projections/accounts/projection.js';
 import { customersProjection } from '../../src/projections/customers/projection.js';
 import { liveTables } from '../../src/projections/projection.js';
 import { rebuildProjection } from '../../src/projections/rebuild.js';
-import { buildReference, customerMonths, deposit, differencesFromReference, noDifferences, openProjectionEnv, settledHead, sleep, waitForCheckpoints, waitUntil, type ProjectionEnv } from './helpers.js';
+import { buildReference, customerMonths, deposit, differencesFromReference, noDifferences, projectionEnvPerTest, settledHead, sleep, waitForCheckpoints, waitUntil, type ProjectionEnv } from './helpers.js';
 
 describe('rebuild and verify beside each other and beside the live projection', () => {
-  let env: ProjectionEnv | undefined;
-  const cleanups: (() => Promise<void>)[] = [];
-
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
-    await env?.close();
-    env = undefined;
-  });
+  const { open, cleanups } = projectionEnvPerTest();
 
   /** Takes a projection's swap lock shared on a session of its own, as every live batch does; a rebuild's swap then waits. */
   async function holdSwapLock(current: ProjectionEnv, projection: string): Promise<() => Promise<void>> {
@@ -33,7 +26,7 @@ describe('rebuild and verify beside each other and beside the live projection', 
   }
 
   it('a verify started while a rebuild of the same projection runs is refused at once, and the rebuild swaps in every row', async () => {
-    const current = (env = await openProjectionEnv());
+    const current = await open();
     await customerMonths(current.write, 3);
     const head = await settledHead(current.db);
     for (const projection of [accountsProjection, customersProjection]) current.runner(projection).start();
@@ -58,7 +51,7 @@ describe('rebuild and verify beside each other and beside the live projection', 
   });
 
   it('a verify compares at one position without pausing the live projection or holding back the safe position, and still finds a corrupted row', async () => {
-    const current = (env = await openProjectionEnv());
+    const current = await open();
     const { accountIds } = (await customerMonths(current.write, 2))[0]!;
     const head = await settledHead(current.db);
     const first = current.runner(accountsProjection).start();

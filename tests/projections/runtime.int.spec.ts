@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { sql } from 'kysely';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Batch, RecordedEvent } from '../../src/eventstore/port.js';
 import { accountsProjection } from '../../src/projections/accounts/projection.js';
 import { projectionStatuses } from '../../src/projections/checkpoints.js';
@@ -19,7 +19,7 @@ import {
   differencesFromReference,
   namedKysely,
   noDifferences,
-  openProjectionEnv,
+  projectionEnvPerTest,
   readEverything,
   settledHead,
   sleep,
@@ -30,19 +30,7 @@ import {
 } from './helpers.js';
 
 describe('projection runtime', () => {
-  let env: ProjectionEnv | undefined;
-  const cleanups: (() => Promise<void>)[] = [];
-
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
-    await env?.close();
-    env = undefined;
-  });
-
-  async function open(): Promise<ProjectionEnv> {
-    env = await openProjectionEnv();
-    return env;
-  }
+  const { open, current: currentEnv, cleanups } = projectionEnvPerTest();
 
   async function expectMatchesReference(current: ProjectionEnv, projections: readonly Projection[] = PROJECTIONS): Promise<void> {
     for (const projection of projections) {
@@ -266,7 +254,7 @@ describe('projection runtime', () => {
         async (runner, applicationName) => {
           const crashing = runner.crash();
           const { rows } = await sql<{ killed: boolean }>`select pg_terminate_backend(pid) as killed from pg_stat_activity
-            where datname = current_database() and application_name = ${applicationName}`.execute(env!.db);
+            where datname = current_database() and application_name = ${applicationName}`.execute(currentEnv().db);
           expect(rows.length).toBeGreaterThan(0);
           await crashing;
         },
