@@ -19,7 +19,7 @@
  *   hold that lapsed before its capture is captured late from the funds available then (the
  *   destination may already have been credited), never below them.
  * - frozen: the bank has stopped debits; credits and captures of already reserved funds still go
- *   through.
+ *   through, as does the late capture of a transfer hold (authorised when it was placed).
  */
 import { Map as PersistentMap } from 'immutable';
 import type { Decider } from './decider.js';

@@ -240,6 +240,10 @@ describe('CaptureTransferHold', () => {
       spec.given(then(spent, cmd.deposit(100n, { now: T2 }))).when(cmd.captureTransferHold('t1', { now: T2 })).then([lateCapture(0n, 0n)]);
     });
 
+    it('captures late on an account frozen since: the payment was authorised when the hold was placed', () => {
+      spec.given(then(placed, cmd.freeze())).when(cmd.captureTransferHold('t1', { now: T2 })).then([lateCapture(0n)]);
+    });
+
     it('does not apply to a plain hold, which stays expired', () => {
       const plain = history(cmd.open(), cmd.deposit(1000n), cmd.placeHold('h1', 300n));
       spec.given(then(plain, cmd.expireHold('h1'))).when(cmd.captureHold('h1')).thenThrows('hold_expired', BusinessRuleError);
