@@ -15,9 +15,12 @@ import { TransferAdmission } from './write/transfers/admission.js';
 import { keyedCommandContext } from './write/http.js';
 import { securityPlugin, unverifiedTokenReaderForBenchmark } from './shared/security/plugin.js';
 import { hardenedServerOptions } from './shared/security/hardening.js';
+import { withTimeout } from './shared/timeout.js';
 
 export type Role = 'write-api' | 'read-api' | 'projector' | 'process-manager';
 export const ROLES: readonly Role[] = ['write-api', 'read-api', 'projector', 'process-manager'];
+/** A readiness probe answers within its orchestrator's timeout even while the event store hangs. */
+const READY_CHECK_TIMEOUT_MS = 2_000;
 
 /** A background worker started with the process and stopped, bounded, at shutdown. */
 export interface Worker {
@@ -77,6 +80,12 @@ export async function buildLedger(runtime: Runtime, roles: readonly Role[], opti
       checks.database = 'unreachable';
       ready = false;
     }
+    // The event store itself, whichever it is: on EventStoreDB the database check above says nothing of it.
+    checks.eventStore = await withTimeout(runtime.store.headPosition(), READY_CHECK_TIMEOUT_MS).then(
+      () => 'ok',
+      () => 'unreachable',
+    );
+    ready &&= checks.eventStore === 'ok';
     checks.redis = app.hasDecorator('security') ? app.security.redis() : { state: 'disabled' };
     for (const worker of workers) {
       const health = worker.health();

@@ -1,0 +1,47 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { startTestLedger, type TestLedger } from './support/ledger.js';
+
+/** Readiness against a real database that stops taking connections, then takes them again. */
+describe('GET /health/ready', () => {
+  let ledger: TestLedger;
+  const admin = () => new pg.Client({ connectionString: inject('databaseAdminUrl') });
+
+  async function allowConnections(allow: boolean): Promise<void> {
+    const client = admin();
+    await client.connect();
+    try {
+      const name = client.escapeIdentifier(ledger.database.name);
+      await client.query(`alter database ${name} allow_connections ${allow}`);
+      if (!allow) await client.query(`select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()`, [ledger.database.name]);
+    } finally {
+      await client.end();
+    }
+  }
+
+  beforeAll(async () => {
+    ledger = await startTestLedger({ roles: ['write-api', 'read-api'] });
+  });
+  afterAll(async () => {
+    if (ledger) await allowConnections(true).catch(() => undefined);
+    await ledger?.close();
+  });
+
+  it('checks the event store itself and says not ready, in time, while it cannot be reached', async () => {
+    const ready = await ledger.app.inject({ method: 'GET', url: '/health/ready' });
+    expect(ready.statusCode, ready.body).toBe(200);
+    expect(ready.json()).toMatchObject({ status: 'ready', eventStore: 'postgres', checks: { database: 'ok', eventStore: 'ok' } });
+
+    await allowConnections(false);
+    const startedMs = Date.now();
+    const down = await ledger.app.inject({ method: 'GET', url: '/health/ready' });
+    expect(Date.now() - startedMs, 'the probe answers within its bound').toBeLessThan(5_000);
+    expect(down.statusCode, down.body).toBe(503);
+    expect(down.json()).toMatchObject({ status: 'not_ready', checks: { database: 'unreachable', eventStore: 'unreachable' } });
+
+    await allowConnections(true);
+    const back = await ledger.app.inject({ method: 'GET', url: '/health/ready' });
+    expect(back.statusCode, back.body).toBe(200);
+    expect(back.json()).toMatchObject({ checks: { eventStore: 'ok' } });
+  });
+});
