@@ -132,6 +132,35 @@ describe.each(storeVariants('query API'))('query API on $name', ({ env: storeEnv
     expect((await listed(`to=${at(Date.now() - 60_000, -300)}`)).json<{ items: unknown[] }>().items).toHaveLength(0);
   });
 
+  it('reads a date-only to as the whole of that day, and a date-time to as inclusive', async () => {
+    const { accountId } = await openFundedAccount(ledger.app, tokens, { deposit: '1.00' });
+    const last = (await teller.post(`/v1/accounts/${accountId}/deposits`, { amount: '2.00', currency: 'EUR' })).json<{ position: string }>().position;
+    const listed = async (query: string) => {
+      const response = await auditor.get(`/v1/accounts/${accountId}/transactions?minPosition=${last}&${query}`);
+      expect(response.statusCode, query).toBe(200);
+      return response.json<{ items: { amount: string; occurredAt: string }[] }>().items.map((item) => item.amount);
+    };
+    const items = (await auditor.get(`/v1/accounts/${accountId}/transactions?minPosition=${last}`)).json<{ items: { amount: string; occurredAt: string }[] }>().items;
+    expect(items.map((item) => item.amount)).toEqual(['2.00', '1.00']);
+    const newest = items[0]!;
+    const oldest = items[1]!;
+    // The days of the rows themselves, so a run across midnight UTC cannot make this flaky.
+    const newestDay = newest.occurredAt.slice(0, 10);
+    const oldestDay = oldest.occurredAt.slice(0, 10);
+    const dayBefore = (day: string) => new Date(Date.parse(day) - 86_400_000).toISOString().slice(0, 10);
+    expect(await listed(`from=${oldestDay}&to=${newestDay}`)).toEqual(['2.00', '1.00']);
+    expect(await listed(`to=${newestDay}`)).toEqual(['2.00', '1.00']);
+    expect(await listed(`to=${dayBefore(oldestDay)}`)).toEqual([]);
+    // A date-time from within the day, up to that same day by date: the range is not reversed.
+    expect(await listed(`from=${newest.occurredAt}&to=${newestDay}`)).toEqual(['2.00']);
+    // A date-time to keeps its instant, inclusively.
+    expect(await listed(`to=${newest.occurredAt}`)).toEqual(['2.00', '1.00']);
+    expect(await listed(`to=${new Date(Date.parse(oldest.occurredAt) - 1).toISOString()}`)).toEqual([]);
+    const reversed = await auditor.get(`/v1/accounts/${accountId}/transactions?from=${newestDay}T00:00:00Z&to=${dayBefore(newestDay)}`);
+    expect(reversed.statusCode).toBe(400);
+    expect(reversed.json()).toMatchObject({ code: 'invalid_date_range' });
+  });
+
   it('hides other customers\' accounts from a customer with a 404', async () => {
     const mine = await openFundedAccount(ledger.app, tokens, { deposit: '1.00' });
     const theirs = await openFundedAccount(ledger.app, tokens, { deposit: '1.00' });

@@ -27,8 +27,12 @@ const COLUMNS = [
 
 export interface TransactionFilter {
   accountId: string;
+  /** Only rows at or after this instant. */
   from?: Date;
+  /** Only rows at or before this instant. */
   to?: Date;
+  /** Only rows strictly before this instant: the end of a whole day asked for by date. */
+  before?: Date;
   type?: TransactionType;
   status?: TransactionStatus;
   /** Bounds on the absolute amount, in minor units. */
@@ -45,6 +49,7 @@ export async function listTransactions(db: Kysely<ReadDatabase>, filter: Transac
   if (filter.beforePosition !== undefined) query = query.where('position', '<', filter.beforePosition);
   if (filter.from) query = query.where('occurred_at', '>=', filter.from);
   if (filter.to) query = query.where('occurred_at', '<=', filter.to);
+  if (filter.before) query = query.where('occurred_at', '<', filter.before);
   if (filter.type) query = query.where('type', '=', filter.type);
   if (filter.status) query = query.where('status', '=', filter.status);
   if (filter.minAmountMinor !== undefined) {

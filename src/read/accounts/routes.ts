@@ -47,8 +47,8 @@ const TransactionView = Type.Object({
 
 const TransactionsQuery = Type.Object(
   {
-    from: Type.Optional(Type.String({ maxLength: 40 })),
-    to: Type.Optional(Type.String({ maxLength: 40 })),
+    from: Type.Optional(Type.String({ maxLength: 40, description: 'only rows at or after this ISO 8601 date (from its start) or date-time; without an offset, UTC' })),
+    to: Type.Optional(Type.String({ maxLength: 40, description: 'only rows at or before this ISO 8601 date-time, or on or before this date (the whole day, to its end); without an offset, UTC' })),
     type: Type.Optional(Type.Union(TRANSACTION_TYPES.map((type) => Type.Literal(type)))),
     status: Type.Optional(Type.Union(TRANSACTION_STATUSES.map((status) => Type.Literal(status)))),
     minAmount: Type.Optional(Type.String({ maxLength: 32 })),
@@ -140,26 +140,50 @@ function accountFactsCache(context: ReadContext) {
 
 /** A date, or a date-time whose seconds, fraction and offset are optional. */
 const DATE_TEXT = /^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(?:Z|([+-])(\d{2}):?(\d{2}))?)?$/;
+const DAY_MS = 86_400_000;
+
+/** An instant given as text, and whether it was a date alone (the whole day) or a date-time. */
+interface ParsedDate {
+  at: Date;
+  dateOnly: boolean;
+}
 
 /**
  * A date is UTC midnight; a date-time without an offset is UTC. Date.parse rolls "02-30" over to
  * March, so the fields as written go through parseInstantMs's round trip before the offset applies.
  */
-function parseDate(value: string | undefined, field: string): Date | undefined {
+function parseDate(value: string | undefined, field: string): ParsedDate | undefined {
   if (value === undefined) return undefined;
   const invalid = () => new HttpProblem(400, 'invalid_date', `${field} is not a valid date`);
   const match = DATE_TEXT.exec(value);
   if (!match) throw invalid();
-  const [, day, hoursMinutes = '00:00', seconds = '00', fraction = '', sign, offsetHours = '00', offsetMinutes = '00'] = match;
+  const [, day, hoursMinutes, seconds = '00', fraction = '', sign, offsetHours = '00', offsetMinutes = '00'] = match;
   if (Number(offsetHours) > 23 || Number(offsetMinutes) > 59) throw invalid();
   let wallClockMs: number;
   try {
-    wallClockMs = parseInstantMs(`${day}T${hoursMinutes}:${seconds}.${fraction.slice(0, 3).padEnd(3, '0')}Z`, field);
+    wallClockMs = parseInstantMs(`${day}T${hoursMinutes ?? '00:00'}:${seconds}.${fraction.slice(0, 3).padEnd(3, '0')}Z`, field);
   } catch {
     throw invalid();
   }
   const offsetMs = (sign === '-' ? -1 : 1) * (Number(offsetHours) * 60 + Number(offsetMinutes)) * 60_000;
-  return new Date(wallClockMs - offsetMs);
+  return { at: new Date(wallClockMs - offsetMs), dateOnly: hoursMinutes === undefined };
+}
+
+/**
+ * The history's time window. `from` is inclusive. A date-time `to` is inclusive; a date `to` means
+ * that whole day, so it becomes the exclusive bound at the next day's UTC midnight.
+ */
+function parseWindow(fromText: string | undefined, toText: string | undefined): { from?: Date; to?: Date; before?: Date } {
+  const from = parseDate(fromText, 'from')?.at;
+  const to = parseDate(toText, 'to');
+  if (!to) return { from };
+  if (!to.dateOnly) {
+    if (from && from > to.at) throw new HttpProblem(400, 'invalid_date_range', 'from must not be after to');
+    return { from, to: to.at };
+  }
+  const before = new Date(to.at.getTime() + DAY_MS);
+  if (from && from >= before) throw new HttpProblem(400, 'invalid_date_range', 'from must not be after to');
+  return { from, before };
 }
 
 function parseBound(value: string | undefined, currency: string, field: string): bigint | undefined {
@@ -207,9 +231,7 @@ export async function accountReadRoutes(app: FastifyInstance, context: ReadConte
     async (request) => {
       const { id } = request.params as { id: string };
       const query = request.query as { from?: string; to?: string; type?: TransactionType; status?: TransactionStatus; minAmount?: string; maxAmount?: string; limit: number; cursor?: string };
-      const from = parseDate(query.from, 'from');
-      const to = parseDate(query.to, 'to');
-      if (from && to && from > to) throw new HttpProblem(400, 'invalid_date_range', 'from must not be after to');
+      const { from, to, before } = parseWindow(query.from, query.to);
       let beforePosition: bigint | undefined;
       if (query.cursor !== undefined) {
         const cursor = context.cursors.decode(query.cursor);
@@ -223,7 +245,7 @@ export async function accountReadRoutes(app: FastifyInstance, context: ReadConte
       const minAmountMinor = parseBound(query.minAmount, account.currency, 'minAmount');
       const maxAmountMinor = parseBound(query.maxAmount, account.currency, 'maxAmount');
       if (minAmountMinor !== undefined && maxAmountMinor !== undefined && minAmountMinor > maxAmountMinor) throw new HttpProblem(400, 'invalid_amount_range', 'minAmount must not exceed maxAmount');
-      const rows = await listTransactions(context.db, { accountId: id, from, to, type: query.type, status: query.status, minAmountMinor, maxAmountMinor, beforePosition, limit: query.limit + 1 });
+      const rows = await listTransactions(context.db, { accountId: id, from, to, before, type: query.type, status: query.status, minAmountMinor, maxAmountMinor, beforePosition, limit: query.limit + 1 });
       const page = rows.slice(0, query.limit);
       const nextCursor = rows.length > query.limit ? context.cursors.encode({ a: id, p: page.at(-1)!.position.toString() }) : null;
       return { items: page.map(transactionView), nextCursor };
