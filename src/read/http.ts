@@ -20,14 +20,24 @@ export const MinPositionQuery = { minPosition: Type.Optional(Type.String({ patte
 
 /** Bounded read-your-writes wait; a read model that has not caught up answers 503, never stale data as fresh. */
 export async function awaitPosition(request: FastifyRequest, progress: ProjectionProgress, projection: string, timeoutMs: number): Promise<void> {
+  await awaitPositions(request, progress, [projection], timeoutMs);
+}
+
+/**
+ * The same wait for a query that reads several read models: they are waited for together, against
+ * one bound, so the worst case is the documented bound and not that bound once per read model.
+ */
+export async function awaitPositions(request: FastifyRequest, progress: ProjectionProgress, projections: readonly string[], timeoutMs: number): Promise<void> {
   const fromQuery = (request.query as { minPosition?: string } | undefined)?.minPosition;
   const fromHeader = request.headers['x-min-position'];
   const raw = fromQuery ?? (typeof fromHeader === 'string' ? fromHeader : undefined);
   if (raw === undefined) return;
   const position = parseCounter(raw);
   if (position === undefined) throw new HttpProblem(400, 'invalid_min_position', 'minPosition must be a log position from a command answer');
-  const reached = await progress.waitFor(projection, position, timeoutMs);
-  if (!reached) throw new HttpProblem(503, 'read_model_behind', `the ${projection} read model has not reached position ${raw} yet`, { 'retry-after': '1' });
+  const reached = await Promise.all(projections.map((projection) => progress.waitFor(projection, position, timeoutMs)));
+  const behind = projections.filter((_, index) => !reached[index]);
+  if (behind.length === 1) throw new HttpProblem(503, 'read_model_behind', `the ${behind[0]} read model has not reached position ${raw} yet`, { 'retry-after': '1' });
+  if (behind.length > 1) throw new HttpProblem(503, 'read_model_behind', `the ${behind.join(' and ')} read models have not reached position ${raw} yet`, { 'retry-after': '1' });
 }
 
 /** Opaque, tamper-evident keyset cursors: base64url(JSON) plus an HMAC over it. */

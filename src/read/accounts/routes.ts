@@ -7,7 +7,7 @@ import { listTransactions, type TransactionRow } from '../../projections/transac
 import { TRANSACTION_STATUSES, TRANSACTION_TYPES, type TransactionStatus, type TransactionType } from '../../projections/transactions/table.js';
 import { assertOwner } from '../../shared/auth/plugin.js';
 import { HttpProblem } from '../../shared/http/problem.js';
-import { awaitPosition, MinPositionQuery, parseCounter } from '../http.js';
+import { awaitPosition, awaitPositions, MinPositionQuery, parseCounter } from '../http.js';
 import type { ReadContext } from '../plugin.js';
 
 const Uuid = Type.String({ format: 'uuid', maxLength: 36 });
@@ -239,8 +239,7 @@ export async function accountReadRoutes(app: FastifyInstance, context: ReadConte
         if (beforePosition === undefined) throw new HttpProblem(400, 'invalid_cursor', 'the cursor does not belong to this listing');
       }
       // The listing reads two read models: both must have passed the position.
-      await awaitPosition(request, context.progress, 'transactions', context.readWaitTimeoutMs);
-      await awaitPosition(request, context.progress, 'accounts', context.readWaitTimeoutMs);
+      await awaitPositions(request, context.progress, ['transactions', 'accounts'], context.readWaitTimeoutMs);
       const account = await visibleAccountFacts(request, id);
       const minAmountMinor = parseBound(query.minAmount, account.currency, 'minAmount');
       const maxAmountMinor = parseBound(query.maxAmount, account.currency, 'maxAmount');

@@ -5,7 +5,7 @@ import { findCustomer, type CustomerRow } from '../../projections/customers/quer
 import { assertOwner } from '../../shared/auth/plugin.js';
 import { HttpProblem } from '../../shared/http/problem.js';
 import { AccountView, accountView } from '../accounts/routes.js';
-import { awaitPosition, MinPositionQuery } from '../http.js';
+import { awaitPosition, awaitPositions, MinPositionQuery } from '../http.js';
 import type { ReadContext } from '../plugin.js';
 
 const CustomerView = Type.Object({
@@ -69,8 +69,8 @@ export async function customerReadRoutes(app: FastifyInstance, context: ReadCont
     },
     async (request) => {
       const { id } = request.params as { id: string };
-      await awaitPosition(request, context.progress, 'accounts', context.readWaitTimeoutMs);
-      await awaitPosition(request, context.progress, 'customers', context.readWaitTimeoutMs);
+      // The listing reads two read models: both must have passed the position.
+      await awaitPositions(request, context.progress, ['accounts', 'customers'], context.readWaitTimeoutMs);
       await visibleCustomer(context, request, id);
       return { items: (await accountsOfCustomer(context.db, id)).map(accountView) };
     },
