@@ -5,7 +5,7 @@ import { findAccount } from '../../projections/accounts/query.js';
 import { findTransfer } from '../../projections/transfers/query.js';
 import { principalOf } from '../../shared/auth/plugin.js';
 import { HttpProblem } from '../../shared/http/problem.js';
-import { awaitPosition, MinPositionQuery } from '../http.js';
+import { awaitPositions, MinPositionQuery } from '../http.js';
 import type { ReadContext } from '../plugin.js';
 
 const TransferView = Type.Object({
@@ -41,11 +41,12 @@ export async function transferReadRoutes(app: FastifyInstance, context: ReadCont
     },
     async (request) => {
       const { id } = request.params as { id: string };
-      await awaitPosition(request, context.progress, 'transfers', context.readWaitTimeoutMs);
+      const principal = principalOf(request);
+      // A customer's answer also reads the accounts read model, for the owners: it must have passed the position too.
+      await awaitPositions(request, context.progress, principal.role === 'customer' ? ['transfers', 'accounts'] : ['transfers'], context.readWaitTimeoutMs);
       // Transfers are recorded under the lower-case id; one recorded before that is found as spelled.
       const transfer = (await findTransfer(context.db, id)) ?? (id === id.toLowerCase() ? undefined : await findTransfer(context.db, id.toLowerCase()));
       if (!transfer) throw notFound();
-      const principal = principalOf(request);
       if (principal.role === 'customer') {
         const [from, to] = await Promise.all([findAccount(context.db, transfer.from_account_id), findAccount(context.db, transfer.to_account_id)]);
         if (from?.customer_id !== principal.subject && to?.customer_id !== principal.subject) throw notFound();
