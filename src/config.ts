@@ -12,7 +12,7 @@ export const ConfigSchema = Type.Object(
   {
     DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://', description: 'PostgreSQL for events (unless EVENTSTORE_URL) and read models. Unset: embedded PostgreSQL.' })),
     EVENTSTORE_URL: Type.Optional(Type.String({ pattern: '^esdb(\\+discover)?://', description: 'EventStoreDB connection string; when set, events live in EventStoreDB.' })),
-    REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis for shared rate limits, the idempotency cache and read-your-writes wake-ups.' })),
+    REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis for shared rate limits and the idempotency response cache.' })),
     PORT: Integer({ minimum: 0, maximum: 65_535, default: 3000, description: 'HTTP port of `ledger start` (both APIs).' }),
     HOST: Type.String({ default: '0.0.0.0', minLength: 1, description: 'Interface to listen on.' }),
     LEDGER_DATA_DIR: Type.String({ default: './.ledger-data', minLength: 1, description: 'Folder of the embedded PostgreSQL and the local token secret.' }),
