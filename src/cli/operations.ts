@@ -47,6 +47,14 @@ export async function rebuildOrVerify(runtime: Runtime, mode: 'rebuild' | 'verif
     if (mode === 'verify') {
       differences += result.differences ?? 0;
       runtime.logger.info({ projection: projection.name, events: result.events, position: result.position.toString(), differences: result.differences, eventsPerSecond: rate }, result.differences ? 'read model differs from the log' : 'read model matches the log');
+      // The comparison is at the live checkpoint: say so when that is not the log's head.
+      const [live] = await projectionStatuses(runtime.db as unknown as Kysely<unknown>, runtime.store, [projection]);
+      if (live && (live.failingEventId !== null || (live.lagEvents ?? 0) > 0)) {
+        runtime.logger.warn(
+          { projection: projection.name, position: live.position.toString(), lagEvents: live.lagEvents, lagSeconds: live.lagSeconds, failingEventId: live.failingEventId, failingError: live.failingError },
+          live.failingEventId !== null ? 'verified only up to its checkpoint: the live projection is stopped at a failing event' : 'verified only up to its checkpoint: the live projection is behind the log',
+        );
+      }
     } else {
       runtime.logger.info({ projection: projection.name, events: result.events, position: result.position.toString(), elapsedMs: result.elapsedMs, eventsPerSecond: rate }, 'projection rebuilt and swapped in');
     }

@@ -93,3 +93,26 @@ describe('the trial balance over a log with an invalid posting', () => {
     expect(output().stdout).toMatch(new RegExp(`^\\d+\\t${corrupt.id}\\t${corrupt.streamName}\\tFundsDeposited\\tlegs do not balance: they sum to 1$`, 'm'));
   });
 });
+
+describe('`ledger audit verify` beside a projection that is not running', () => {
+  let ledger: TestLedger;
+
+  beforeAll(async () => {
+    ledger = await startTestLedger({ roles: ['write-api'] });
+    const tokens = { admin: await ledger.token('admin'), teller: await ledger.token('teller') };
+    await openFundedAccount(ledger.app, tokens, { deposit: '1.00' });
+  });
+  afterAll(async () => {
+    await ledger?.close();
+  });
+
+  it('says the match holds only up to the checkpoint, and how far behind the log that is', async () => {
+    const { child, output } = runLedger(['audit', 'verify', 'accounts'], { DATABASE_URL: ledger.database.url, JWT_SECRET: 'x'.repeat(40), LOG_LEVEL: 'warn' });
+    const [code] = await once(child, 'exit');
+    expect(code, output().stderr).toBe(0);
+    const warning = output().stdout.split('\n').find((line) => line.includes('verified only up to its checkpoint'));
+    expect(warning, output().stdout).toBeDefined();
+    expect(JSON.parse(warning!)).toMatchObject({ projection: 'accounts', position: '0', failingEventId: null });
+    expect(JSON.parse(warning!).lagEvents).toBeGreaterThanOrEqual(2);
+  });
+});
