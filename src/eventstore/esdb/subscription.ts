@@ -52,23 +52,22 @@ type Step =
 
 type Attempt = { kind: 'stopped' } | { kind: 'lost'; reason: unknown };
 
-interface Deferred {
-  promise: Promise<void>;
-  resolve(): void;
-}
-
-function deferred(): Deferred {
-  let resolve!: () => void;
-  const promise = new Promise<void>((settle) => (resolve = settle));
-  return { promise, resolve };
+/** The read in flight; `step` is set once it settled. */
+interface PendingRead {
+  step?: Step;
 }
 
 export class EsdbCatchUpSubscription implements Subscription {
   readonly done: Promise<void>;
   private readonly plan: FilterPlan;
   private readonly batchSize: number;
-  private readonly stopSignal = deferred();
   private stopRequested = false;
+  /**
+   * Ends the wait in progress (a pass of the loop, or a backoff sleep). Each wait installs its own
+   * and removes it when it ends: the loop never waits on a promise that outlives one wait, since
+   * every wait on such a promise would leave a reaction on it for the subscription's life.
+   */
+  private interruptWait: (() => void) | undefined;
   /** Checkpoint of the last batch the handler accepted: the resume point. */
   private checkpoint: bigint;
   /** Set once the server has sent `caughtUp`; from then on the quiet-period fallback is off. */
@@ -93,7 +92,7 @@ export class EsdbCatchUpSubscription implements Subscription {
 
   async stop(): Promise<void> {
     this.stopRequested = true;
-    this.stopSignal.resolve();
+    this.interruptWait?.();
     await this.done.catch(() => undefined);
   }
 
@@ -116,7 +115,8 @@ export class EsdbCatchUpSubscription implements Subscription {
 
   /** One server subscription, from open to stop or failure. Throws on a non-transient failure. */
   private async consume(onHealthy: () => void): Promise<Attempt> {
-    let wake = deferred();
+    /** Ends the pass in progress with a step; undefined between passes (the flags below carry the news). */
+    let interrupt: ((step: Step) => void) | undefined;
     let caughtUpPending = false;
     let confirmed = false;
     let quietReported = false;
@@ -143,31 +143,55 @@ export class EsdbCatchUpSubscription implements Subscription {
     subscription.on('caughtUp', () => {
       this.serverReportsCaughtUp = true;
       caughtUpPending = true;
-      wake.resolve();
+      interrupt?.({ kind: 'wake' });
     });
     subscription.on('fellBehind', () => this.logger.debug?.({ checkpoint: this.checkpoint.toString() }, 'EventStoreDB subscription fell behind'));
 
     const iterator = subscription[Symbol.asyncIterator]();
-    let pending: { promise: Promise<Step>; settled: boolean } | undefined;
-    const nextStep = () => {
+    let pending: PendingRead | undefined;
+    /** Starts the next read unless one is in flight. Its outcome ends the pass in progress, if any, or waits for the next. */
+    const startRead = (): PendingRead => {
       if (!pending) {
-        const entry: { promise: Promise<Step>; settled: boolean } = { promise: Promise.resolve({ kind: 'stop' }), settled: false };
-        entry.promise = iterator.next().then(
-          (result): Step => {
-            entry.settled = true;
-            return { kind: 'event', result };
-          },
-          (error: unknown): Step => {
-            entry.settled = true;
-            return { kind: 'error', error };
-          },
+        const entry: PendingRead = {};
+        const settle = (step: Step) => {
+          entry.step = step;
+          interrupt?.(step);
+        };
+        iterator.next().then(
+          (result) => settle({ kind: 'event', result }),
+          (error: unknown) => settle({ kind: 'error', error }),
         );
         pending = entry;
       }
-      return pending.promise;
+      return pending;
     };
     /** Nothing the server sent so far is waiting unread: every earlier event is in `buffer` or delivered. */
-    const drained = () => pending !== undefined && !pending.settled && subscription.readableLength === 0;
+    const drained = () => pending !== undefined && pending.step === undefined && subscription.readableLength === 0;
+
+    /**
+     * One pass: the outcome of the read in flight, or whichever comes first of a timer, a wake-up
+     * (caught up) and stop. Everything it waits on is created for it and released when it ends;
+     * the read's one reaction was attached when the read started.
+     */
+    const nextStep = (timers: readonly { ms: number; step: Step }[]): Promise<Step> => {
+      const read = startRead();
+      if (read.step) return Promise.resolve(read.step);
+      return new Promise<Step>((resolve) => {
+        let handles: ReturnType<typeof setTimeout>[] = [];
+        let ended = false;
+        const end = (step: Step) => {
+          if (ended) return;
+          ended = true;
+          for (const handle of handles) clearTimeout(handle);
+          interrupt = undefined;
+          this.interruptWait = undefined;
+          resolve(step);
+        };
+        interrupt = end;
+        this.interruptWait = () => end({ kind: 'stop' });
+        handles = timers.map(({ ms, step }) => setTimeout(() => end(step), ms));
+      });
+    };
 
     const deliver = async () => {
       if (buffer.length === 0) return;
@@ -189,22 +213,13 @@ export class EsdbCatchUpSubscription implements Subscription {
 
     try {
       while (!this.stopRequested) {
-        const timers: Promise<Step>[] = [];
-        const handles: ReturnType<typeof setTimeout>[] = [];
-        const timer = (ms: number, step: Step) => {
-          timers.push(new Promise<Step>((resolve) => handles.push(setTimeout(() => resolve(step), ms))));
-        };
+        const timers: { ms: number; step: Step }[] = [];
         if (buffer.length > 0) {
           const untilDeadlineMs = bufferStartedAt + this.tuning.maxBatchDelayMs - Date.now();
-          timer(Math.max(0, Math.min(this.tuning.idleFlushMs, untilDeadlineMs)), { kind: 'idle' });
+          timers.push({ ms: Math.max(0, Math.min(this.tuning.idleFlushMs, untilDeadlineMs)), step: { kind: 'idle' } });
         }
-        if (!this.serverReportsCaughtUp && confirmed && !quietReported) timer(this.tuning.quietCaughtUpMs, { kind: 'quiet' });
-        let step: Step;
-        try {
-          step = await Promise.race([nextStep(), this.stopSignal.promise.then((): Step => ({ kind: 'stop' })), wake.promise.then((): Step => ({ kind: 'wake' })), ...timers]);
-        } finally {
-          for (const handle of handles) clearTimeout(handle);
-        }
+        if (!this.serverReportsCaughtUp && confirmed && !quietReported) timers.push({ ms: this.tuning.quietCaughtUpMs, step: { kind: 'quiet' } });
+        const step = await nextStep(timers);
 
         switch (step.kind) {
           case 'stop':
@@ -232,7 +247,6 @@ export class EsdbCatchUpSubscription implements Subscription {
             break;
           }
           case 'wake':
-            wake = deferred();
             break;
           case 'idle':
             await deliver();
@@ -246,7 +260,7 @@ export class EsdbCatchUpSubscription implements Subscription {
         }
 
         if (caughtUpPending && !this.stopRequested) {
-          void nextStep();
+          startRead();
           // Let a read of an already buffered event settle before judging whether anything is unread.
           await new Promise((resolve) => setImmediate(resolve));
           if (drained()) {
@@ -257,12 +271,13 @@ export class EsdbCatchUpSubscription implements Subscription {
       }
       return { kind: 'stopped' };
     } finally {
-      await this.close(subscription, pending?.promise);
+      interrupt = undefined;
+      // A read still in flight has its reactions: its failure after the close is not unhandled.
+      await this.close(subscription);
     }
   }
 
-  private async close(subscription: AllStreamSubscription, pendingRead: Promise<Step> | undefined): Promise<void> {
-    pendingRead?.catch(() => undefined);
+  private async close(subscription: AllStreamSubscription): Promise<void> {
     let timeout: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
       subscription.unsubscribe().catch(() => undefined),
@@ -273,8 +288,15 @@ export class EsdbCatchUpSubscription implements Subscription {
   }
 
   private async sleepUnlessStopped(ms: number): Promise<void> {
-    let timeout: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([new Promise<void>((resolve) => (timeout = setTimeout(resolve, ms))), this.stopSignal.promise]);
-    clearTimeout(timeout);
+    if (this.stopRequested) return;
+    await new Promise<void>((resolve) => {
+      const end = () => {
+        clearTimeout(timeout);
+        this.interruptWait = undefined;
+        resolve();
+      };
+      const timeout = setTimeout(end, ms);
+      this.interruptWait = end;
+    });
   }
 }
