@@ -266,6 +266,27 @@ export function runEventStoreContract(name: string, factory: () => Promise<Contr
         expect(seen.map((recorded) => recorded.type)).toEqual(['Keep', 'Keep']);
       });
 
+      it("a filtered subscriber's checkpoint moves past an append its filter leaves out", async () => {
+        const wanted = uniquePrefix();
+        const other = uniquePrefix();
+        const start = await store.headPosition();
+        const batches: Batch[] = [];
+        let caughtUp!: () => void;
+        const live = new Promise<void>((resolve) => (caughtUp = resolve));
+        const subscription = store.subscribe({ after: start, filter: { streamPrefixes: [wanted] }, onCaughtUp: () => caughtUp() }, async (batch) => {
+          batches.push(batch);
+        });
+        try {
+          await live;
+          const { position } = await store.append(`${other}-1`, [event()], { expectedRevision: 'no_stream' });
+          // What a reader waiting for this position on the subscriber's checkpoint relies on.
+          await expect.poll(() => batches.at(-1)?.checkpoint ?? 0n, { timeout: 10_000, interval: 20 }).toBeGreaterThanOrEqual(position);
+          expect(batches.flatMap((batch) => batch.events)).toEqual([]);
+        } finally {
+          await subscription.stop();
+        }
+      });
+
       it('a failing handler ends the subscription with its error', async () => {
         const prefix = uniquePrefix();
         const start = await store.headPosition();

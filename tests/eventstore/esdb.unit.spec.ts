@@ -395,6 +395,99 @@ describe('subscription loop (scripted stream, not a server)', () => {
     await expect(subscription.done).rejects.toThrow('poison');
   });
 
+  /** A filtered-out event: never decoded, so a bare one will do. */
+  function skippedAt(position: bigint): AllStreamResolvedEvent {
+    return { event: { streamId: 'other-1', type: 'N', position: { commit: position, prepare: position } }, commitPosition: position } as unknown as AllStreamResolvedEvent;
+  }
+
+  it('asks the server for a checkpoint after every event of $all, and passes it on as a checkpoint-only batch', async () => {
+    const { client, calls } = scriptedClient([
+      (subscription) => {
+        subscription.emit('confirmation');
+        subscription.write(resolvedAt(10n));
+        // Delivered on its own (idle flush) before the rest arrives.
+        setTimeout(() => {
+          subscription.write(skippedAt(20n));
+          subscription.write({ checkpoint: 20n });
+        }, 100);
+        setTimeout(() => subscription.emit('error', new UnavailableError(undefined, 'connection dropped')), 300);
+      },
+      (subscription) => subscription.emit('confirmation'),
+    ]);
+    const store = new EsdbEventStore(client, { subscription: { backoffInitialMs: 1, backoffMaxMs: 1 } });
+    const batches: Batch[] = [];
+    const subscription = store.subscribe({ filter: { streamPrefixes: ['account-'] } }, async (batch) => {
+      batches.push(batch);
+    });
+    await vi.waitFor(() => expect(calls).toHaveLength(2), { timeout: 3_000 });
+    await subscription.stop();
+
+    expect((calls[0] as { filter: unknown }).filter).toMatchObject({ filterOn: 'streamName', prefixes: ['account-'], maxSearchWindow: 1, checkpointInterval: 1 });
+    expect(batches.map((batch) => [batch.events.map((recorded) => recorded.position), batch.checkpoint])).toEqual([
+      [[10n], 10n],
+      [[], 20n],
+    ]);
+    // The handler stored 20: a reconnect resumes there, not at the last matching event.
+    expect((calls[1] as { fromPosition: Position }).fromPosition.commit).toBe(20n);
+  });
+
+  it('sends checkpoint-only batches at most once per interval, each with the latest checkpoint', async () => {
+    const { client } = scriptedClient([
+      (subscription) => {
+        subscription.emit('confirmation');
+        for (let position = 1n; position <= 5n; position++) {
+          subscription.write(skippedAt(position));
+          subscription.write({ checkpoint: position });
+        }
+      },
+    ]);
+    const store = new EsdbEventStore(client, { subscription: { emptyBatchIntervalMs: 100 } });
+    const batches: { checkpoint: bigint; events: number; at: number }[] = [];
+    const subscription = store.subscribe({ filter: { eventTypes: ['Wanted'] } }, async (batch) => {
+      batches.push({ checkpoint: batch.checkpoint, events: batch.events.length, at: Date.now() });
+    });
+    await vi.waitFor(() => expect(batches.at(-1)?.checkpoint).toBe(5n), { timeout: 3_000 });
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    await subscription.stop();
+
+    expect(batches.every((batch) => batch.events === 0)).toBe(true);
+    // The first one at once (it may come at any checkpoint); the rest wait out the interval and carry the latest.
+    expect(batches.length).toBeLessThanOrEqual(2);
+    if (batches.length === 2) expect(batches[1]!.at - batches[0]!.at).toBeGreaterThanOrEqual(95);
+  });
+
+  it('never moves the checkpoint past a matching event not yet delivered', async () => {
+    const { client } = scriptedClient([
+      (subscription) => {
+        subscription.emit('confirmation');
+        subscription.write(skippedAt(10n));
+        subscription.write(resolvedAt(20n));
+        subscription.write(skippedAt(30n));
+        subscription.write({ checkpoint: 30n });
+        setTimeout(() => subscription.emit('caughtUp'), 50);
+      },
+    ]);
+    const store = new EsdbEventStore(client);
+    const batches: Batch[] = [];
+    const caughtUp: bigint[] = [];
+    const subscription = store.subscribe({ filter: { streamPrefixes: ['account-'] }, onCaughtUp: (position) => caughtUp.push(position) }, async (batch) => {
+      batches.push(batch);
+    });
+    await vi.waitFor(() => expect(caughtUp).toHaveLength(1), { timeout: 3_000 });
+    await subscription.stop();
+
+    const delivered = batches.flatMap((batch) => batch.events.map((recorded) => recorded.position));
+    expect(delivered).toEqual([20n]);
+    // No batch before the one carrying 20 has a checkpoint at or past it; checkpoints only grow.
+    const carrying = batches.findIndex((batch) => batch.events.length > 0);
+    for (const batch of batches.slice(0, carrying)) expect(batch.checkpoint).toBeLessThan(20n);
+    const checkpoints = batches.map((batch) => batch.checkpoint);
+    expect(checkpoints).toEqual([...checkpoints].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
+    expect(new Set(checkpoints).size).toBe(checkpoints.length);
+    expect(checkpoints.at(-1)).toBe(30n);
+    expect(caughtUp).toEqual([30n]);
+  });
+
   it('keeps memory flat over 200,000 filtered-out events: reading one leaves nothing behind', async () => {
     const gc = exposedGc();
     const heapAfterGc = async () => {
@@ -404,9 +497,6 @@ describe('subscription loop (scripted stream, not a server)', () => {
       }
       return process.memoryUsage().heapUsed;
     };
-    // A filtered-out event is never decoded, so a bare one will do.
-    const skipped = (position: bigint) =>
-      ({ event: { streamId: 'other-1', type: 'N', position: { commit: position, prepare: position } }, commitPosition: position }) as unknown as AllStreamResolvedEvent;
     /** Writes `count` filtered-out events from `from`, then a matching one; resolves to the position after it. */
     let feed!: (from: bigint, count: number) => Promise<bigint>;
     let opened!: () => void;
@@ -417,7 +507,7 @@ describe('subscription loop (scripted stream, not a server)', () => {
         feed = async (from, count) => {
           for (let index = 0; index < count; index++) {
             // Waits for the adapter to read, as gRPC would: nothing piles up in the stream itself.
-            if (!subscription.write(skipped(from + BigInt(index)))) await once(subscription, 'drain');
+            if (!subscription.write(skippedAt(from + BigInt(index)))) await once(subscription, 'drain');
           }
           // One matching event closes each round, so its batch tells when the round was read.
           subscription.write(resolvedAt(from + BigInt(count)));

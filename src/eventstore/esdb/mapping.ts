@@ -266,11 +266,22 @@ export function decodeJsonPayload(payload: unknown, what: string): JsonObject {
 // Filters
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * How often a filtered subscription hears from the server when nothing matches. Live, the server
+ * sends a checkpoint every `maxSearchWindow × checkpointInterval` events of `$all`; catching up, it
+ * scans at most `maxSearchWindow` events per page and sends a checkpoint every `checkpointInterval`
+ * pages. The client's option names; both must be positive integers.
+ */
+export interface FilterWindow {
+  maxSearchWindow: number;
+  checkpointInterval: number;
+}
+
 export interface FilterPlan {
   /** Which dimension the server filters on. */
   readonly serverSide: 'streamPrefixes' | 'eventTypes' | 'excludeSystemEvents';
   /** The client filter for `subscribeToAll`; the callback receives the server's checkpoints. */
-  toClientFilter(checkpointReached?: (position: Position) => void): Filter;
+  toClientFilter(checkpointReached?: (position: Position) => void, window?: FilterWindow): Filter;
   /** The complete port filter, applied to every event on this side as well. Never keeps system events. */
   matches(streamName: string, type: string): boolean;
 }
@@ -290,17 +301,19 @@ export function planFilter(filter: GlobalFilter | undefined): FilterPlan {
     if (typeSet && !typeSet.has(type)) return false;
     return true;
   };
-  const callback = (checkpointReached?: (position: Position) => void) =>
-    checkpointReached ? { checkpointReached: (_subscription: unknown, position: Position) => checkpointReached(position) } : {};
+  const callback = (checkpointReached?: (position: Position) => void, window?: FilterWindow) => ({
+    ...(checkpointReached ? { checkpointReached: (_subscription: unknown, position: Position) => checkpointReached(position) } : {}),
+    ...(window ? { maxSearchWindow: window.maxSearchWindow, checkpointInterval: window.checkpointInterval } : {}),
+  });
 
   if (prefixes) {
-    return { serverSide: 'streamPrefixes', matches, toClientFilter: (reached) => streamNameFilter({ prefixes: [...prefixes], ...callback(reached) }) };
+    return { serverSide: 'streamPrefixes', matches, toClientFilter: (reached, window) => streamNameFilter({ prefixes: [...prefixes], ...callback(reached, window) }) };
   }
   if (types) {
     const regex = `^(?:${types.map(escapeRegex).join('|')})$`;
-    return { serverSide: 'eventTypes', matches, toClientFilter: (reached) => eventTypeFilter({ regex, ...callback(reached) }) };
+    return { serverSide: 'eventTypes', matches, toClientFilter: (reached, window) => eventTypeFilter({ regex, ...callback(reached, window) }) };
   }
-  return { serverSide: 'excludeSystemEvents', matches, toClientFilter: (reached) => excludeSystemEvents(callback(reached)) };
+  return { serverSide: 'excludeSystemEvents', matches, toClientFilter: (reached, window) => excludeSystemEvents(callback(reached, window)) };
 }
 
 function validatedList(list: readonly string[] | undefined, what: string): string[] | undefined {

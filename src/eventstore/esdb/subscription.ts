@@ -5,6 +5,10 @@
  *   arrived for `idleFlushMs` or when the server reports that the subscription caught up.
  * - Back-pressure: the handler is awaited before the next event is read, so the client's stream
  *   stops pulling from gRPC once its small object buffer is full.
+ * - Checkpoint-only batches: when the server's filter checkpoint (or caught-up position) passes
+ *   the delivered checkpoint and nothing matching waits, the handler gets `{ events: [], checkpoint }`,
+ *   at most once per `emptyBatchIntervalMs` (as on PostgreSQL), so a filtered subscriber's stored
+ *   checkpoint keeps up with the log and readers waiting for a position are not held back.
  * - Reconnects: a transient failure re-opens the subscription after the last delivered checkpoint,
  *   with exponential backoff, at most `maxReconnectAttempts` times in a row.
  * - Positions: a resume point is `{ commit: p, prepare: p }` (see mapping.ts). The server treats a
@@ -12,7 +16,7 @@
  */
 import { START, type AllStreamResolvedEvent, type AllStreamSubscription, type EventStoreDBClient, type Position } from '@eventstore/db-client';
 import { clampPageSize, EventStoreError, type Batch, type RecordedEvent, type SubscribeOptions, type Subscription } from '../port.js';
-import { commitPositionOf, decodeRecordedEvent, isTransientError, planFilter, toClientPosition, type FilterPlan } from './mapping.js';
+import { commitPositionOf, decodeRecordedEvent, isTransientError, planFilter, toClientPosition, type FilterPlan, type FilterWindow } from './mapping.js';
 
 export interface EsdbLogger {
   debug?(details: Record<string, unknown>, message: string): void;
@@ -28,6 +32,16 @@ export interface SubscriptionTuning {
   maxReconnectAttempts: number;
   backoffInitialMs: number;
   backoffMaxMs: number;
+  /** A checkpoint-only batch follows the previous one after at least this long. */
+  emptyBatchIntervalMs: number;
+  /**
+   * The server filter's window (see FilterWindow). 1 × 1: live, a checkpoint follows every event of
+   * `$all`, so a single filtered-out append moves the subscriber's checkpoint. The price is paid
+   * catching up: the server scans one event per page. Larger values catch up in fewer pages but
+   * leave a filtered subscriber up to `maxSearchWindow × checkpointInterval` events behind the log
+   * while nothing matches.
+   */
+  filterWindow: FilterWindow;
 }
 
 export const DEFAULT_SUBSCRIPTION_TUNING: SubscriptionTuning = {
@@ -37,6 +51,8 @@ export const DEFAULT_SUBSCRIPTION_TUNING: SubscriptionTuning = {
   maxReconnectAttempts: 10,
   backoffInitialMs: 100,
   backoffMaxMs: 5_000,
+  emptyBatchIntervalMs: 50,
+  filterWindow: { maxSearchWindow: 1, checkpointInterval: 1 },
 };
 
 const DEFAULT_BATCH_SIZE = 500;
@@ -48,7 +64,8 @@ type Step =
   | { kind: 'stop' }
   | { kind: 'wake' }
   | { kind: 'idle' }
-  | { kind: 'quiet' };
+  | { kind: 'quiet' }
+  | { kind: 'checkpoint' };
 
 type Attempt = { kind: 'stopped' } | { kind: 'lost'; reason: unknown };
 
@@ -82,6 +99,10 @@ export class EsdbCatchUpSubscription implements Subscription {
   ) {
     this.batchSize = clampPageSize(options.batchSize, DEFAULT_BATCH_SIZE);
     this.plan = planFilter(options.filter);
+    const { maxSearchWindow, checkpointInterval } = tuning.filterWindow;
+    for (const [name, value] of [['maxSearchWindow', maxSearchWindow], ['checkpointInterval', checkpointInterval]] as const) {
+      if (!Number.isSafeInteger(value) || value < 1) throw new EventStoreError(`subscription filterWindow.${name} must be a positive integer, got ${String(value)}`);
+    }
     const after = options.after ?? 0n;
     if (typeof after !== 'bigint' || after < 0n) throw new EventStoreError(`after must be a non-negative bigint, got ${String(after)}`);
     this.checkpoint = after;
@@ -124,6 +145,10 @@ export class EsdbCatchUpSubscription implements Subscription {
     let highestSeen = this.checkpoint;
     const buffer: RecordedEvent[] = [];
     let bufferStartedAt = 0;
+    let lastEmptyBatchAt = Number.NEGATIVE_INFINITY;
+    /** The server vouched for a position past the delivered checkpoint, and nothing matching waits in the buffer. */
+    const checkpointAhead = () => buffer.length === 0 && serverCheckpoint !== undefined && serverCheckpoint > this.checkpoint;
+    const emptyBatchWaitMs = () => lastEmptyBatchAt + this.tuning.emptyBatchIntervalMs - Date.now();
 
     const fromPosition = this.checkpoint > 0n ? toClientPosition(this.checkpoint) : START;
     const subscription: AllStreamSubscription = this.client.subscribeToAll({
@@ -132,7 +157,9 @@ export class EsdbCatchUpSubscription implements Subscription {
       requiresLeader: true,
       filter: this.plan.toClientFilter((position: Position) => {
         if (serverCheckpoint === undefined || position.commit > serverCheckpoint) serverCheckpoint = position.commit;
-      }),
+        // When not due yet, the pass in progress has a timer for it.
+        if (checkpointAhead() && emptyBatchWaitMs() <= 0) interrupt?.({ kind: 'checkpoint' });
+      }, this.tuning.filterWindow),
     });
     // The iterator reports errors; this listener only keeps a late one from being an unhandled 'error'.
     subscription.on('error', () => undefined);
@@ -202,12 +229,17 @@ export class EsdbCatchUpSubscription implements Subscription {
       this.checkpoint = checkpoint;
     };
 
+    /** Nothing matched up to the server's checkpoint: the handler stores it, and a reconnect resumes there. Call when drained. */
+    const deliverCheckpoint = async () => {
+      const checkpoint = serverCheckpoint!;
+      lastEmptyBatchAt = Date.now();
+      await this.handler({ events: [], checkpoint });
+      this.checkpoint = checkpoint;
+    };
+
     const reportCaughtUp = async () => {
       await deliver();
-      if (buffer.length === 0 && serverCheckpoint !== undefined && serverCheckpoint > this.checkpoint && drained()) {
-        // Nothing matched up to the server's checkpoint: resume from there after a reconnect.
-        this.checkpoint = serverCheckpoint;
-      }
+      if (checkpointAhead() && drained()) await deliverCheckpoint();
       this.options.onCaughtUp?.(this.checkpoint);
     };
 
@@ -219,6 +251,7 @@ export class EsdbCatchUpSubscription implements Subscription {
           timers.push({ ms: Math.max(0, Math.min(this.tuning.idleFlushMs, untilDeadlineMs)), step: { kind: 'idle' } });
         }
         if (!this.serverReportsCaughtUp && confirmed && !quietReported) timers.push({ ms: this.tuning.quietCaughtUpMs, step: { kind: 'quiet' } });
+        if (checkpointAhead() && emptyBatchWaitMs() > 0) timers.push({ ms: emptyBatchWaitMs(), step: { kind: 'checkpoint' } });
         const step = await nextStep(timers);
 
         switch (step.kind) {
@@ -247,6 +280,7 @@ export class EsdbCatchUpSubscription implements Subscription {
             break;
           }
           case 'wake':
+          case 'checkpoint':
             break;
           case 'idle':
             await deliver();
@@ -267,6 +301,11 @@ export class EsdbCatchUpSubscription implements Subscription {
             caughtUpPending = false;
             await reportCaughtUp();
           }
+        } else if (!this.stopRequested && checkpointAhead() && emptyBatchWaitMs() <= 0 && subscription.readableLength === 0) {
+          // Only when nothing is queued unread (else the next read comes first, and this again after it).
+          startRead();
+          await new Promise((resolve) => setImmediate(resolve));
+          if (!this.stopRequested && checkpointAhead() && drained()) await deliverCheckpoint();
         }
       }
       return { kind: 'stopped' };
