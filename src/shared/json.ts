@@ -82,6 +82,27 @@ export function encodeJson(value: JsonValue): string {
   }
 }
 
+/**
+ * `encodeJson` with the keys of every object in sorted order: values that differ only in key order
+ * get the same text, as PostgreSQL's jsonb compares them equal. For comparing, not for storing.
+ */
+export function encodeCanonicalJson(value: JsonValue): string {
+  return encodeJson(sortedKeys(value, 0));
+}
+
+function sortedKeys(value: JsonValue, depth: number): JsonValue {
+  // Past the bound, or not plain JSON: left as is, for encodeJson to refuse.
+  if (typeof value !== 'object' || value === null || depth > MAX_DEPTH) return value;
+  if (Array.isArray(value)) return value.map((item) => sortedKeys(item, depth + 1));
+  if (!isPlainObject(value)) return value;
+  // fromEntries defines each key as its own property, `__proto__` included.
+  return Object.fromEntries(
+    Object.keys(value)
+      .sort()
+      .map((key) => [key, sortedKeys(value[key]!, depth + 1)]),
+  ) as JsonObject;
+}
+
 const NOT_JSON = new Error('not JSON');
 // eslint-disable-next-line no-control-regex -- exactly the characters JSON must escape
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { assertJsonValue, encodeJson, JsonEncodingError, type JsonValue } from '../../src/shared/json.js';
+import { assertJsonValue, encodeCanonicalJson, encodeJson, JsonEncodingError, type JsonValue } from '../../src/shared/json.js';
 
 /** The encoder as it was: check everything, then stringify with a replacer that tags bigints. */
 function referenceEncode(value: unknown): string {
@@ -67,5 +67,36 @@ describe('encodeJson: one pass, the same text and the same refusals as check-the
       [nested(32), JSON.stringify(JSON.parse(encodeJson(nested(32))))],
     ];
     for (const [value, text] of taken) expect(encodeJson(value as JsonValue)).toBe(text);
+  });
+});
+
+describe('encodeCanonicalJson: the same text for values that differ only in key order', () => {
+  /** The same value with the keys of every object in reverse order. */
+  function reversed(value: JsonValue): JsonValue {
+    if (typeof value !== 'object' || value === null) return value;
+    if (Array.isArray(value)) return value.map(reversed);
+    return Object.fromEntries(Object.keys(value).reverse().map((key) => [key, reversed(value[key]!)]));
+  }
+  const json = fc.letrec((tie) => ({
+    node: fc.oneof({ depthSize: 'small' }, fc.string(), fc.integer(), fc.boolean(), fc.constant(null), fc.bigInt(), tie('array'), tie('object')),
+    array: fc.array(tie('node'), { maxLength: 4 }),
+    object: fc.dictionary(fc.oneof(fc.string(), fc.constantFrom('__proto__', '1', '10', 'a')), tie('node'), { maxKeys: 5 }),
+  })).node as fc.Arbitrary<JsonValue>;
+
+  it('ignores key order at every level, and nothing else', () => {
+    fc.assert(
+      fc.property(json, (value) => {
+        expect(encodeCanonicalJson(reversed(value))).toBe(encodeCanonicalJson(value));
+        // It is encodeJson of a reordering: reading it back gives the same value.
+        expect(JSON.parse(encodeCanonicalJson(value))).toEqual(JSON.parse(encodeJson(value)));
+      }),
+    );
+    expect(encodeCanonicalJson({ b: 1, a: { d: [{ f: 2n, e: 1 }], c: 0 } })).toBe('{"a":{"c":0,"d":[{"e":1,"f":{"$bigint":"2"}}]},"b":1}');
+    expect(encodeCanonicalJson({ a: [1, 2] })).not.toBe(encodeCanonicalJson({ a: [2, 1] }));
+  });
+
+  it('refuses what encodeJson refuses', () => {
+    expect(() => encodeCanonicalJson({ b: Number.NaN, a: 1 })).toThrow(JsonEncodingError);
+    expect(() => encodeCanonicalJson({ a: nested(40) })).toThrow(JsonEncodingError);
   });
 });

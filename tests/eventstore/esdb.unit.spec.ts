@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { Transform, type TransformCallback } from 'node:stream';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import {
@@ -34,7 +34,7 @@ import {
   toConcurrencyError,
   type AnyResolvedEvent,
 } from '../../src/eventstore/esdb/mapping.js';
-import { ConcurrencyError, EventStoreError, InvalidAppendError, MAX_EVENT_BYTES, type Batch, type EventToAppend, type ExpectedRevision } from '../../src/eventstore/port.js';
+import { ConcurrencyError, EventStoreError, IdempotencyConflictError, InvalidAppendError, MAX_EVENT_BYTES, type Batch, type EventToAppend, type ExpectedRevision } from '../../src/eventstore/port.js';
 import { encodeJson, type JsonObject } from '../../src/shared/json.js';
 
 function event(overrides: Partial<EventToAppend> = {}): EventToAppend {
@@ -275,6 +275,32 @@ describe('bad input is refused before any network call', () => {
     await expect(store.readAll({ maxCount: 0 })).rejects.toBeInstanceOf(EventStoreError);
     await expect(store.readAll({ after: -1n })).rejects.toBeInstanceOf(EventStoreError);
     for (const spy of network) expect(spy).not.toHaveBeenCalled();
+  });
+});
+
+describe('a retried append (scripted client, not a server)', () => {
+  function storeHolding(stored: AnyResolvedEvent[]) {
+    const appendToStream = vi.fn();
+    const client = { readStream: () => Readable.from(stored), appendToStream } as unknown as EventStoreDBClient;
+    return { store: new EsdbEventStore(client), appendToStream };
+  }
+
+  it('is recognised whatever the order of the keys in its data, as jsonb on PostgreSQL compares them', async () => {
+    const original = event({ data: { b: 2n, a: 'x', nested: { y: 1, x: [{ d: true, c: null }] } } });
+    const { store, appendToStream } = storeHolding([asRead(original, { revision: 0n, position: { commit: 77n, prepare: 77n } })]);
+    const retry = { ...original, data: { a: 'x', nested: { x: [{ c: null, d: true }], y: 1 }, b: 2n } };
+    await expect(store.append('account-1', [retry], { expectedRevision: 'no_stream' })).resolves.toEqual({ nextExpectedRevision: 0n, position: 77n, duplicate: true });
+    expect(appendToStream).not.toHaveBeenCalled();
+  });
+
+  it('with other data under the same id is still refused, as is another order of array items', async () => {
+    const original = event({ data: { a: 1, list: [1, 2] } });
+    const others: JsonObject[] = [{ list: [1, 2], a: 2 }, { a: 1, list: [2, 1] }, { a: 1, list: [1, 2], more: 0 }];
+    for (const data of others) {
+      const { store, appendToStream } = storeHolding([asRead(original, { revision: 0n })]);
+      await expect(store.append('account-1', [{ ...original, data }], { expectedRevision: 'no_stream' })).rejects.toBeInstanceOf(IdempotencyConflictError);
+      expect(appendToStream).not.toHaveBeenCalled();
+    }
   });
 });
 

@@ -24,7 +24,7 @@ import {
   type ReadRevision,
   type StreamingRead,
 } from '@eventstore/db-client';
-import { encodeJson } from '../../shared/json.js';
+import { encodeCanonicalJson } from '../../shared/json.js';
 import {
   assertValidEvents,
   assertValidExpectedRevision,
@@ -180,7 +180,8 @@ export class EsdbEventStore implements EventStore {
     events.forEach((event, index) => {
       const copy = stored[index]!;
       if (copy.id.toLowerCase() !== event.id.toLowerCase()) throw new IdempotencyConflictError(event.id, `stored in ${streamName} in another order`);
-      if (copy.type !== event.type || copy.schemaVersion !== (event.schemaVersion ?? 1) || encodeJson(copy.data) !== encodeJson(event.data)) {
+      // Key order is not content: jsonb, which the PostgreSQL adapter compares, ignores it too.
+      if (copy.type !== event.type || copy.schemaVersion !== (event.schemaVersion ?? 1) || encodeCanonicalJson(copy.data) !== encodeCanonicalJson(event.data)) {
         throw new IdempotencyConflictError(event.id, `stored in ${streamName} at revision ${copy.revision} with other type or data`);
       }
     });
