@@ -145,6 +145,7 @@ export const MAX_EVENT_TYPE_LENGTH = 100;
 const STREAM_NAME = /^[A-Za-z0-9][A-Za-z0-9_.:@-]*$/;
 const EVENT_TYPE = /^[A-Za-z][A-Za-z0-9_.-]*$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const NIL_UUID = '00000000-0000-0000-0000-000000000000';
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -211,6 +212,8 @@ export function assertValidEvents(events: readonly EventToAppend[]): void {
   const seen = new Set<string>();
   for (const event of events) {
     if (!isUuid(event.id)) throw new InvalidAppendError(`event id must be a UUID, got ${JSON.stringify(event.id)}`);
+    // EventStoreDB fails an append carrying it with an unknown error; refused here for both stores.
+    if (event.id === NIL_UUID) throw new InvalidAppendError(`event id must not be the nil UUID ${NIL_UUID}`);
     const id = event.id.toLowerCase();
     if (seen.has(id)) throw new InvalidAppendError(`event id ${id} appears twice in one append`);
     seen.add(id);

@@ -307,6 +307,7 @@ export function runEventStoreContract(name: string, factory: () => Promise<Contr
         ['a system stream name', () => ['$all', [event()]]],
         ['an overlong stream name', () => ['s'.repeat(201), [event()]]],
         ['a non-UUID event id', (stream) => [stream, [{ ...event(), id: 'not-a-uuid' }]]],
+        ['the nil UUID as event id', (stream) => [stream, [{ ...event(), id: '00000000-0000-0000-0000-000000000000' }]]],
         ['a bad event type', (stream) => [stream, [event('has space')]]],
         ['NaN in data', (stream) => [stream, [event('X', { value: Number.NaN })]]],
         ['an unsafe integer in data', (stream) => [stream, [event('X', { value: 2 ** 60 })]]],

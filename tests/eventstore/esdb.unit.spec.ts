@@ -261,6 +261,7 @@ describe('bad input is refused before any network call', () => {
     ['a stream name with spaces', 'bad stream', [event()], 'any'],
     ['a system stream name', '$all', [event()], 'any'],
     ['a non-UUID id', 'account-1', [event({ id: 'nope' })], 'any'],
+    ['the nil UUID as id', 'account-1', [event({ id: '00000000-0000-0000-0000-000000000000' })], 'any'],
     ['a duplicated id', 'account-1', [repeated, repeated], 'any'],
     ['a negative expected revision', 'account-1', [event()], -1n],
     ['NaN in data', 'account-1', [event({ data: { value: Number.NaN } })], 'any'],
