@@ -59,6 +59,7 @@ import {
   type AnyResolvedEvent,
 } from './mapping.js';
 import { DEFAULT_SUBSCRIPTION_TUNING, EsdbCatchUpSubscription, type EsdbLogger, type SubscriptionTuning } from './subscription.js';
+import { TimeoutError, withTimeout } from '../../shared/timeout.js';
 
 export type { EsdbLogger } from './subscription.js';
 
@@ -302,7 +303,7 @@ export class EsdbEventStore implements EventStore {
     try {
       return await withTimeout(drain, timeoutMs);
     } catch (error) {
-      if (error instanceof ReadTimeoutError) {
+      if (error instanceof TimeoutError) {
         drain.catch(() => undefined);
         await read.cancel().catch(() => undefined);
         read.destroy();
@@ -313,16 +314,6 @@ export class EsdbEventStore implements EventStore {
   }
 }
 
-class ReadTimeoutError extends Error {}
-
-async function withTimeout<T>(promise: Promise<T>, timeoutMs: number): Promise<T> {
-  let timeout: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([promise, new Promise<never>((_, reject) => (timeout = setTimeout(() => reject(new ReadTimeoutError(`timed out after ${timeoutMs} ms`)), timeoutMs)))]);
-  } finally {
-    clearTimeout(timeout);
-  }
-}
 
 /** The URL without credentials, for error messages. */
 export function describeUrl(url: string): string {
