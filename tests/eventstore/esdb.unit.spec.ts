@@ -305,6 +305,18 @@ describe('a retried append (scripted client, not a server)', () => {
   });
 });
 
+describe('an append the server refuses without throwing (throwOnAppendFailure=false; scripted client, not a server)', () => {
+  it('reports the stream\'s actual revision in the ConcurrencyError, not the client\'s placeholder', async () => {
+    const stored = [0n, 1n, 2n, 3n, 4n].map((revision) => asRead(event(), { revision }));
+    const appendToStream = vi.fn().mockResolvedValue({ success: false, nextExpectedRevision: 1n });
+    const readStream = (_name: string, options?: { direction?: string }) => Readable.from(options?.direction === 'backwards' ? [...stored].reverse() : stored);
+    const store = new EsdbEventStore({ readStream, appendToStream } as unknown as EventStoreDBClient);
+    const error = await store.append('account-1', [event()], { expectedRevision: 2n }).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(ConcurrencyError);
+    expect(error).toMatchObject({ streamName: 'account-1', expectedRevision: 2n, actualRevision: 4n });
+  });
+});
+
 describe('connect', () => {
   it.each(['', 'http://localhost:2113', 'postgres://x', 'esdb://'])('refuses %j with a one-line message naming EVENTSTORE_URL', async (url) => {
     const error = await EsdbEventStore.connect(url).catch((caught: unknown) => caught);

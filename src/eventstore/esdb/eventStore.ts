@@ -150,8 +150,11 @@ export class EsdbEventStore implements EventStore {
       throw error;
     }
     if (!result.success) {
-      // Only when the client is configured with throwOnAppendFailure=false.
-      throw toConcurrencyError({ type: 'wrong-expected-version', actualVersion: result.nextExpectedRevision }, streamName, expected)!;
+      // Only when the client is configured with throwOnAppendFailure=false (a connection string
+      // may say so). Its nextExpectedRevision is then not the stream's (the client reports 1n
+      // whatever it is), so the stream is asked.
+      const actualRevision = await this.streamRevision(streamName);
+      throw toConcurrencyError({ type: 'wrong-expected-version', actualVersion: actualRevision ?? 'no_stream' }, streamName, expected)!;
     }
     const position = result.position?.commit;
     if (position !== undefined && position > 0n) return { nextExpectedRevision: result.nextExpectedRevision, position, duplicate: false };
