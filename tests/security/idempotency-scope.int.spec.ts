@@ -76,15 +76,27 @@ describe('idempotency keys are scoped to their principal', () => {
     expect(await storedEventCount(ledger)).toBe(before);
   });
 
-  it('the same subject under another role is another principal', async () => {
+  it('the same subject under another role is another principal: customer X and teller X with one key open two accounts, neither a replay', async () => {
+    // POST /v1/accounts is open to customers (for themselves) and tellers, so both reach idempotency.
+    const { customerId } = await openFundedAccount(ledger.app, tokens);
     const key = `shared-${randomUUID()}`;
-    const body = { email: `${randomUUID()}@example.com`, firstName: 'A', lastName: 'B' };
-    const asAdmin = await client(ledger.app, await ledger.token('admin', 'same-subject')).post('/v1/customers', body, { 'idempotency-key': key });
-    expect(asAdmin.statusCode).toBe(201);
-    // A teller with the same subject cannot even reach the route, let alone replay the admin's answer.
-    const asTeller = await client(ledger.app, await ledger.token('teller', 'same-subject')).post('/v1/customers', body, { 'idempotency-key': key });
-    expect(asTeller.statusCode).toBe(403);
+    const body = { customerId, currency: 'EUR', type: 'checking' };
+    const asCustomer = await client(ledger.app, await ledger.token('customer', customerId)).post('/v1/accounts', body, { 'idempotency-key': key });
+    const asTeller = await client(ledger.app, await ledger.token('teller', customerId)).post('/v1/accounts', body, { 'idempotency-key': key });
+    expect(asCustomer.statusCode, asCustomer.body).toBe(201);
+    expect(asTeller.statusCode, asTeller.body).toBe(201);
     expect(asTeller.headers['idempotent-replayed']).toBeUndefined();
+    expect(asTeller.json().id).not.toBe(asCustomer.json().id);
+
+    const { rows } = await ledger.runtime.pool.query<{ account_id: string; actor: string }>(
+      "select data->>'accountId' as account_id, metadata->>'actor' as actor from ledger_events where event_type = 'AccountOpened' and data->>'customerId' = $1 order by position",
+      [customerId],
+    );
+    // The account openFundedAccount opened, then one for each principal.
+    expect(rows.slice(1)).toEqual([
+      { account_id: asCustomer.json().id, actor: `customer:${customerId}` },
+      { account_id: asTeller.json().id, actor: `teller:${customerId}` },
+    ]);
   });
 
   it('a replay from the in-process cache says so, and a reused key with another body still gets the durable 422', async () => {
