@@ -22,6 +22,11 @@ interface Call {
   body?: unknown;
 }
 interface Fixture {
+  /**
+   * Who may call the route, written here rather than read from the app's own `access` rule, so a
+   * wrongly declared rule fails both the declaration check and the calls (README, "who").
+   */
+  roles: readonly PrincipalRole[];
   /** The status an allowed caller gets; the fixture prepares state so that it is exactly this. */
   success: number;
   prepare(world: World): Promise<Call>;
@@ -62,20 +67,27 @@ async function requestedTransfer(world: World): Promise<{ id: string; position: 
   return { id, position: response.json<{ position: string }>().position };
 }
 
+const ADMIN: readonly PrincipalRole[] = ['admin'];
+const TELLER: readonly PrincipalRole[] = ['teller'];
+const AUDITOR: readonly PrincipalRole[] = ['auditor'];
+const EVERYONE: readonly PrincipalRole[] = ['customer', 'teller', 'auditor', 'admin'];
+
 export const FIXTURES: Record<string, Fixture> = {
-  'POST /v1/customers': { success: 201, prepare: async () => ({ url: '/v1/customers', body: newCustomerBody() }) },
-  'POST /v1/customers/:id/activate': { success: 200, prepare: async (world) => ({ url: `/v1/customers/${await pendingCustomer(world)}/activate` }) },
-  'POST /v1/customers/:id/suspend': { success: 200, prepare: async (world) => ({ url: `/v1/customers/${world.customerId}/suspend`, body: { reason: 'matrix' } }) },
+  'POST /v1/customers': { roles: ADMIN, success: 201, prepare: async () => ({ url: '/v1/customers', body: newCustomerBody() }) },
+  'POST /v1/customers/:id/activate': { roles: ADMIN, success: 200, prepare: async (world) => ({ url: `/v1/customers/${await pendingCustomer(world)}/activate` }) },
+  'POST /v1/customers/:id/suspend': { roles: ADMIN, success: 200, prepare: async (world) => ({ url: `/v1/customers/${world.customerId}/suspend`, body: { reason: 'matrix' } }) },
   'POST /v1/customers/:id/reactivate': {
+    roles: ADMIN,
     success: 200,
     prepare: async (world) => {
       await ok(await admin(world).post(`/v1/customers/${world.customerId}/suspend`, {}), 200);
       return { url: `/v1/customers/${world.customerId}/reactivate` };
     },
   },
-  'POST /v1/accounts': { success: 201, prepare: async (world) => ({ url: '/v1/accounts', body: { customerId: world.customerId, currency: 'EUR', type: 'savings' } }) },
-  'POST /v1/accounts/:id/freeze': { success: 200, prepare: async (world) => ({ url: `/v1/accounts/${world.accountId}/freeze`, body: { reason: 'matrix' } }) },
+  'POST /v1/accounts': { roles: ['teller', 'customer'], success: 201, prepare: async (world) => ({ url: '/v1/accounts', body: { customerId: world.customerId, currency: 'EUR', type: 'savings' } }) },
+  'POST /v1/accounts/:id/freeze': { roles: TELLER, success: 200, prepare: async (world) => ({ url: `/v1/accounts/${world.accountId}/freeze`, body: { reason: 'matrix' } }) },
   'POST /v1/accounts/:id/unfreeze': {
+    roles: TELLER,
     success: 200,
     prepare: async (world) => {
       await ok(await teller(world).post(`/v1/accounts/${world.accountId}/freeze`, {}), 200);
@@ -83,27 +95,31 @@ export const FIXTURES: Record<string, Fixture> = {
     },
   },
   'POST /v1/accounts/:id/close': {
+    roles: ADMIN,
     success: 200,
     prepare: async (world) => {
       await ok(await teller(world).post(`/v1/accounts/${world.accountId}/withdrawals`, { amount: '100.00', currency: 'EUR' }), 201);
       return { url: `/v1/accounts/${world.accountId}/close` };
     },
   },
-  'POST /v1/accounts/:id/overdraft': { success: 200, prepare: async (world) => ({ url: `/v1/accounts/${world.accountId}/overdraft`, body: { overdraftLimit: '50.00' } }) },
-  'POST /v1/accounts/:id/deposits': { success: 201, prepare: async (world) => ({ url: `/v1/accounts/${world.accountId}/deposits`, body: { amount: '12.34', currency: 'EUR' } }) },
-  'POST /v1/accounts/:id/withdrawals': { success: 201, prepare: async (world) => ({ url: `/v1/accounts/${world.accountId}/withdrawals`, body: { amount: '12.34', currency: 'EUR' } }) },
+  'POST /v1/accounts/:id/overdraft': { roles: ADMIN, success: 200, prepare: async (world) => ({ url: `/v1/accounts/${world.accountId}/overdraft`, body: { overdraftLimit: '50.00' } }) },
+  'POST /v1/accounts/:id/deposits': { roles: TELLER, success: 201, prepare: async (world) => ({ url: `/v1/accounts/${world.accountId}/deposits`, body: { amount: '12.34', currency: 'EUR' } }) },
+  'POST /v1/accounts/:id/withdrawals': { roles: TELLER, success: 201, prepare: async (world) => ({ url: `/v1/accounts/${world.accountId}/withdrawals`, body: { amount: '12.34', currency: 'EUR' } }) },
   'POST /v1/accounts/:id/holds': {
+    roles: TELLER,
     success: 201,
     prepare: async (world) => ({ url: `/v1/accounts/${world.accountId}/holds`, body: { holdId: randomUUID(), amount: '10.00', currency: 'EUR', expiresAt: futureIso() } }),
   },
-  'POST /v1/accounts/:id/holds/:holdId/capture': { success: 200, prepare: async (world) => ({ url: `/v1/accounts/${world.accountId}/holds/${await withHold(world)}/capture`, body: { amount: '4.00' } }) },
-  'POST /v1/accounts/:id/holds/:holdId/release': { success: 200, prepare: async (world) => ({ url: `/v1/accounts/${world.accountId}/holds/${await withHold(world)}/release` }) },
+  'POST /v1/accounts/:id/holds/:holdId/capture': { roles: TELLER, success: 200, prepare: async (world) => ({ url: `/v1/accounts/${world.accountId}/holds/${await withHold(world)}/capture`, body: { amount: '4.00' } }) },
+  'POST /v1/accounts/:id/holds/:holdId/release': { roles: TELLER, success: 200, prepare: async (world) => ({ url: `/v1/accounts/${world.accountId}/holds/${await withHold(world)}/release` }) },
   'POST /v1/transfers': {
+    roles: ['customer', 'teller'],
     success: 202,
     prepare: async (world) => ({ url: '/v1/transfers', body: { transferId: randomUUID(), fromAccountId: world.accountId, toAccountId: await secondAccount(world), amount: '5.00', currency: 'EUR' } }),
   },
-  'GET /v1/accounts/:id': { success: 200, prepare: async (world) => ({ url: `/v1/accounts/${world.accountId}?minPosition=${await writtenPosition(world)}` }) },
+  'GET /v1/accounts/:id': { roles: EVERYONE, success: 200, prepare: async (world) => ({ url: `/v1/accounts/${world.accountId}?minPosition=${await writtenPosition(world)}` }) },
   'GET /v1/accounts/:id/transactions': {
+    roles: EVERYONE,
     success: 200,
     prepare: async (world) => {
       const position = await writtenPosition(world);
@@ -112,8 +128,9 @@ export const FIXTURES: Record<string, Fixture> = {
       return { url: `/v1/accounts/${world.accountId}/transactions?minPosition=${position}` };
     },
   },
-  'GET /v1/customers/:id': { success: 200, prepare: async (world) => ({ url: `/v1/customers/${world.customerId}?minPosition=${await writtenPosition(world)}` }) },
+  'GET /v1/customers/:id': { roles: EVERYONE, success: 200, prepare: async (world) => ({ url: `/v1/customers/${world.customerId}?minPosition=${await writtenPosition(world)}` }) },
   'GET /v1/customers/:id/accounts': {
+    roles: EVERYONE,
     success: 200,
     prepare: async (world) => {
       const position = await writtenPosition(world);
@@ -122,9 +139,10 @@ export const FIXTURES: Record<string, Fixture> = {
       return { url: `/v1/customers/${world.customerId}/accounts?minPosition=${position}` };
     },
   },
-  'GET /v1/audit/streams/:streamName': { success: 200, prepare: async (world) => ({ url: `/v1/audit/streams/${encodeURIComponent(accountStream(world.accountId))}` }) },
-  'GET /v1/audit/trial-balance': { success: 200, prepare: async () => ({ url: '/v1/audit/trial-balance' }) },
+  'GET /v1/audit/streams/:streamName': { roles: AUDITOR, success: 200, prepare: async (world) => ({ url: `/v1/audit/streams/${encodeURIComponent(accountStream(world.accountId))}` }) },
+  'GET /v1/audit/trial-balance': { roles: AUDITOR, success: 200, prepare: async () => ({ url: '/v1/audit/trial-balance' }) },
   'GET /v1/transfers/:id': {
+    roles: EVERYONE,
     success: 200,
     prepare: async (world) => {
       const transfer = await requestedTransfer(world);
@@ -136,13 +154,13 @@ export const FIXTURES: Record<string, Fixture> = {
 type Caller = 'customer (owner)' | 'customer (non-owner)' | Exclude<PrincipalRole, 'customer'>;
 const CALLERS: readonly Caller[] = ['customer (owner)', 'customer (non-owner)', 'teller', 'auditor', 'admin'];
 
-/** What the AccessRule promises each caller. */
-export function expectedStatus(access: AccessRule, caller: Caller, success: number): number {
+/** What the fixture's roles promise each caller (a customer only ever reaches what they own). */
+export function expectedStatus(roles: readonly PrincipalRole[], caller: Caller, success: number): number {
   if (caller === 'customer (owner)' || caller === 'customer (non-owner)') {
-    if (!access.roles.includes('customer')) return 403;
+    if (!roles.includes('customer')) return 403;
     return caller === 'customer (owner)' ? success : 404;
   }
-  return access.roles.includes(caller) ? success : 403;
+  return roles.includes(caller) ? success : 403;
 }
 
 const ledger = await startTestLedger();
@@ -165,6 +183,12 @@ describe('authorisation matrix (generated from the route table)', () => {
     expect(FIXTURES[name], `no authorisation fixture for ${name}: add one to FIXTURES in tests/security/matrix.int.spec.ts`).toBeDefined();
   });
 
+  it.each(routes.map((route) => [route.name, route.access]))('%s declares exactly the roles its fixture expects', (name, access: AccessRule) => {
+    const fixture = FIXTURES[name];
+    if (!fixture) throw new Error(`no authorisation fixture for ${name}`);
+    expect([...access.roles].sort()).toEqual([...fixture.roles].sort());
+  });
+
   const cases = routes.flatMap((route) => CALLERS.map((caller) => ({ route, caller })));
   it.each(cases.map((entry) => [entry.route.name, entry.caller, entry]))('%s as %s', async (name, caller, { route }) => {
     const fixture = FIXTURES[name];
@@ -176,7 +200,7 @@ describe('authorisation matrix (generated from the route table)', () => {
     const role: PrincipalRole = caller.startsWith('customer') ? 'customer' : (caller as PrincipalRole);
     const actualSubject = subject ?? `${role}-${randomUUID().slice(0, 8)}`;
     const token = await ledger.token(role, actualSubject);
-    const expected = expectedStatus(route.access, caller, fixture.success);
+    const expected = expectedStatus(fixture.roles, caller, fixture.success);
 
     const api = client(ledger.app, token);
     const response = route.method === 'GET' ? await api.get(call.url) : await api.post(call.url, call.body);
