@@ -94,9 +94,14 @@ describe.each(storeVariants('transfers'))('transfers on $name', ({ env: storeEnv
     const from = await openFundedAccount(ledger.app, tokens, { deposit: '10.00' });
     const to = await openFundedAccount(ledger.app, tokens);
     const transferId = randomUUID();
-    await teller.post('/v1/transfers', { transferId, fromAccountId: from.accountId, toAccountId: to.accountId, amount: '10.01', currency: 'EUR' });
+    const accepted = await teller.post('/v1/transfers', { transferId, fromAccountId: from.accountId, toAccountId: to.accountId, amount: '10.01', currency: 'EUR' });
+    expect(accepted.statusCode, accepted.body).toBe(202);
     const transfer = await settled(transferId);
     expect(transfer.json()).toMatchObject({ status: 'failed', reason: 'insufficient_funds' });
+    // Read at the failure's position: the source's refusal is before it.
+    const position = transfer.json<{ position: string }>().position;
+    expect((await auditor.get(`/v1/accounts/${from.accountId}?minPosition=${position}`)).json()).toMatchObject({ balance: '10.00', held: '0.00', available: '10.00' });
+    expect((await auditor.get(`/v1/accounts/${to.accountId}?minPosition=${position}`)).json()).toMatchObject({ balance: '0.00', held: '0.00', available: '0.00' });
   });
 
   it('compensates when the destination refuses the credit: the hold is released', async () => {
