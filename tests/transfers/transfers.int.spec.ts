@@ -35,7 +35,7 @@ describe.each(storeVariants('transfers'))('transfers on $name', ({ env: storeEnv
       (response) => response.statusCode === 200 && response.json<{ status: string }>().status !== 'pending',
     );
 
-  it('moves money: reserve, credit, capture, complete; balances and history follow', async () => {
+  it('moves money: reserve, credit, capture, complete; balances and history follow; the same request again answers as the first time and moves nothing more', async () => {
     const from = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
     const to = await openFundedAccount(ledger.app, tokens);
     const customer = client(ledger.app, await ledger.token('customer', from.customerId));
@@ -53,9 +53,14 @@ describe.each(storeVariants('transfers'))('transfers on $name', ({ env: storeEnv
     expect(history.json<{ items: unknown[] }>().items).toEqual([expect.objectContaining({ amount: '-40.00', balanceAfter: '60.00', status: 'completed', counterpartyAccountId: to.accountId })]);
     const incoming = await auditor.get(`/v1/accounts/${to.accountId}/transactions?minPosition=${position}`);
     expect(incoming.json<{ items: unknown[] }>().items).toEqual([expect.objectContaining({ type: 'transfer_in', amount: '40.00', status: 'completed' })]);
-    // The same request again is the same transfer.
+    // The same request again is the same transfer: answered as the first time, nothing recorded, no second debit.
     const again = await customer.post('/v1/transfers', { transferId, fromAccountId: from.accountId, toAccountId: to.accountId, amount: '40.00', currency: 'EUR', description: 'rent' });
     expect(again.statusCode).toBe(202);
+    expect(again.json()).toEqual(accepted.json());
+    expect(await ledger.runtime.store.readAll({ after: BigInt(accepted.json<{ position: string }>().position), filter: { eventTypes: ['TransferRequested'] } })).toEqual([]);
+    const head = (await ledger.runtime.store.headPosition()).toString();
+    expect((await auditor.get(`/v1/accounts/${from.accountId}?minPosition=${head}`)).json()).toMatchObject({ balance: '60.00', held: '0.00', available: '60.00' });
+    expect((await auditor.get(`/v1/accounts/${to.accountId}?minPosition=${head}`)).json()).toMatchObject({ balance: '40.00', held: '0.00', available: '40.00' });
   });
 
   it('a transfer id in upper case is the same transfer: the repeat replays, the money moves once, and GET finds it in either case', async () => {
