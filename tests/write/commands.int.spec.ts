@@ -453,7 +453,22 @@ describe('command API', () => {
   });
 
   describe('concurrency', () => {
-    it('50 concurrent withdrawals that can pay for only 10: exactly 10 succeed, the balance ends at zero', async () => {
+    /**
+     * Counts the FundsWithdrawn events the store holds for the account and folds its stream afresh
+     * (no cache), checking the balance after every event never went below zero.
+     */
+    async function expectStoredWithdrawals(accountId: string, count: number, finalBalanceMinor: bigint): Promise<void> {
+      const stream = accountStream(accountId);
+      const stored = await ledger.runtime.store.readStream(stream, { maxCount: 1_000 });
+      expect(stored.filter((event) => event.type === 'FundsWithdrawn')).toHaveLength(count);
+      const balancesAfter = stored.flatMap((event) => (typeof event.data.balanceAfterMinor === 'bigint' ? [event.data.balanceAfterMinor] : []));
+      expect(balancesAfter, 'the deposit and each withdrawal record the balance after them').toHaveLength(count + 1);
+      expect(balancesAfter.filter((balance) => balance < 0n), 'no event leaves the account below zero').toEqual([]);
+      const { state } = await createWriteSide(ledger.runtime.store, { retryLimit: 5 }).accounts.load(stream);
+      expect((state as { balanceMinor: bigint }).balanceMinor).toBe(finalBalanceMinor);
+    }
+
+    it('50 concurrent withdrawals that can pay for only 10: exactly 10 succeed, and the stored stream holds exactly 10 withdrawals and folds to zero', async () => {
       const { accountId } = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
       const responses = await Promise.all(Array.from({ length: 50 }, () => teller.post(`/v1/accounts/${accountId}/withdrawals`, { amount: '10.00', currency: 'EUR' })));
       const succeeded = responses.filter((response) => response.statusCode === 201);
@@ -462,6 +477,8 @@ describe('command API', () => {
       expect(responses.filter((response) => response.statusCode === 422)).toHaveLength(40);
       const balances = succeeded.map((response) => response.json<{ balanceAfter: string }>().balanceAfter).sort();
       expect(balances[0]).toBe('0.00');
+      // What the store recorded, not what the answers said: ten withdrawals, and the stream folds to zero.
+      await expectStoredWithdrawals(accountId, 10, 0n);
     });
 
     it('a refusal is decided on fresh state: another instance funded the account after this one cached it', async () => {
