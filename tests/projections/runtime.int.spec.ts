@@ -29,6 +29,11 @@ import {
   type ProjectionEnv,
 } from './helpers.js';
 
+/** Waits until `ms` have passed since `sinceMs` (a wall-clock instant): what a lag in seconds is measured against. */
+async function waitUntilElapsed(sinceMs: number, ms: number): Promise<void> {
+  await waitUntil(() => Date.now() - sinceMs >= ms, `${ms} ms have passed`, ms + 5_000);
+}
+
 describe('projection runtime', () => {
   const { open, current: currentEnv, cleanups } = projectionEnvPerTest();
 
@@ -323,6 +328,7 @@ describe('projection runtime', () => {
     const { accountIds } = await customerMonth(current.write);
     const poisonId = randomUUID();
     const ghost = randomUUID();
+    const beforePoison = Date.now();
     // A deposit to an account that was never opened: valid JSON, valid type, impossible history.
     const poison = await current.store.append(
       accountStream(ghost),
@@ -335,6 +341,7 @@ describe('projection runtime', () => {
       ],
       { expectedRevision: 'no_stream' },
     );
+    const poisonRecorded = Date.now();
     await deposit(current.write, accountIds[0]!, 7_00n);
     const later = await customerMonth(current.write);
     await settledHead(current.db);
@@ -356,10 +363,14 @@ describe('projection runtime', () => {
     expect(rows.map((row) => row.account_id).sort()).toEqual([...accountIds].sort());
     expect(rows.map((row) => row.account_id)).not.toContain(later.accountIds[0]);
 
+    // The lag is the age of the poison event, the first one not applied: over a second once a second has passed.
+    await waitUntilElapsed(poisonRecorded, 1_200);
     const [status] = await projectionStatuses(current.db, current.store, [accountsProjection]);
+    const upperSeconds = (Date.now() - beforePoison) / 1000;
     expect(status).toMatchObject({ name: 'accounts', failingEventId: poisonId });
     expect(status!.lagEvents).toBeGreaterThan(0);
-    expect(status!.lagSeconds).toBeGreaterThanOrEqual(0);
+    expect(status!.lagSeconds).toBeGreaterThan(1);
+    expect(status!.lagSeconds, 'no older than the poison event').toBeLessThanOrEqual(upperSeconds + 0.25);
 
     // More good events arrive; the projection stays stopped at the same place.
     await deposit(current.write, accountIds[0]!, 1_00n);
@@ -441,7 +452,7 @@ describe('projection runtime', () => {
     });
   });
 
-  it('reports lag in events and seconds while a runner is stopped, and none once it has caught up', async () => {
+  it('reports lag in events and seconds (over 1 s once the oldest pending event is that old) while a runner is stopped, and none once it has caught up', async () => {
     const current = await open();
     await customerMonths(current.write, 1);
     let head = await settledHead(current.db);
@@ -449,14 +460,18 @@ describe('projection runtime', () => {
     await waitForCheckpoints(current.db, PROJECTIONS, head);
     await Promise.all(first.map((runner) => runner.stop()));
 
+    const beforeWrite = Date.now();
     await customerMonth(current.write);
     head = await settledHead(current.db);
+    // Every event behind is at least this old once the wait is over: the lag must say over a second.
+    await waitUntilElapsed(Date.now(), 1_200);
     const behind = await projectionStatuses(current.db, current.store, PROJECTIONS);
+    const upperSeconds = (Date.now() - beforeWrite) / 1000;
     expect(behind.map((status) => status.name)).toEqual(PROJECTIONS.map((projection) => projection.name));
     for (const status of behind) {
       expect(status.lagEvents, status.name).toBeGreaterThan(0);
-      expect(status.lagSeconds, status.name).toBeGreaterThanOrEqual(0);
-      expect(status.lagSeconds, status.name).toBeLessThan(60);
+      expect(status.lagSeconds, status.name).toBeGreaterThan(1);
+      expect(status.lagSeconds, `${status.name}: no older than the write`).toBeLessThanOrEqual(upperSeconds + 0.25);
       expect(status.failingEventId).toBeNull();
     }
 
