@@ -55,26 +55,36 @@ describe.each(storeVariants('query API'))('query API on $name', ({ env: storeEnv
     expect(Date.now() - started).toBeLessThan(5_000);
   });
 
-  it('lists history newest first with keyset pages that return every row exactly once while rows are added', async () => {
+  it('lists history newest first with keyset pages that return every row exactly once while a row is added (and in the read model) between pages', async () => {
     const { accountId } = await openFundedAccount(ledger.app, tokens);
     let last = '';
     for (let index = 1; index <= 25; index++) last = (await teller.post(`/v1/accounts/${accountId}/deposits`, { amount: `${index}.00`, currency: 'EUR' })).json<{ position: string }>().position;
     const seen: string[] = [];
     let cursor: string | null = null;
+    const seenPositions: string[] = [];
     let pages = 0;
+    let added: { position: string } | undefined;
     do {
-      const response = await auditor.get(`/v1/accounts/${accountId}/transactions?limit=7&minPosition=${last}${cursor ? `&cursor=${cursor}` : ''}`);
+      // After the first page, every page waits for the row added after it: it is in the read model, above the cursor.
+      const response = await auditor.get(`/v1/accounts/${accountId}/transactions?limit=7&minPosition=${added?.position ?? last}${cursor ? `&cursor=${cursor}` : ''}`);
       expect(response.statusCode).toBe(200);
       const body = response.json<{ items: { id: string; amount: string; position: string }[]; nextCursor: string | null }>();
       seen.push(...body.items.map((item) => item.id));
+      seenPositions.push(...body.items.map((item) => item.position));
       cursor = body.nextCursor;
-      // New rows arrive between pages; they are newer than the cursor and never shift a page.
-      if (pages++ === 0) await teller.post(`/v1/accounts/${accountId}/deposits`, { amount: '0.01', currency: 'EUR' });
+      // A new row arrives between pages; it is newer than the cursor and never shifts a page.
+      if (pages++ === 0) {
+        const deposit = await teller.post(`/v1/accounts/${accountId}/deposits`, { amount: '0.01', currency: 'EUR' });
+        expect(deposit.statusCode).toBe(201);
+        added = deposit.json<{ position: string }>();
+      }
     } while (cursor);
+    expect(pages).toBe(4);
     expect(seen).toHaveLength(25);
     expect(new Set(seen).size).toBe(25);
-    const first = await auditor.get(`/v1/accounts/${accountId}/transactions?limit=1`);
-    expect(first.json<{ items: { amount: string; balanceAfter: string; type: string }[] }>().items[0]).toMatchObject({ type: 'deposit' });
+    expect(seenPositions, 'the added row is above the first cursor').not.toContain(added!.position);
+    const first = await auditor.get(`/v1/accounts/${accountId}/transactions?limit=1&minPosition=${added!.position}`);
+    expect(first.json<{ items: { position: string; amount: string; type: string }[] }>().items[0]).toMatchObject({ position: added!.position, type: 'deposit', amount: '0.01' });
   });
 
   it('filters by type, amount and date, and refuses bad filters and tampered cursors', async () => {
