@@ -14,6 +14,29 @@ function events(count: number, writer: number): EventToAppend[] {
   return Array.from({ length: count }, () => ({ id: randomUUID(), type: 'Ticked', data: { writer, amountMinor: 1n } }));
 }
 
+async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/**
+ * Waits until the store's listener session is LISTENing (pg_listening_channels() on that very
+ * session names the channel) and the wake-up it announces its readiness with has been absorbed:
+ * the store's pool runs no query. An append after this can reach a sleeping subscriber only by NOTIFY.
+ */
+async function untilListening(store: PostgresEventStore, storePool: pg.Pool): Promise<void> {
+  await waitFor(async () => {
+    // Private: the session the store LISTENs on; it is set just before the readiness wake-up.
+    const listener = (store as unknown as { listener?: pg.Client }).listener;
+    if (!listener) return false;
+    const { rows } = await listener.query<{ channel: string }>('select pg_listening_channels() as channel');
+    return rows.some((row) => row.channel === 'ledger_events') && storePool.waitingCount === 0 && storePool.idleCount === storePool.totalCount;
+  }, 'the store listens and its subscribers have absorbed the readiness wake-up');
+}
+
 describe('PostgreSQL event store under concurrent writers', () => {
   let database: TestDatabase;
   let pool: pg.Pool;
@@ -376,10 +399,11 @@ describe('PostgreSQL event store under concurrent writers', () => {
       }),
     );
     try {
-      const deadline = Date.now() + 5_000;
-      while (caughtUp < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
-      // Let the listeners' LISTEN take effect: they announce readiness by waking, which the caught-up subscribers absorb.
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      await waitFor(() => caughtUp >= 2, 'both subscriptions caught up');
+      expect(caughtUp).toBe(2);
+      // The listeners' LISTEN in effect, and their readiness wake-ups absorbed by the caught-up subscribers.
+      await untilListening(writer, pool);
+      await untilListening(reader, otherPool);
       const appended = events(1, 0);
       await writer.append(stream, appended, { expectedRevision: 'no_stream' });
       const until = Date.now() + 3_000;
@@ -418,9 +442,9 @@ describe('PostgreSQL event store under concurrent writers', () => {
       }),
     )];
     try {
-      const deadline = Date.now() + 5_000;
-      while (caughtUp < prefixes.length && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      await waitFor(() => caughtUp >= prefixes.length, 'every subscription caught up');
+      expect(caughtUp).toBe(prefixes.length);
+      await untilListening(shared, countingPool);
       const readsBefore = pageReads;
       const appends = 20;
       for (let index = 0; index < appends; index++) {
