@@ -251,8 +251,17 @@ export function runEventStoreContract(name: string, factory: () => Promise<Contr
         const checkpoint = initial.batches.at(-1)!.checkpoint;
 
         const later = Array.from({ length: 5 }, (_, index) => event('N', { index: 25 + index }));
-        const resumed = collect(store, { after: checkpoint, filter, batchSize: 10 }, (events) => events.length >= 5);
-        await new Promise((resolve) => setTimeout(resolve, 50));
+        let caughtUp = 0;
+        let wentLive!: () => void;
+        const live = new Promise<void>((resolve) => (wentLive = resolve));
+        const onCaughtUp = () => {
+          caughtUp += 1;
+          wentLive();
+        };
+        const resumed = collect(store, { after: checkpoint, filter, batchSize: 10, onCaughtUp }, (events) => events.length >= 5);
+        // Live before the append: nothing new to catch up on, so the later events can only arrive live.
+        await Promise.race([live, resumed]);
+        expect(caughtUp, 'the resumed subscription caught up before the append').toBeGreaterThan(0);
         await store.append(`${prefix}-1`, later, { expectedRevision: 24n });
         const { seen } = await resumed;
         expect(seen.map((recorded) => recorded.id)).toEqual(later.map((appended) => appended.id));
