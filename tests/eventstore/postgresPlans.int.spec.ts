@@ -34,6 +34,8 @@ describe('filtered reads of the global log', () => {
   beforeAll(async () => {
     database = await createTestDatabase('plans');
     pool = createPool(database.url, { max: 4, statementTimeoutMs: 60_000 });
+    // No statistics for the length of the test: autovacuum would analyze the table once it has grown.
+    await pool.query('alter table ledger_events set (autovacuum_enabled = false)');
     // Every filtered log read the store sends is explained first, with the same parameters.
     const explaining = new Proxy(pool, {
       get(target, property, receiver) {
@@ -64,6 +66,14 @@ describe('filtered reads of the global log', () => {
     };
     await appendAll(EVENTS);
     const early = await pool.query<{ position: string }>('select position::text from ledger_events order by position offset 100 limit 1');
+    // The table has never been analyzed: no row estimate, no column statistics.
+    const statistics = await pool.query<{ reltuples: number; analyzed: boolean; columns: number }>(`
+      select c.reltuples::float8 as reltuples,
+             (s.last_analyze is not null or s.last_autoanalyze is not null) as analyzed,
+             (select count(*)::int from pg_stats where schemaname = current_schema() and tablename = 'ledger_events') as columns
+        from pg_class c join pg_stat_user_tables s on s.relid = c.oid
+       where c.oid = 'ledger_events'::regclass`);
+    expect(statistics.rows).toEqual([{ reltuples: -1, analyzed: false, columns: 0 }]);
 
     const [next] = await store.readAll({ after: BigInt(early.rows[0]!.position), maxCount: 1, filter: { streamPrefixes: ['account-'], eventTypes: ['HoldPlaced'] } });
     expect(next!.type).toBe('HoldPlaced');
