@@ -139,6 +139,33 @@ describe('the ledger executable', () => {
     }
   }, 90_000);
 
+  it.skipIf(embeddedUnreachable)('Ctrl-C in a terminal (SIGINT to the whole process group, the embedded PostgreSQL included) stops at once, cleanly, and the next start works', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'ledger-ctrl-c-'));
+    chmodSync(dataDir, 0o755); // as root, the embedded server runs as a `postgres` user that must reach it
+    const env = { LEDGER_DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(20_000 + Math.floor(Math.random() * 10_000)), PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' };
+    const serverRunning = () => execFileSync('ps', ['-eo', 'args']).toString().split('\n').some((line) => /\/postgres\s+-D\s/.test(line) && line.includes(join(dataDir, 'pg')));
+    try {
+      const { child, output } = run(['start'], env, [], { ownProcessGroup: true });
+      const deadline = Date.now() + 60_000;
+      while (Date.now() < deadline && !output().stdout.includes('"ledger started"')) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(output().stdout, output().stderr).toContain('"ledger started"');
+      const signalledAt = Date.now();
+      process.kill(-child.pid!, 'SIGINT');
+      const [code] = await once(child, 'exit');
+      expect(code, output().stdout.slice(-2_000)).toBe(0);
+      expect(Date.now() - signalledAt, 'well inside SHUTDOWN_TIMEOUT_MS (10 s)').toBeLessThan(5_000);
+      expect(output().stdout).toContain('"msg":"stopped"');
+      expect(output().stdout).not.toContain('shutdown timed out');
+      expect(serverRunning(), 'no embedded PostgreSQL left running').toBe(false);
+
+      const again = run(['migrate'], env);
+      const [againCode] = await once(again.child, 'exit');
+      expect(againCode, again.output().stderr).toBe(0);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 90_000);
+
   it('refuses a verify while another rebuild or verify of the projection runs, with one clear line and a failing exit code', async () => {
     // Held as a running rebuild holds it (rebuild.ts, runLockKey).
     const other = new pg.Client({ connectionString: database.url });

