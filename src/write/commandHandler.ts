@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
 import { uuidV5Namer } from '../shared/uuidV5.js';
 import type { Decider } from '../domain/decider.js';
 import type { JsonObject } from '../shared/json.js';
 import { ConcurrencyError, IdempotencyConflictError, MAX_EVENTS_PER_APPEND, MAX_PAGE_SIZE, type AppendResult, type EventStore, type RecordedEvent } from '../eventstore/port.js';
 import { HttpProblem } from '../shared/http/problem.js';
+import { isSameRequest } from '../shared/requestFingerprint.js';
 
 /**
  * Runs commands against streams: load (from cache), fold, decide, append with the exact expected
@@ -32,6 +32,12 @@ export interface CommandContext {
   idempotencyKey: string;
   /** Fingerprint of the request (method, path, body). The same key with another fingerprint is refused. */
   requestHash: string;
+  /**
+   * The same request's fingerprint as computed before fingerprints were canonical (JSON key order
+   * as sent, nulls kept): a repeat of a request recorded then still matches. Computed only when the
+   * canonical one does not match.
+   */
+  formerRequestHash?: () => string;
   actor: string;
   correlationId: string;
   causationId?: string;
@@ -131,11 +137,6 @@ export class StreamContendedError extends HttpProblem {
   }
 }
 
-export function requestFingerprint(...parts: unknown[]): string {
-  const hash = createHash('sha256');
-  for (const part of parts) hash.update(JSON.stringify(part, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value)) ?? 'undefined').update('\u0000');
-  return hash.digest('hex');
-}
 
 export class CommandHandler<State, Command, Event extends DomainEvent> {
   private readonly cache = new Map<string, CachedStream<State>>();
@@ -343,7 +344,7 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
       const { context } = pending;
       const earlier = added.get(context.idempotencyKey) ?? cached.commands.byKey.get(context.idempotencyKey);
       if (earlier) {
-        if (earlier.requestHash !== context.requestHash) {
+        if (!isSameRequest(earlier.requestHash, context)) {
           settlements.push(() => pending.reject(new HttpProblem(422, 'idempotency_key_reused', 'this idempotency key was already used with a different request')));
         } else {
           replays.push({ pending, recorded: earlier });

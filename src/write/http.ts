@@ -3,7 +3,8 @@ import type { FastifyRequest } from 'fastify';
 import { actorOf, idempotencyScopeOf } from '../shared/auth/principal.js';
 import { principalOf } from '../shared/auth/plugin.js';
 import { HttpProblem } from '../shared/http/problem.js';
-import { requestFingerprint, type CommandContext } from './commandHandler.js';
+import { formerRequestFingerprint, requestFingerprint } from '../shared/requestFingerprint.js';
+import type { CommandContext } from './commandHandler.js';
 
 export const Uuid = Type.String({ format: 'uuid', maxLength: 36 });
 /** A decimal string in major units; the currency's exponent is checked by the domain. */
@@ -31,6 +32,7 @@ export function commandContext(request: FastifyRequest, body: unknown = request.
   return {
     idempotencyKey: `${idempotencyScopeOf(principal)}:${key}`,
     requestHash: requestFingerprint(request.method, request.routeOptions.url, request.params, body),
+    formerRequestHash: () => formerRequestFingerprint(request.method, request.routeOptions.url, request.params, body),
     actor: actorOf(principal),
     correlationId: typeof request.headers['x-correlation-id'] === 'string' ? request.headers['x-correlation-id'].slice(0, 100) : request.id,
   };

@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Logger } from 'pino';
 import { HttpProblem } from '../http/problem.js';
+import { isSameRequest } from '../requestFingerprint.js';
 import type { RedisHandle } from './redis.js';
 
 export const IDEMPOTENCY_CACHE_TTL_SECONDS = 24 * 60 * 60;
@@ -117,7 +118,7 @@ export const idempotencyCachePlugin = fp(
         logger.warn({ err: (error as Error).message }, 'idempotency cache lookup failed; skipping it');
         return;
       }
-      if (cached && cached.requestHash === scope.requestHash) {
+      if (cached && isSameRequest(cached.requestHash, scope)) {
         void reply.code(cached.status).header('content-type', cached.contentType).header(REPLAY_HEADER, 'true');
         if (cached.location) void reply.header('location', cached.location);
         return reply.send(cached.payload);

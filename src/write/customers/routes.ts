@@ -4,6 +4,7 @@ import { normalizeEmail, validateEmail, validateName, type CustomerEvent } from 
 import { NoBody } from '../../shared/http/app.js';
 import { HttpProblem } from '../../shared/http/problem.js';
 import { assertOwner } from '../../shared/auth/plugin.js';
+import { isSameRequest } from '../../shared/requestFingerprint.js';
 import { deterministicId } from '../commandHandler.js';
 import { commandContext, IdempotencyHeaders, nowIso, Position, problemResponses, Uuid } from '../http.js';
 import { customerStream, emailReservationStream } from '../streams.js';
@@ -51,7 +52,7 @@ export async function customerRoutes(app: FastifyInstance, { write }: { write: W
       const stream = customerStream(customerId);
       // A key reused with another body must be refused before it reserves anything.
       const earlier = await write.customers.findCommand(stream, context.idempotencyKey);
-      if (earlier && earlier.requestHash !== context.requestHash) throw new HttpProblem(422, 'idempotency_key_reused', 'this idempotency key was already used with a different request');
+      if (earlier && !isSameRequest(earlier.requestHash, context)) throw new HttpProblem(422, 'idempotency_key_reused', 'this idempotency key was already used with a different request');
       // Everything the registration could refuse is checked before the email is reserved.
       validateName(body.firstName, 'firstName');
       validateName(body.lastName, 'lastName');

@@ -1,0 +1,81 @@
+/**
+ * A client's retry is the same request whatever the order of its JSON keys and whether it sends an
+ * empty optional field as null or leaves it out; requests recorded with the former fingerprint
+ * (raw key order) still match their repeats. Against real PostgreSQL, through the HTTP API.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { idempotencyScopeOf, type Principal } from '../../src/shared/auth/principal.js';
+import { formerRequestFingerprint } from '../../src/shared/requestFingerprint.js';
+import { transferStream } from '../../src/write/streams.js';
+import { readWholeStream } from '../transfers/audit.js';
+import { client, openFundedAccount, startTestLedger, type TestLedger } from '../support/ledger.js';
+
+describe('retries of the same request', () => {
+  let ledger: TestLedger;
+  let tokens: { admin: string; teller: string };
+
+  beforeAll(async () => {
+    ledger = await startTestLedger({ roles: ['write-api', 'read-api'] });
+    tokens = { admin: await ledger.token('admin'), teller: await ledger.token('teller') };
+  });
+  afterAll(async () => {
+    await ledger?.close();
+  });
+
+  it('a transfer repeated with its keys in another order and description null is answered as recorded, not refused', async () => {
+    const from = await openFundedAccount(ledger.app, tokens, { deposit: '10.00' });
+    const to = await openFundedAccount(ledger.app, tokens);
+    const teller = client(ledger.app, tokens.teller);
+    const transferId = randomUUID();
+    const first = await teller.post('/v1/transfers', { transferId, fromAccountId: from.accountId, toAccountId: to.accountId, amount: '1.00', currency: 'EUR' });
+    expect(first.statusCode, first.body).toBe(202);
+    // Another instance: no response cache in front of the store.
+    const other = await ledger.restart(['write-api']);
+    const repeat = await client(other.app, tokens.teller).post('/v1/transfers', { description: null, currency: 'EUR', amount: '1.00', toAccountId: to.accountId, fromAccountId: from.accountId, transferId });
+    expect(repeat.statusCode, repeat.body).toBe(202);
+    expect(repeat.json()).toEqual(first.json());
+    expect((await readWholeStream(ledger.runtime.store, transferStream(transferId))).map((event) => event.type)).toEqual(['TransferRequested']);
+    const changed = await client(other.app, tokens.teller).post('/v1/transfers', { transferId, fromAccountId: from.accountId, toAccountId: to.accountId, amount: '1.00', currency: 'EUR', description: 'rent' });
+    expect(changed.statusCode, changed.body).toBe(422);
+  });
+
+  it('a deposit repeated with its keys in another order replays at another instance and in the same one', async () => {
+    const account = await openFundedAccount(ledger.app, tokens);
+    const key = randomUUID();
+    const first = await client(ledger.app, tokens.teller).post(`/v1/accounts/${account.accountId}/deposits`, { amount: '2.00', currency: 'EUR', reference: 'r-1' }, { 'idempotency-key': key });
+    expect(first.statusCode, first.body).toBe(201);
+    const reordered = { reference: 'r-1', description: null, currency: 'EUR', amount: '2.00' };
+    const other = await ledger.restart(['write-api']);
+    // The other instance finds the key in the stream; this one in its response cache, which says so.
+    for (const [app, fromCache] of [[other.app, false], [ledger.app, true]] as const) {
+      const repeat = await client(app, tokens.teller).post(`/v1/accounts/${account.accountId}/deposits`, reordered, { 'idempotency-key': key });
+      expect(repeat.statusCode, repeat.body).toBe(201);
+      expect(repeat.headers['idempotent-replayed']).toBe(fromCache ? 'true' : undefined);
+      expect(repeat.json()).toEqual(first.json());
+    }
+    const deposits = (await readWholeStream(ledger.runtime.store, `account-${account.accountId}`)).filter((event) => event.type === 'FundsDeposited');
+    expect(deposits).toHaveLength(1);
+  });
+
+  it('a transfer recorded with the former fingerprint (raw key order) still matches its repeat', async () => {
+    const from = await openFundedAccount(ledger.app, tokens, { deposit: '10.00' });
+    const to = await openFundedAccount(ledger.app, tokens);
+    const subject = `teller-${randomUUID().slice(0, 8)}`;
+    const teller = await ledger.token('teller', subject);
+    const transferId = randomUUID();
+    const body = { transferId, fromAccountId: from.accountId, toAccountId: to.accountId, amount: '3.00', currency: 'EUR', description: null };
+    const now = new Date();
+    const recorded = await ledger.ledger.write.transfers.handle(
+      transferStream(transferId),
+      { type: 'RequestTransfer', data: { transferId, fromAccountId: from.accountId, toAccountId: to.accountId, currency: 'EUR', amountMinor: 300n, description: null, deadlineAt: new Date(now.getTime() + 30_000).toISOString(), holdExpiresAt: new Date(now.getTime() + 3_630_000).toISOString(), now: now.toISOString() } },
+      // As the route recorded it before fingerprints were canonical, under the teller's scope.
+      { idempotencyKey: `${idempotencyScopeOf({ role: 'teller', subject } as Principal)}:transfer:${transferId}`, requestHash: formerRequestFingerprint('POST', '/v1/transfers', body), actor: 'test', correlationId: transferId },
+    );
+    const other = await ledger.restart(['write-api']);
+    const repeat = await client(other.app, teller).post('/v1/transfers', body);
+    expect(repeat.statusCode, repeat.body).toBe(202);
+    expect(repeat.json()).toMatchObject({ id: transferId, position: recorded.position.toString() });
+    expect((await readWholeStream(ledger.runtime.store, transferStream(transferId))).map((event) => event.type)).toEqual(['TransferRequested']);
+  });
+});
