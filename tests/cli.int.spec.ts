@@ -115,13 +115,25 @@ describe('the ledger executable', () => {
     }
   });
 
-  it.skipIf(embeddedUnreachable)('a SIGTERM while start-up runs the embedded PostgreSQL stops it too: nothing is left running, and the next start works', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'ledger-startup-'));
+  /** A fresh data folder for `ledger start` with an embedded PostgreSQL; after `body`, the next start must work, then the folder goes. */
+  async function withEmbeddedDataDir(body: (env: Record<string, string>, serverRunning: () => boolean) => Promise<void>): Promise<void> {
+    const dataDir = mkdtempSync(join(tmpdir(), 'ledger-embedded-'));
     chmodSync(dataDir, 0o755); // as root, the embedded server runs as a `postgres` user that must reach it
     const env = { LEDGER_DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(20_000 + Math.floor(Math.random() * 10_000)), PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' };
     // The server itself (`postgres -D <dir>`), not initdb, which ends on its own.
     const serverRunning = () => execFileSync('ps', ['-eo', 'args']).toString().split('\n').some((line) => /\/postgres\s+-D\s/.test(line) && line.includes(join(dataDir, 'pg')));
     try {
+      await body(env, serverRunning);
+      const again = run(['migrate'], env);
+      const [againCode] = await once(again.child, 'exit');
+      expect(againCode, again.output().stderr).toBe(0);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }
+
+  it.skipIf(embeddedUnreachable)('a SIGTERM while start-up runs the embedded PostgreSQL stops it too: nothing is left running, and the next start works', async () => {
+    await withEmbeddedDataDir(async (env, serverRunning) => {
       const { child, output } = run(['start'], env);
       // The signal comes once the server process runs, before start-up is done with it.
       const deadline = Date.now() + 60_000;
@@ -130,21 +142,11 @@ describe('the ledger executable', () => {
       child.kill('SIGTERM');
       await once(child, 'exit');
       expect(serverRunning(), `an embedded PostgreSQL left running\n${output().stdout.slice(-2_000)}${output().stderr}`).toBe(false);
-
-      const again = run(['migrate'], env);
-      const [againCode] = await once(again.child, 'exit');
-      expect(againCode, again.output().stderr).toBe(0);
-    } finally {
-      rmSync(dataDir, { recursive: true, force: true });
-    }
+    });
   }, 90_000);
 
   it.skipIf(embeddedUnreachable)('Ctrl-C in a terminal (SIGINT to the whole process group, the embedded PostgreSQL included) stops at once, cleanly, and the next start works', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'ledger-ctrl-c-'));
-    chmodSync(dataDir, 0o755); // as root, the embedded server runs as a `postgres` user that must reach it
-    const env = { LEDGER_DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(20_000 + Math.floor(Math.random() * 10_000)), PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' };
-    const serverRunning = () => execFileSync('ps', ['-eo', 'args']).toString().split('\n').some((line) => /\/postgres\s+-D\s/.test(line) && line.includes(join(dataDir, 'pg')));
-    try {
+    await withEmbeddedDataDir(async (env, serverRunning) => {
       const { child, output } = run(['start'], env, [], { ownProcessGroup: true });
       const deadline = Date.now() + 60_000;
       while (Date.now() < deadline && !output().stdout.includes('"ledger started"')) await new Promise((resolve) => setTimeout(resolve, 50));
@@ -157,13 +159,7 @@ describe('the ledger executable', () => {
       expect(output().stdout).toContain('"msg":"stopped"');
       expect(output().stdout).not.toContain('shutdown timed out');
       expect(serverRunning(), 'no embedded PostgreSQL left running').toBe(false);
-
-      const again = run(['migrate'], env);
-      const [againCode] = await once(again.child, 'exit');
-      expect(againCode, again.output().stderr).toBe(0);
-    } finally {
-      rmSync(dataDir, { recursive: true, force: true });
-    }
+    });
   }, 90_000);
 
   it('refuses a verify while another rebuild or verify of the projection runs, with one clear line and a failing exit code', async () => {

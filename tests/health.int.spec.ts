@@ -1,33 +1,31 @@
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { startTestLedger, type TestLedger } from './support/ledger.js';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { ledgerForSuite } from './support/ledger.js';
 
 /** Readiness against a real database that stops taking connections, then takes them again. */
 describe('GET /health/ready', () => {
-  let ledger: TestLedger;
+  const suite = ledgerForSuite({ roles: ['write-api', 'read-api'] });
   const admin = () => new pg.Client({ connectionString: inject('databaseAdminUrl') });
 
   async function allowConnections(allow: boolean): Promise<void> {
     const client = admin();
     await client.connect();
     try {
-      const name = client.escapeIdentifier(ledger.database.name);
+      const name = client.escapeIdentifier(suite.ledger.database.name);
       await client.query(`alter database ${name} allow_connections ${allow}`);
-      if (!allow) await client.query(`select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()`, [ledger.database.name]);
+      if (!allow) await client.query(`select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()`, [suite.ledger.database.name]);
     } finally {
       await client.end();
     }
   }
 
-  beforeAll(async () => {
-    ledger = await startTestLedger({ roles: ['write-api', 'read-api'] });
-  });
+  // after-hooks run last registered first: this one before the suite's ledger closes.
   afterAll(async () => {
-    if (ledger) await allowConnections(true).catch(() => undefined);
-    await ledger?.close();
+    await allowConnections(true).catch(() => undefined);
   });
 
   it('checks the event store itself and says not ready, in time, while it cannot be reached', async () => {
+    const { ledger } = suite;
     const ready = await ledger.app.inject({ method: 'GET', url: '/health/ready' });
     expect(ready.statusCode, ready.body).toBe(200);
     expect(ready.json()).toMatchObject({ status: 'ready', eventStore: 'postgres', checks: { database: 'ok', eventStore: 'ok' } });

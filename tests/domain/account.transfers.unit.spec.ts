@@ -159,31 +159,29 @@ describe('RejectTransferCredit', () => {
 });
 
 describe('CaptureTransferHold', () => {
+  /** The capture of t1's hold of 3.00 into clearing. */
+  const captured = (at: string, heldAfterMinor = 0n, balanceAfterMinor = 700n): AccountEvent => ({
+    type: 'HoldCaptured',
+    data: {
+      accountId,
+      holdId: 't1',
+      transferId: 't1',
+      counterpartyAccountId: otherAccountId,
+      currency: 'EUR',
+      capturedMinor: 300n,
+      releasedMinor: 0n,
+      balanceAfterMinor,
+      heldAfterMinor,
+      legs: [
+        { ledgerAccount: `customer:${accountId}`, amountMinor: -300n },
+        { ledgerAccount: 'clearing:EUR', amountMinor: 300n },
+      ],
+      at,
+    },
+  });
+
   it('captures the whole transfer hold into clearing', () => {
-    spec
-      .given(placed)
-      .when(cmd.captureTransferHold('t1', { now: T1 }))
-      .then([
-        {
-          type: 'HoldCaptured',
-          data: {
-            accountId,
-            holdId: 't1',
-            transferId: 't1',
-            counterpartyAccountId: otherAccountId,
-            currency: 'EUR',
-            capturedMinor: 300n,
-            releasedMinor: 0n,
-            balanceAfterMinor: 700n,
-            heldAfterMinor: 0n,
-            legs: [
-              { ledgerAccount: `customer:${accountId}`, amountMinor: -300n },
-              { ledgerAccount: 'clearing:EUR', amountMinor: 300n },
-            ],
-            at: T1,
-          },
-        },
-      ]);
+    spec.given(placed).when(cmd.captureTransferHold('t1', { now: T1 })).then([captured(T1)]);
   });
 
   it('is idempotent once captured', () => {
@@ -199,25 +197,7 @@ describe('CaptureTransferHold', () => {
   });
 
   describe('a hold past its expiry (the manager was down past the grace after the credit)', () => {
-    const lateCapture = (heldAfterMinor: bigint, balanceAfterMinor = 700n): AccountEvent => ({
-      type: 'HoldCaptured',
-      data: {
-        accountId,
-        holdId: 't1',
-        transferId: 't1',
-        counterpartyAccountId: otherAccountId,
-        currency: 'EUR',
-        capturedMinor: 300n,
-        releasedMinor: 0n,
-        balanceAfterMinor,
-        heldAfterMinor,
-        legs: [
-          { ledgerAccount: `customer:${accountId}`, amountMinor: -300n },
-          { ledgerAccount: 'clearing:EUR', amountMinor: 300n },
-        ],
-        at: T2,
-      },
-    });
+    const lateCapture = (heldAfterMinor: bigint, balanceAfterMinor = 700n) => captured(T2, heldAfterMinor, balanceAfterMinor);
 
     it('captures it late from the available funds, whether its expiry was recorded or not', () => {
       spec.given(placed).when(cmd.captureTransferHold('t1', { now: T2 })).then([lateCapture(0n)]);

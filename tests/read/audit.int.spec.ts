@@ -1,22 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { runLedger } from '../support/cli.js';
-import { client, openFundedAccount, startTestLedger, type TestLedger } from '../support/ledger.js';
+import { client, ledgerForSuite, openFundedAccount } from '../support/ledger.js';
 
 describe('audit endpoints', () => {
-  let ledger: TestLedger;
-  let tokens: { admin: string; teller: string };
-
-  beforeAll(async () => {
-    ledger = await startTestLedger({ roles: ['write-api', 'read-api'] });
-    tokens = { admin: await ledger.token('admin'), teller: await ledger.token('teller') };
-  });
-  afterAll(async () => {
-    await ledger?.close();
-  });
+  const suite = ledgerForSuite({ roles: ['write-api', 'read-api'] });
 
   it('replays a stream with its metadata and recomputes a zero trial balance from the log', async () => {
+    const { ledger, tokens } = suite;
     const { accountId } = await openFundedAccount(ledger.app, tokens, { deposit: '12.34' });
     const auditor = client(ledger.app, await ledger.token('auditor'));
     const replay = await auditor.get(`/v1/audit/streams/account-${accountId}`);
@@ -38,6 +30,7 @@ describe('audit endpoints', () => {
   });
 
   it('replays from any revision a stream can have and refuses one past PostgreSQL\'s bigint with a 400 problem', async () => {
+    const { ledger, tokens } = suite;
     const { accountId } = await openFundedAccount(ledger.app, tokens, { deposit: '1.00' });
     const auditor = client(ledger.app, await ledger.token('auditor'));
     const replay = (fromRevision: string) => auditor.get(`/v1/audit/streams/account-${accountId}?fromRevision=${fromRevision}`);
@@ -52,12 +45,11 @@ describe('audit endpoints', () => {
 });
 
 describe('the trial balance over a log with an invalid posting', () => {
-  let ledger: TestLedger;
+  const suite = ledgerForSuite({ roles: ['write-api', 'read-api'] });
   let corrupt: { id: string; streamName: string };
 
   beforeAll(async () => {
-    ledger = await startTestLedger({ roles: ['write-api', 'read-api'] });
-    const tokens = { admin: await ledger.token('admin'), teller: await ledger.token('teller') };
+    const { ledger, tokens } = suite;
     await openFundedAccount(ledger.app, tokens, { deposit: '10.00' });
     // Written past the domain, as a faulty writer or a tampered row would leave it.
     corrupt = { id: randomUUID(), streamName: `account-${randomUUID()}` };
@@ -67,12 +59,9 @@ describe('the trial balance over a log with an invalid posting', () => {
       { expectedRevision: 'no_stream' },
     );
   });
-  afterAll(async () => {
-    await ledger?.close();
-  });
 
   it('answers "not balanced" and names the event, rather than failing with a 500', async () => {
-    const auditor = client(ledger.app, await ledger.token('auditor'));
+    const auditor = client(suite.ledger.app, suite.tokens.auditor);
     const [first, second] = await Promise.all([auditor.get('/v1/audit/trial-balance'), auditor.get('/v1/audit/trial-balance')]);
     for (const response of [first, second]) {
       expect(response.statusCode, response.body).toBe(200);
@@ -86,7 +75,7 @@ describe('the trial balance over a log with an invalid posting', () => {
   });
 
   it('`ledger audit trial-balance` prints the event and exits 1', async () => {
-    const { child, output } = runLedger(['audit', 'trial-balance'], { DATABASE_URL: ledger.database.url, JWT_SECRET: 'x'.repeat(40), LOG_LEVEL: 'error' });
+    const { child, output } = runLedger(['audit', 'trial-balance'], { DATABASE_URL: suite.ledger.database.url, JWT_SECRET: 'x'.repeat(40), LOG_LEVEL: 'error' });
     const [code] = await once(child, 'exit');
     expect(code, output().stderr).toBe(1);
     expect(output().stdout).toMatch(/^EUR\t1\t0\tNOT BALANCED$/m);
@@ -95,19 +84,14 @@ describe('the trial balance over a log with an invalid posting', () => {
 });
 
 describe('`ledger audit verify` beside a projection that is not running', () => {
-  let ledger: TestLedger;
+  const suite = ledgerForSuite({ roles: ['write-api'] });
 
   beforeAll(async () => {
-    ledger = await startTestLedger({ roles: ['write-api'] });
-    const tokens = { admin: await ledger.token('admin'), teller: await ledger.token('teller') };
-    await openFundedAccount(ledger.app, tokens, { deposit: '1.00' });
-  });
-  afterAll(async () => {
-    await ledger?.close();
+    await openFundedAccount(suite.ledger.app, suite.tokens, { deposit: '1.00' });
   });
 
   it('says the match holds only up to the checkpoint, and how far behind the log that is', async () => {
-    const { child, output } = runLedger(['audit', 'verify', 'accounts'], { DATABASE_URL: ledger.database.url, JWT_SECRET: 'x'.repeat(40), LOG_LEVEL: 'warn' });
+    const { child, output } = runLedger(['audit', 'verify', 'accounts'], { DATABASE_URL: suite.ledger.database.url, JWT_SECRET: 'x'.repeat(40), LOG_LEVEL: 'warn' });
     const [code] = await once(child, 'exit');
     expect(code, output().stderr).toBe(0);
     const warning = output().stdout.split('\n').find((line) => line.includes('verified only up to its checkpoint'));

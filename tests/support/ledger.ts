@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll } from 'vitest';
 import { pino } from 'pino';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { loadConfig, type Config } from '../../src/config.js';
@@ -95,4 +96,20 @@ export async function openFundedAccount(app: FastifyInstance, tokens: { admin: s
   }
   // The log position of the last write, for read-your-writes queries (`minPosition`).
   return { customerId, accountId, currency, position };
+}
+
+/**
+ * A ledger for the enclosing describe block: started before its tests with the staff's tokens
+ * minted, closed after them. Read its fields inside tests and hooks, once it has started.
+ */
+export function ledgerForSuite(options: Parameters<typeof startTestLedger>[0] = {}): { ledger: TestLedger; tokens: { admin: string; teller: string; auditor: string } } {
+  const suite = {} as { ledger: TestLedger; tokens: { admin: string; teller: string; auditor: string } };
+  beforeAll(async () => {
+    suite.ledger = await startTestLedger(options);
+    suite.tokens = { admin: await suite.ledger.token('admin'), teller: await suite.ledger.token('teller'), auditor: await suite.ledger.token('auditor') };
+  });
+  afterAll(async () => {
+    await suite.ledger?.close();
+  });
+  return suite;
 }

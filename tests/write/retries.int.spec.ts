@@ -4,26 +4,18 @@
  * (raw key order) still match their repeats. Against real PostgreSQL, through the HTTP API.
  */
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { idempotencyScopeOf, type Principal } from '../../src/shared/auth/principal.js';
 import { formerRequestFingerprint } from '../../src/shared/requestFingerprint.js';
 import { transferStream } from '../../src/write/streams.js';
 import { readWholeStream } from '../transfers/audit.js';
-import { client, openFundedAccount, startTestLedger, type TestLedger } from '../support/ledger.js';
+import { client, ledgerForSuite, openFundedAccount } from '../support/ledger.js';
 
 describe('retries of the same request', () => {
-  let ledger: TestLedger;
-  let tokens: { admin: string; teller: string };
-
-  beforeAll(async () => {
-    ledger = await startTestLedger({ roles: ['write-api', 'read-api'] });
-    tokens = { admin: await ledger.token('admin'), teller: await ledger.token('teller') };
-  });
-  afterAll(async () => {
-    await ledger?.close();
-  });
+  const suite = ledgerForSuite({ roles: ['write-api', 'read-api'] });
 
   it('a transfer repeated with its keys in another order and description null is answered as recorded, not refused', async () => {
+    const { ledger, tokens } = suite;
     const from = await openFundedAccount(ledger.app, tokens, { deposit: '10.00' });
     const to = await openFundedAccount(ledger.app, tokens);
     const teller = client(ledger.app, tokens.teller);
@@ -41,6 +33,7 @@ describe('retries of the same request', () => {
   });
 
   it('a deposit repeated with its keys in another order replays at another instance and in the same one', async () => {
+    const { ledger, tokens } = suite;
     const account = await openFundedAccount(ledger.app, tokens);
     const key = randomUUID();
     const first = await client(ledger.app, tokens.teller).post(`/v1/accounts/${account.accountId}/deposits`, { amount: '2.00', currency: 'EUR', reference: 'r-1' }, { 'idempotency-key': key });
@@ -59,6 +52,7 @@ describe('retries of the same request', () => {
   });
 
   it('a transfer recorded with the former fingerprint (raw key order) still matches its repeat', async () => {
+    const { ledger, tokens } = suite;
     const from = await openFundedAccount(ledger.app, tokens, { deposit: '10.00' });
     const to = await openFundedAccount(ledger.app, tokens);
     const subject = `teller-${randomUUID().slice(0, 8)}`;
