@@ -7,6 +7,7 @@ import { ProjectionBusyError, rebuildProjection, type RebuildProgress } from '..
 import { PROJECTIONS, projectionNamed } from '../projections/registry.js';
 import { auditPostings, clearingLedgerAccount, createTrialBalanceAudit, isAuditBalanced, trialBalanceTotals } from '../domain/ledger.js';
 import { encodeJson, type JsonObject } from '../shared/json.js';
+import { moneyMovingAccountEventTypes } from '../domain/account.js';
 
 /** `ledger projections status`: each projection's checkpoint, lag and failure. */
 export async function printProjectionStatus(runtime: Runtime): Promise<void> {
@@ -98,7 +99,7 @@ export async function* wholeLog(store: EventStore): AsyncGenerator<RecordedEvent
 
 /** `ledger audit trial-balance`: the sum of every leg in the log, per currency; zero or it fails. */
 export async function printTrialBalance(runtime: Runtime): Promise<boolean> {
-  const audit = createTrialBalanceAudit();
+  const audit = createTrialBalanceAudit(moneyMovingAccountEventTypes);
   let events = 0;
   for await (const event of wholeLog(runtime.store)) {
     auditPostings([event], audit);

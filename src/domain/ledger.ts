@@ -36,6 +36,7 @@ export function postingProblem(legs: readonly Leg[]): string | null {
   if (legs.length > LEGS_PER_POSTING_MAX) return `a posting has at most ${LEGS_PER_POSTING_MAX} legs, got ${legs.length}`;
   let sumMinor = 0n;
   for (const leg of legs) {
+    if (typeof leg !== 'object' || leg === null) return 'a leg is not an object';
     if (typeof leg.amountMinor !== 'bigint') return `leg for ${leg.ledgerAccount} has a non-bigint amount`;
     if (leg.amountMinor === 0n) return `leg for ${leg.ledgerAccount} is zero`;
     if (typeof leg.ledgerAccount !== 'string' || leg.ledgerAccount.length === 0) return 'leg has no ledger account';
@@ -91,13 +92,14 @@ export function trialBalance(events: Iterable<{ type: string; data: unknown }>, 
 export type PostingException = { position: bigint; eventId: string; streamName: string; type: string; problem: string };
 
 /** A trial balance taken by an auditor: totals, plus the events whose postings are not valid. */
-export type TrialBalanceAudit = { trial: TrialBalance; exceptions: PostingException[]; exceptionCount: number };
+export type TrialBalanceAudit = { trial: TrialBalance; exceptions: PostingException[]; exceptionCount: number; postingEventTypes: ReadonlySet<string> };
 
 /** Exceptions listed in full; past this many only the count grows. */
 export const POSTING_EXCEPTIONS_LISTED_MAX = 100;
 
-export function createTrialBalanceAudit(): TrialBalanceAudit {
-  return { trial: createTrialBalance(), exceptions: [], exceptionCount: 0 };
+/** `postingEventTypes`: the event types that always post; one of them without a valid posting is an exception too. */
+export function createTrialBalanceAudit(postingEventTypes: Iterable<string>): TrialBalanceAudit {
+  return { trial: createTrialBalance(), exceptions: [], exceptionCount: 0, postingEventTypes: new Set(postingEventTypes) };
 }
 
 /**
@@ -110,19 +112,27 @@ export function auditPostings(
 ): TrialBalanceAudit {
   for (const event of events) {
     const posting = postingOf(event);
-    if (posting === null) continue;
+    if (posting === null) {
+      const carriesLegs = typeof event.data === 'object' && event.data !== null && 'legs' in event.data;
+      if (audit.postingEventTypes.has(event.type) || carriesLegs) reportException(audit, event, 'no valid posting: its currency or legs are missing or malformed');
+      continue;
+    }
     const problem = postingProblem(posting.legs);
     if (problem === null) {
       postLegs(audit.trial, posting.currency, posting.legs);
       continue;
     }
-    audit.exceptionCount += 1;
-    if (audit.exceptions.length < POSTING_EXCEPTIONS_LISTED_MAX) {
-      audit.exceptions.push({ position: event.position, eventId: event.id, streamName: event.streamName, type: event.type, problem });
-    }
+    reportException(audit, event, problem);
     addLegs(audit.trial, posting.currency, posting.legs.filter((leg) => typeof leg?.amountMinor === 'bigint' && typeof leg.ledgerAccount === 'string' && leg.ledgerAccount.length > 0));
   }
   return audit;
+}
+
+function reportException(audit: TrialBalanceAudit, event: { position: bigint; id: string; streamName: string; type: string }, problem: string): void {
+  audit.exceptionCount += 1;
+  if (audit.exceptions.length < POSTING_EXCEPTIONS_LISTED_MAX) {
+    audit.exceptions.push({ position: event.position, eventId: event.id, streamName: event.streamName, type: event.type, problem });
+  }
 }
 
 /** Balanced: every currency sums to zero and no event's posting broke the rules. */

@@ -97,7 +97,7 @@ describe('an audit of stored postings', () => {
         deposit(3n, [{ ledgerAccount: 'customer:a', amountMinor: 7 }, { ledgerAccount: 'settlement:EUR', amountMinor: -7n }]),
         stored(4n, 'AccountOpened', { currency: 'EUR' }),
       ],
-      createTrialBalanceAudit(),
+      createTrialBalanceAudit(['FundsDeposited']),
     );
     expect(audit.exceptionCount).toBe(2);
     expect(audit.exceptions).toEqual([
@@ -108,10 +108,30 @@ describe('an audit of stored postings', () => {
     expect(isAuditBalanced(audit)).toBe(false);
   });
 
+  it('reports a posting event with no valid posting, a null leg, or legs on any event, instead of skipping it or throwing', () => {
+    const audit = auditPostings(
+      [
+        stored(1n, 'FundsDeposited', { legs: [{ ledgerAccount: 'customer:a', amountMinor: 1n }] }),
+        stored(2n, 'FundsDeposited', { currency: 'EUR', legs: 'oops' }),
+        deposit(3n, [null, { ledgerAccount: 'settlement:EUR', amountMinor: -1n }]),
+        stored(4n, 'SomethingElse', { legs: null }),
+        stored(5n, 'AccountOpened', { currency: 'EUR' }),
+      ],
+      createTrialBalanceAudit(['FundsDeposited']),
+    );
+    expect(audit.exceptions.map((exception) => [exception.position, exception.problem])).toEqual([
+      [1n, 'no valid posting: its currency or legs are missing or malformed'],
+      [2n, 'no valid posting: its currency or legs are missing or malformed'],
+      [3n, 'a leg is not an object'],
+      [4n, 'no valid posting: its currency or legs are missing or malformed'],
+    ]);
+    expect(isAuditBalanced(audit)).toBe(false);
+  });
+
   it('is balanced for a valid log, and lists at most a bounded number of exceptions while counting all', () => {
-    expect(isAuditBalanced(auditPostings([deposit(1n, [{ ledgerAccount: 'customer:a', amountMinor: 1n }, { ledgerAccount: 'settlement:EUR', amountMinor: -1n }])], createTrialBalanceAudit()))).toBe(true);
+    expect(isAuditBalanced(auditPostings([deposit(1n, [{ ledgerAccount: 'customer:a', amountMinor: 1n }, { ledgerAccount: 'settlement:EUR', amountMinor: -1n }])], createTrialBalanceAudit(['FundsDeposited'])))).toBe(true);
     const many = Array.from({ length: POSTING_EXCEPTIONS_LISTED_MAX + 5 }, (_, index) => deposit(BigInt(index + 1), [{ ledgerAccount: 'customer:a', amountMinor: 1n }]));
-    const audit = auditPostings(many, createTrialBalanceAudit());
+    const audit = auditPostings(many, createTrialBalanceAudit(['FundsDeposited']));
     expect(audit.exceptionCount).toBe(POSTING_EXCEPTIONS_LISTED_MAX + 5);
     expect(audit.exceptions).toHaveLength(POSTING_EXCEPTIONS_LISTED_MAX);
   });

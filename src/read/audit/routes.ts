@@ -4,6 +4,7 @@ import { auditPostings, clearingLedgerAccount, createTrialBalanceAudit, isAuditB
 import { assertValidStreamName, MAX_PAGE_SIZE, type EventStore } from '../../eventstore/port.js';
 import { HttpProblem } from '../../shared/http/problem.js';
 import { COUNTER_PATTERN, parseCounter } from '../http.js';
+import { moneyMovingAccountEventTypes } from '../../domain/account.js';
 
 const access = { roles: ['auditor'] } as const;
 /** The trial balance reads the whole log; past this many events an auditor uses `ledger audit trial-balance`. */
@@ -32,7 +33,7 @@ export async function auditRoutes(app: FastifyInstance, { store }: { store: Even
   // One whole-log read at a time in this process: auditors asking at once share it.
   let trialBalanceRunning: Promise<{ audit: TrialBalanceAudit; events: number; throughPosition: bigint }> | null = null;
   const takeTrialBalance = async () => {
-    const audit = createTrialBalanceAudit();
+    const audit = createTrialBalanceAudit(moneyMovingAccountEventTypes);
     let after = 0n;
     let events = 0;
     for (;;) {
