@@ -437,6 +437,12 @@ function closeAccount(command: CloseAccount, account: OpenedAccount, nowMs: numb
   const activeHolds = [...account.activeHolds.values()];
   const openHoldCount = activeHolds.filter((hold) => holdReservesAt(hold, nowMs)).length;
   if (openHoldCount > 0) throw new BusinessRuleError('open_holds', `the account has ${openHoldCount} open holds`, { openHoldCount });
+  // A lapsed transfer hold may still back a credit the destination has had (its capture comes
+  // late); it must be ended by the process manager (captured, or its expiry recorded) first.
+  const transfersInFlight = activeHolds.filter((hold) => hold.transferId !== null).length;
+  if (transfersInFlight > 0) {
+    throw new BusinessRuleError('transfer_in_flight', `the account has ${transfersInFlight} transfers whose holds have not ended`, { transfersInFlight });
+  }
   const events: AccountEvent[] = activeHolds.map((hold) => ({ type: 'HoldExpired', data: holdEndedData(account, hold, 0n, command.data.now) }));
   events.push({ type: 'AccountClosed', data: { accountId: account.accountId, at: command.data.now } });
   return events;
@@ -610,7 +616,10 @@ function captureTransferHold(command: CaptureTransferHold, state: AccountState, 
   // A transfer hold that lapsed before its capture (the manager was down past the grace) may
   // already back a credit to the destination: the source still owes the amount, so it is captured
   // late from the funds available now, never below them. Short of funds, the capture waits.
-  if (!holdReservesAt(hold, nowMs)) requireAvailable(account, hold.amountMinor, nowMs);
+  if (!holdReservesAt(hold, nowMs)) {
+    requireNotClosed(account);
+    requireAvailable(account, hold.amountMinor, nowMs);
+  }
   return [holdCaptured(account, hold, hold.amountMinor, toAccountId, clearingLedgerAccount(account.currency), nowMs, now)];
 }
 

@@ -33,6 +33,7 @@ export type BusinessRuleCode =
   | 'capture_exceeds_hold'
   | 'balance_not_zero'
   | 'open_holds'
+  | 'transfer_in_flight'
   | 'amount_limit_exceeded'
   | 'balance_limit_exceeded'
   | 'invalid_state_transition'

@@ -224,6 +224,11 @@ describe('CaptureTransferHold', () => {
       spec.given(then(placed, cmd.freeze())).when(cmd.captureTransferHold('t1', { now: T2 })).then([lateCapture(0n)]);
     });
 
+    it('refuses on an account closed since, with a business rule, not a broken invariant', () => {
+      const closedSince = history(cmd.open({ overdraftLimitMinor: 300n }), cmd.deposit(300n), cmd.placeTransferHold('t1', 300n), cmd.expireHold('t1'), cmd.withdraw(300n, { now: T2 }), cmd.close({ now: T2 }));
+      spec.given(closedSince).when(cmd.captureTransferHold('t1', { now: T2 })).thenThrows('account_closed', BusinessRuleError);
+    });
+
     it('does not apply to a plain hold, which stays expired', () => {
       const plain = history(cmd.open(), cmd.deposit(1000n), cmd.placeHold('h1', 300n));
       spec.given(then(plain, cmd.expireHold('h1'))).when(cmd.captureHold('h1')).thenThrows('hold_expired', BusinessRuleError);

@@ -3,7 +3,7 @@ import { accountEventTypes, availableMinor } from '../../src/domain/account.js';
 import type { AccountCommand, AccountEvent } from '../../src/domain/account.js';
 import { BusinessRuleError, DomainValidationError, NotFoundError } from '../../src/domain/errors.js';
 import { MAX_AMOUNT_MINOR, MAX_BALANCE_MINOR } from '../../src/domain/money.js';
-import { T0, T1, accountId, cmd, customerId, depositLegs, history, spec, stateOf } from './account-fixtures.js';
+import { T0, T1, T2, accountId, cmd, customerId, depositLegs, history, spec, stateOf } from './account-fixtures.js';
 
 const opened = history(cmd.open());
 const funded = history(cmd.open(), cmd.deposit(1000n));
@@ -130,6 +130,13 @@ describe('CloseAccount', () => {
         { type: 'HoldExpired', data: { accountId, holdId: 'h', transferId: null, currency: 'EUR', amountMinor: 50n, heldAfterMinor: 0n, at: T1 } },
         { type: 'AccountClosed', data: { accountId, at: T1 } },
       ]);
+  });
+
+  it('refuses while a lapsed transfer hold has not ended: its transfer may still capture it late', () => {
+    const given = history(cmd.open({ overdraftLimitMinor: 300n }), cmd.placeTransferHold('t1', 300n, { expiresAt: T1 }));
+    spec.given(given).when(cmd.close({ now: T2 })).thenThrows('transfer_in_flight', BusinessRuleError);
+    const expired = history(cmd.open({ overdraftLimitMinor: 300n }), cmd.placeTransferHold('t1', 300n, { expiresAt: T1 }), cmd.expireHold('t1', { now: T2 }));
+    expect(spec.given(expired).when(cmd.close({ now: T2 })).events().map((event) => event.type)).toEqual(['AccountClosed']);
   });
 
   it('refuses a frozen account', () => {
