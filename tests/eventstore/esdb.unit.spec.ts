@@ -347,6 +347,8 @@ describe('subscription loop (scripted stream, not a server)', () => {
   /** A checkpoint the server sends between events; the client hands it to the filter's callback, in order. */
   interface ScriptedCheckpoint {
     checkpoint: bigint;
+    /** The prepare position sent with it; the commit's by default. */
+    prepare?: bigint;
   }
 
   /** Shaped like the client's Subscription (a Transform): events pass through, checkpoints go to the filter's callback. */
@@ -356,7 +358,7 @@ describe('subscription loop (scripted stream, not a server)', () => {
     }
     override _transform(chunk: AllStreamResolvedEvent | ScriptedCheckpoint, _encoding: string, next: TransformCallback): void {
       if ('checkpoint' in chunk) {
-        void Promise.resolve(this.checkpointReached?.(this, { commit: chunk.checkpoint, prepare: chunk.checkpoint })).then(() => next());
+        void Promise.resolve(this.checkpointReached?.(this, { commit: chunk.checkpoint, prepare: chunk.prepare ?? chunk.checkpoint })).then(() => next());
         return;
       }
       next(null, chunk);
@@ -468,6 +470,29 @@ describe('subscription loop (scripted stream, not a server)', () => {
     ]);
     // The handler stored 20: a reconnect resumes there, not at the last matching event.
     expect((calls[1] as { fromPosition: Position }).fromPosition.commit).toBe(20n);
+  });
+
+  it('ignores a checkpoint at the log\'s end with prepare 0 (KurrentDB #4975), which would skip events on resume', async () => {
+    const { client } = scriptedClient([
+      (subscription) => {
+        subscription.emit('confirmation');
+        subscription.write(resolvedAt(10n));
+        setTimeout(() => {
+          subscription.write({ checkpoint: 999n, prepare: 0n });
+          subscription.write(skippedAt(20n));
+          subscription.write({ checkpoint: 20n });
+        }, 100);
+      },
+    ]);
+    const store = new EsdbEventStore(client, { subscription: { backoffInitialMs: 1, backoffMaxMs: 1 } });
+    const batches: Batch[] = [];
+    const subscription = store.subscribe({ filter: { streamPrefixes: ['account-'] } }, async (batch) => {
+      batches.push(batch);
+    });
+    await vi.waitFor(() => expect(batches.at(-1)?.checkpoint).toBe(20n), { timeout: 3_000 });
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    await subscription.stop();
+    expect(batches.map((batch) => batch.checkpoint)).toEqual([10n, 20n]);
   });
 
   it('sends checkpoint-only batches at most once per interval, each with the latest checkpoint', async () => {

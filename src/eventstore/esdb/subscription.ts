@@ -156,6 +156,10 @@ export class EsdbCatchUpSubscription implements Subscription {
       resolveLinkTos: false,
       requiresLeader: true,
       filter: this.plan.toClientFilter((position: Position) => {
+        // Servers before the fix of KurrentDB #4975 (24.10 and 25.0 patch releases) could send, after
+        // an empty page, the log's end as commit with prepare 0; taken as a resume point by commit,
+        // it skips events. Such a checkpoint is ignored.
+        if (position.prepare === 0n && position.commit > 0n) return;
         if (serverCheckpoint === undefined || position.commit > serverCheckpoint) serverCheckpoint = position.commit;
         // When not due yet, the pass in progress has a timer for it.
         if (checkpointAhead() && emptyBatchWaitMs() <= 0) interrupt?.({ kind: 'checkpoint' });
