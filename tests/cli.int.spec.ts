@@ -19,7 +19,7 @@ const embeddedUnreachable = (() => {
   if (process.getuid?.() !== 0) return false;
   for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
     if ((statSync(dir).mode & 0o001) === 0) {
-      console.warn(`[skip] SIGTERM during embedded start-up: as root the embedded PostgreSQL runs as "postgres", which cannot enter ${dir}`);
+      console.warn(`[skip] embedded start-up and Ctrl-C tests: as root the embedded PostgreSQL runs as "postgres", which cannot enter ${dir}`);
       return true;
     }
     if (dir === dirname(dir)) return false;
