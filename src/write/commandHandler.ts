@@ -137,7 +137,6 @@ export class StreamContendedError extends HttpProblem {
   }
 }
 
-
 export class CommandHandler<State, Command, Event extends DomainEvent> {
   private readonly cache = new Map<string, CachedStream<State>>();
   private readonly queues = new Map<string, Pending<State, Command, Event>[]>();

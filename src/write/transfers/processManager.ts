@@ -302,9 +302,9 @@ export class TransferProcessManager {
   }
 
   private reportUncapturable(transferId: string, causationId: string): void {
-    // Its lapsed hold's funds were spent meanwhile (or the account closed since): clearing carries
-    // the amount until the source can pay; the deadline timer tries the capture again at each check.
-    this.options.logger.error({ transferId, causationId }, 'the destination was credited but the source cannot pay its lapsed hold; clearing carries the amount');
+    // As a rule its lapsed hold's funds were spent meanwhile (or the account closed since): clearing
+    // carries the amount until the source can pay; the deadline timer tries the capture again.
+    this.options.logger.error({ transferId, causationId }, 'the destination was credited but the source hold could not be captured; clearing carries the amount');
   }
 
   private async fail(transferId: string, reason: TransferFailureReason, causationId: string): Promise<void> {
