@@ -13,4 +13,5 @@ export const readModelMigrations: Record<string, Migration> = {
   '2026-11-25-0103-transfers': { up: transfers.up },
   '2026-11-25-0104-customers': { up: customers.up },
   '2026-11-26-0400-account-transactions-keyed-by-position': { up: transactions.upKeyedByPosition },
+  '2026-11-27-0100-transfers-pending-by-age': { up: transfers.upPendingByAge },
 };

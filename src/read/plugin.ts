@@ -16,6 +16,8 @@ export interface ReadContext {
   progress: ProjectionProgress;
   cursors: CursorCodec;
   readWaitTimeoutMs: number;
+  /** A transfer still pending this long after its request has missed its deadline. */
+  transferDeadlineMs: number;
 }
 
 /** The query API: balances, history, transfers and customers from the read models. */
@@ -26,7 +28,7 @@ export async function readApi(app: FastifyInstance, { runtime }: { runtime: Runt
   app.addHook('onClose', () => progress.close());
   const hmac = resolveHmacSecret(config);
   const cursorSecret = hmac ? Buffer.from(hmac).toString('hex') : createHash('sha256').update(config.JWT_PUBLIC_KEY ?? config.JWT_JWKS_URL ?? runtime.databaseUrl).digest('hex');
-  const context: ReadContext = { db: runtime.db, progress, cursors: new CursorCodec(cursorSecret), readWaitTimeoutMs: config.READ_WAIT_TIMEOUT_MS };
+  const context: ReadContext = { db: runtime.db, progress, cursors: new CursorCodec(cursorSecret), readWaitTimeoutMs: config.READ_WAIT_TIMEOUT_MS, transferDeadlineMs: config.TRANSFER_DEADLINE_MS };
   await app.register(accountReadRoutes, context);
   await app.register(transferReadRoutes, context);
   await app.register(customerReadRoutes, context);

@@ -100,3 +100,45 @@ describe('`ledger audit verify` beside a projection that is not running', () => 
     expect(JSON.parse(warning!).lagEvents).toBeGreaterThanOrEqual(2);
   });
 });
+
+describe('overdue transfers, for the auditors', () => {
+  // No process manager: every transfer requested stays pending.
+  const suite = ledgerForSuite({ roles: ['write-api', 'read-api', 'projector'], env: { TRANSFER_DEADLINE_MS: '1000' } });
+
+  it('lists the transfers still pending past their deadline, oldest first, bounded, and only to auditors and admins', async () => {
+    const { ledger, tokens } = suite;
+    const from = await openFundedAccount(ledger.app, tokens, { deposit: '10.00' });
+    const to = await openFundedAccount(ledger.app, tokens);
+    const teller = client(ledger.app, tokens.teller);
+    const ids = [randomUUID(), randomUUID(), randomUUID()];
+    let position = '0';
+    for (const transferId of ids) {
+      const requested = await teller.post('/v1/transfers', { transferId, fromAccountId: from.accountId, toAccountId: to.accountId, amount: '1.00', currency: 'EUR' });
+      expect(requested.statusCode, requested.body).toBe(202);
+      position = requested.json<{ position: string }>().position;
+    }
+    const auditor = client(ledger.app, tokens.auditor);
+    // Seen by the read model first (the transfer view waits for the position), then asked as overdue.
+    expect((await auditor.get(`/v1/transfers/${ids[2]}?minPosition=${position}`)).statusCode).toBe(200);
+
+    const byDefault = await auditor.get('/v1/audit/overdue-transfers');
+    expect(byDefault.statusCode, byDefault.body).toBe(200);
+    expect(byDefault.json()).toMatchObject({ transfers: [], more: false });
+
+    const overdue = await auditor.get('/v1/audit/overdue-transfers?minAgeSeconds=0&limit=2');
+    expect(overdue.statusCode, overdue.body).toBe(200);
+    const page = overdue.json<{ transfers: { id: string; status: string; stage: string }[]; more: boolean; asOfPosition: string }>();
+    expect(page.transfers.map((transfer) => transfer.id)).toEqual(ids.slice(0, 2));
+    expect(page.transfers[0]).toMatchObject({ status: 'pending', stage: 'requested', amount: '1.00' });
+    expect(page.more).toBe(true);
+    expect(BigInt(page.asOfPosition)).toBeGreaterThanOrEqual(BigInt(position));
+
+    expect((await client(ledger.app, tokens.admin).get('/v1/audit/overdue-transfers')).statusCode).toBe(200);
+    expect((await teller.get('/v1/audit/overdue-transfers')).statusCode).toBe(403);
+    for (const bad of ['limit=0', 'limit=201', 'minAgeSeconds=-1', 'minAgeSeconds=1.5', 'other=1']) {
+      const response = await auditor.get(`/v1/audit/overdue-transfers?${bad}`);
+      expect(response.statusCode, bad).toBe(400);
+      expect(response.headers['content-type'], bad).toContain('application/problem+json');
+    }
+  });
+});

@@ -141,6 +141,7 @@ export const FIXTURES: Record<string, Fixture> = {
   },
   'GET /v1/audit/streams/:streamName': { roles: AUDITOR, success: 200, prepare: async (world) => ({ url: `/v1/audit/streams/${encodeURIComponent(accountStream(world.accountId))}` }) },
   'GET /v1/audit/trial-balance': { roles: AUDITOR, success: 200, prepare: async () => ({ url: '/v1/audit/trial-balance' }) },
+  'GET /v1/audit/overdue-transfers': { roles: ['auditor', 'admin'], success: 200, prepare: async () => ({ url: '/v1/audit/overdue-transfers' }) },
   'GET /v1/transfers/:id': {
     roles: EVERYONE,
     success: 200,

@@ -4,6 +4,11 @@ import type { TransfersTable } from './table.js';
 
 export type TransferRow = Selectable<TransfersTable>;
 
+/** Transfers still pending that were requested before `requestedBefore`, oldest first; `limit` + 1 rows tell whether there are more. */
+export async function pendingTransfersRequestedBefore(db: Kysely<ReadDatabase>, requestedBefore: Date, limit: number): Promise<TransferRow[]> {
+  return db.selectFrom('transfers').selectAll().where('status', '=', 'pending').where('requested_at', '<', requestedBefore).orderBy('requested_at').orderBy('transfer_id').limit(limit + 1).execute();
+}
+
 export async function findTransfer(db: Kysely<ReadDatabase>, transferId: string): Promise<TransferRow | undefined> {
   return db.selectFrom('transfers').selectAll().where('transfer_id', '=', transferId).executeTakeFirst();
 }

@@ -42,3 +42,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     )`.execute(db);
   await sql`create index if not exists transfers_from on transfers (from_account_id)`.execute(db);
 }
+
+/** The transfers still pending, oldest first, for the auditors' list of overdue ones; small, as few are pending. */
+export async function upPendingByAge(db: Kysely<unknown>): Promise<void> {
+  await sql`create index if not exists transfers_pending_since on transfers (requested_at) where status = 'pending'`.execute(db);
+}

@@ -1,8 +1,9 @@
 import { Type } from '@sinclair/typebox';
+import { sql } from 'kysely';
 import type { FastifyInstance } from 'fastify';
 import { formatAmount } from '../../domain/money.js';
 import { findAccount } from '../../projections/accounts/query.js';
-import { findTransfer } from '../../projections/transfers/query.js';
+import { findTransfer, pendingTransfersRequestedBefore, type TransferRow } from '../../projections/transfers/query.js';
 import { principalOf } from '../../shared/auth/plugin.js';
 import { HttpProblem } from '../../shared/http/problem.js';
 import { awaitPositions, MinPositionQuery } from '../http.js';
@@ -25,6 +26,36 @@ const TransferView = Type.Object({
 });
 
 const notFound = () => new HttpProblem(404, 'transfer_not_found', 'no such transfer');
+
+/** Past its deadline a transfer is fenced and ends within moments; a minute more makes it overdue. */
+const OVERDUE_MARGIN_MS = 60_000;
+const OVERDUE_PAGE_MAX = 200;
+
+const OverdueQuery = Type.Object(
+  {
+    minAgeSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 31_622_400, description: 'requested at least this long ago; by default the transfer deadline and a minute' })),
+    limit: Type.Integer({ minimum: 1, maximum: OVERDUE_PAGE_MAX, default: 100 }),
+  },
+  { additionalProperties: false },
+);
+
+function transferView(transfer: TransferRow) {
+  return {
+    id: transfer.transfer_id,
+    status: transfer.status,
+    stage: transfer.stage,
+    ...(transfer.reason ? { reason: transfer.reason } : {}),
+    fromAccountId: transfer.from_account_id,
+    toAccountId: transfer.to_account_id,
+    amount: formatAmount(transfer.amount_minor, transfer.currency),
+    currency: transfer.currency,
+    description: transfer.description,
+    requestedAt: transfer.requested_at.toISOString(),
+    finishedAt: transfer.finished_at?.toISOString() ?? null,
+    timeline: transfer.timeline,
+    position: transfer.last_position.toString(),
+  };
+}
 
 export async function transferReadRoutes(app: FastifyInstance, context: ReadContext): Promise<void> {
   app.get(
@@ -51,20 +82,44 @@ export async function transferReadRoutes(app: FastifyInstance, context: ReadCont
         const [from, to] = await Promise.all([findAccount(context.db, transfer.from_account_id), findAccount(context.db, transfer.to_account_id)]);
         if (from?.customer_id !== principal.subject && to?.customer_id !== principal.subject) throw notFound();
       }
+      return transferView(transfer);
+    },
+  );
+
+  // Every accepted transfer must end: the auditors' list of those that have not, past their deadline.
+  app.get(
+    '/v1/audit/overdue-transfers',
+    {
+      config: { access: { roles: ['auditor', 'admin'] } },
+      schema: {
+        tags: ['audit'],
+        summary: 'Transfers still pending well past their deadline, oldest first',
+        querystring: OverdueQuery,
+        response: {
+          200: Type.Object({
+            requestedBefore: Type.String(),
+            asOfPosition: Type.String({ description: 'the log position the transfers read model has applied' }),
+            transfers: Type.Array(TransferView),
+            more: Type.Boolean(),
+          }),
+          400: Type.Ref('Problem'),
+          401: Type.Ref('Problem'),
+          403: Type.Ref('Problem'),
+        },
+      },
+    },
+    async (request) => {
+      const { minAgeSeconds, limit } = request.query as { minAgeSeconds?: number; limit: number };
+      const requestedBefore = new Date(Date.now() - (minAgeSeconds === undefined ? context.transferDeadlineMs + OVERDUE_MARGIN_MS : minAgeSeconds * 1_000));
+      const [rows, checkpoint] = await Promise.all([
+        pendingTransfersRequestedBefore(context.db, requestedBefore, limit),
+        sql<{ position: bigint }>`select position from projection_checkpoints where name = 'transfers'`.execute(context.db),
+      ]);
       return {
-        id: transfer.transfer_id,
-        status: transfer.status,
-        stage: transfer.stage,
-        ...(transfer.reason ? { reason: transfer.reason } : {}),
-        fromAccountId: transfer.from_account_id,
-        toAccountId: transfer.to_account_id,
-        amount: formatAmount(transfer.amount_minor, transfer.currency),
-        currency: transfer.currency,
-        description: transfer.description,
-        requestedAt: transfer.requested_at.toISOString(),
-        finishedAt: transfer.finished_at?.toISOString() ?? null,
-        timeline: transfer.timeline,
-        position: transfer.last_position.toString(),
+        requestedBefore: requestedBefore.toISOString(),
+        asOfPosition: (checkpoint.rows[0]?.position ?? 0n).toString(),
+        transfers: rows.slice(0, limit).map(transferView),
+        more: rows.length > limit,
       };
     },
   );
