@@ -61,7 +61,12 @@ export type OpenAccount = AccountCommandOf<
 >;
 export type FreezeAccount = AccountCommandOf<'FreezeAccount', { reason?: string | null }>;
 export type UnfreezeAccount = AccountCommandOf<'UnfreezeAccount', object>;
-export type CloseAccount = AccountCommandOf<'CloseAccount', object>;
+/**
+ * `endedTransferIds`: transfers the caller found ended (completed or failed). A transfer hold whose
+ * expiry was recorded without a capture may still back a credit the destination has had (its
+ * capture comes late), so each one must be among them for the account to close.
+ */
+export type CloseAccount = AccountCommandOf<'CloseAccount', { endedTransferIds?: readonly string[] }>;
 export type SetOverdraftLimit = AccountCommandOf<'SetOverdraftLimit', { overdraftLimitMinor: bigint }>;
 
 type MovementData = { transactionId: string; currency: CurrencyCode; amountMinor: bigint; reference: string | null; description: string | null };
@@ -437,9 +442,10 @@ function closeAccount(command: CloseAccount, account: OpenedAccount, nowMs: numb
   const activeHolds = [...account.activeHolds.values()];
   const openHoldCount = activeHolds.filter((hold) => holdReservesAt(hold, nowMs)).length;
   if (openHoldCount > 0) throw new BusinessRuleError('open_holds', `the account has ${openHoldCount} open holds`, { openHoldCount });
-  // A lapsed transfer hold may still back a credit the destination has had (its capture comes
-  // late); it must be ended by the process manager (captured, or its expiry recorded) first.
-  const transfersInFlight = activeHolds.filter((hold) => hold.transferId !== null).length;
+  // A transfer hold that lapsed or expired uncaptured may still back a credit the destination has
+  // had (its capture comes late): its transfer must have ended first.
+  const ended = new Set(command.data.endedTransferIds ?? []);
+  const transfersInFlight = activeHolds.filter((hold) => hold.transferId !== null).length + transferHoldsExpiredUncaptured(account).filter((transferId) => !ended.has(transferId)).length;
   if (transfersInFlight > 0) {
     throw new BusinessRuleError('transfer_in_flight', `the account has ${transfersInFlight} transfers whose holds have not ended`, { transfersInFlight });
   }
@@ -682,6 +688,14 @@ function requireCapturableHold(account: OpenedAccount, holdId: string, nowMs: nu
     throw new BusinessRuleError('hold_expired', `hold ${holdId} expired at ${hold.expiresAt}`, { expiresAt: hold.expiresAt });
   }
   return requireActiveHold(account, holdId);
+}
+
+/** The transfers whose hold on this account expired without a capture: a late capture may still come until each has ended. */
+export function transferHoldsExpiredUncaptured(state: AccountState): string[] {
+  if (state.status === 'none') return [];
+  const transferIds: string[] = [];
+  for (const hold of state.holds.values()) if (hold.transferId !== null && hold.status === 'expired') transferIds.push(hold.transferId);
+  return transferIds;
 }
 
 function transferHold(account: OpenedAccount, transferId: string): Hold | undefined {

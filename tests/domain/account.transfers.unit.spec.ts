@@ -225,7 +225,7 @@ describe('CaptureTransferHold', () => {
     });
 
     it('refuses on an account closed since, with a business rule, not a broken invariant', () => {
-      const closedSince = history(cmd.open({ overdraftLimitMinor: 300n }), cmd.deposit(300n), cmd.placeTransferHold('t1', 300n), cmd.expireHold('t1'), cmd.withdraw(300n, { now: T2 }), cmd.close({ now: T2 }));
+      const closedSince = history(cmd.open({ overdraftLimitMinor: 300n }), cmd.deposit(300n), cmd.placeTransferHold('t1', 300n), cmd.expireHold('t1'), cmd.withdraw(300n, { now: T2 }), cmd.close({ now: T2, endedTransferIds: ['t1'] }));
       spec.given(closedSince).when(cmd.captureTransferHold('t1', { now: T2 })).thenThrows('account_closed', BusinessRuleError);
     });
 

@@ -132,11 +132,13 @@ describe('CloseAccount', () => {
       ]);
   });
 
-  it('refuses while a lapsed transfer hold has not ended: its transfer may still capture it late', () => {
+  it('refuses while a transfer hold lapsed or expired uncaptured and its transfer has not ended: a late capture may still come', () => {
     const given = history(cmd.open({ overdraftLimitMinor: 300n }), cmd.placeTransferHold('t1', 300n, { expiresAt: T1 }));
-    spec.given(given).when(cmd.close({ now: T2 })).thenThrows('transfer_in_flight', BusinessRuleError);
+    spec.given(given).when(cmd.close({ now: T2, endedTransferIds: ['t1'] })).thenThrows('transfer_in_flight', BusinessRuleError);
     const expired = history(cmd.open({ overdraftLimitMinor: 300n }), cmd.placeTransferHold('t1', 300n, { expiresAt: T1 }), cmd.expireHold('t1', { now: T2 }));
-    expect(spec.given(expired).when(cmd.close({ now: T2 })).events().map((event) => event.type)).toEqual(['AccountClosed']);
+    spec.given(expired).when(cmd.close({ now: T2 })).thenThrows('transfer_in_flight', BusinessRuleError);
+    spec.given(expired).when(cmd.close({ now: T2, endedTransferIds: ['t9'] })).thenThrows('transfer_in_flight', BusinessRuleError);
+    expect(spec.given(expired).when(cmd.close({ now: T2, endedTransferIds: ['t1'] })).events().map((event) => event.type)).toEqual(['AccountClosed']);
   });
 
   it('refuses a frozen account', () => {

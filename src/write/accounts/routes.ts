@@ -1,13 +1,14 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { currencyExponent, formatAmount, parseAmount } from '../../domain/money.js';
-import type { AccountEvent, AccountState } from '../../domain/account.js';
+import { transferHoldsExpiredUncaptured, type AccountEvent, type AccountState } from '../../domain/account.js';
+import { isTerminal } from '../../domain/transfer.js';
 import { NoBody } from '../../shared/http/app.js';
 import { HttpProblem } from '../../shared/http/problem.js';
 import { assertOwner, principalOf } from '../../shared/auth/plugin.js';
 import { deterministicId } from '../commandHandler.js';
 import { Amount, commandContext, Currency, IdempotencyHeaders, nowIso, Position, problemResponses, Uuid } from '../http.js';
-import { accountStream, customerStream } from '../streams.js';
+import { accountStream, customerStream, transferStream } from '../streams.js';
 import type { WriteSide } from '../writeSide.js';
 
 const OpenBody = Type.Object(
@@ -95,6 +96,20 @@ export async function accountRoutes(app: FastifyInstance, { write }: { write: Wr
     },
   );
 
+  /**
+   * Which of the account's transfers with a hold expired uncaptured have ended: terminal is for
+   * good, so what is read here stays true by the time the close is decided. At most this many are
+   * looked up; any others keep the account open.
+   */
+  const ENDED_TRANSFERS_CHECKED_MAX = 1_000;
+  const endedTransfersOf = async (accountId: string): Promise<string[]> => {
+    const { state } = await write.accounts.load(accountStream(accountId));
+    const candidates = transferHoldsExpiredUncaptured(state).slice(0, ENDED_TRANSFERS_CHECKED_MAX);
+    const ended: string[] = [];
+    for (const transferId of candidates) if (isTerminal((await write.transfers.load(transferStream(transferId))).state)) ended.push(transferId);
+    return ended;
+  };
+
   const transitions = [
     { action: 'freeze', type: 'FreezeAccount', status: 'frozen', roles: ['teller'] },
     { action: 'unfreeze', type: 'UnfreezeAccount', status: 'active', roles: ['teller'] },
@@ -117,7 +132,12 @@ export async function accountRoutes(app: FastifyInstance, { write }: { write: Wr
       async (request) => {
         const { id } = request.params as { id: string };
         const context = commandContext(request);
-        const data = { accountId: id, now: nowIso(), ...(transition.action === 'freeze' ? { reason: (request.body as { reason?: string } | undefined)?.reason ?? null } : {}) };
+        const data = {
+          accountId: id,
+          now: nowIso(),
+          ...(transition.action === 'freeze' ? { reason: (request.body as { reason?: string } | undefined)?.reason ?? null } : {}),
+          ...(transition.action === 'close' ? { endedTransferIds: await endedTransfersOf(id) } : {}),
+        };
         const result = await write.accounts.handle(accountStream(id), { type: transition.type, data } as never, context);
         return { id, status: transition.status, position: result.position.toString() };
       },
