@@ -87,6 +87,7 @@ export class EsdbCatchUpSubscription implements Subscription {
   private interruptWait: (() => void) | undefined;
   /** Checkpoint of the last batch the handler accepted: the resume point. */
   private checkpoint: bigint;
+  private warnedOfPrepareZero = false;
   /** Set once the server has sent `caughtUp`; from then on the quiet-period fallback is off. */
   private serverReportsCaughtUp = false;
 
@@ -159,7 +160,11 @@ export class EsdbCatchUpSubscription implements Subscription {
         // Servers before the fix of KurrentDB #4975 (24.10 and 25.0 patch releases) could send, after
         // an empty page, the log's end as commit with prepare 0; taken as a resume point by commit,
         // it skips events. Such a checkpoint is ignored.
-        if (position.prepare === 0n && position.commit > 0n) return;
+        if (position.prepare === 0n && position.commit > 0n) {
+          if (!this.warnedOfPrepareZero) this.logger.warn({ commit: position.commit.toString() }, 'EventStoreDB sent a filter checkpoint with prepare 0; ignored (KurrentDB #4975): upgrade to a patched 24.10 or 25.0');
+          this.warnedOfPrepareZero = true;
+          return;
+        }
         if (serverCheckpoint === undefined || position.commit > serverCheckpoint) serverCheckpoint = position.commit;
         // When not due yet, the pass in progress has a timer for it.
         if (checkpointAhead() && emptyBatchWaitMs() <= 0) interrupt?.({ kind: 'checkpoint' });

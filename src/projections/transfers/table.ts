@@ -45,5 +45,5 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
 /** The transfers still pending, oldest first, for the auditors' list of overdue ones; small, as few are pending. */
 export async function upPendingByAge(db: Kysely<unknown>): Promise<void> {
-  await sql`create index if not exists transfers_pending_since on transfers (requested_at) where status = 'pending'`.execute(db);
+  await sql`create index if not exists transfers_pending_since on transfers (requested_at, transfer_id) where status = 'pending'`.execute(db);
 }

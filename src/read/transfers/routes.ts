@@ -111,10 +111,9 @@ export async function transferReadRoutes(app: FastifyInstance, context: ReadCont
     async (request) => {
       const { minAgeSeconds, limit } = request.query as { minAgeSeconds?: number; limit: number };
       const requestedBefore = new Date(Date.now() - (minAgeSeconds === undefined ? context.transferDeadlineMs + OVERDUE_MARGIN_MS : minAgeSeconds * 1_000));
-      const [rows, checkpoint] = await Promise.all([
-        pendingTransfersRequestedBefore(context.db, requestedBefore, limit),
-        sql<{ position: bigint }>`select position from projection_checkpoints where name = 'transfers'`.execute(context.db),
-      ]);
+      // The position first: the rows read after it reflect at least that much of the log.
+      const checkpoint = await sql<{ position: bigint }>`select position from projection_checkpoints where name = 'transfers'`.execute(context.db);
+      const rows = await pendingTransfersRequestedBefore(context.db, requestedBefore, limit);
       return {
         requestedBefore: requestedBefore.toISOString(),
         asOfPosition: (checkpoint.rows[0]?.position ?? 0n).toString(),
