@@ -1,22 +1,29 @@
 import { createHash } from 'node:crypto';
 
 /**
- * Fingerprint of a request. Canonical: a retry that sends its JSON keys in another order, or an
- * empty optional field as null instead of leaving it out, is the same request (both were refused
- * as another request with 422).
+ * A request's fingerprints. `requestHash` is the JSON as sent, as every version of the ledger
+ * records and compares it; `canonicalRequestHash` (recorded since canonical fingerprints came)
+ * ignores the order of keys and null members, so a retry that orders its JSON keys otherwise or
+ * sends an empty optional field as null rather than leaving it out is the same request.
  */
-export function requestFingerprint(...parts: unknown[]): string {
-  return fingerprintOf(parts.map(canonical));
+export interface RequestFingerprints {
+  requestHash: string;
+  canonicalRequestHash?: string;
 }
 
-/** The fingerprint before it was canonical; kept so that requests recorded then still match their repeats. */
-export function formerRequestFingerprint(...parts: unknown[]): string {
-  return fingerprintOf(parts);
+export function requestFingerprints(...parts: unknown[]): Required<RequestFingerprints> {
+  return { requestHash: fingerprintOf(parts), canonicalRequestHash: fingerprintOf(parts.map(canonical)) };
 }
 
-/** Whether a recorded fingerprint is this request's, in its canonical or its former form. */
-export function isSameRequest(recordedHash: string, context: { requestHash: string; formerRequestHash?: () => string }): boolean {
-  return recordedHash === context.requestHash || (context.formerRequestHash !== undefined && recordedHash === context.formerRequestHash());
+/**
+ * The same request: by the canonical fingerprints where both sides have one, else by the raw ones
+ * (a request recorded before canonical fingerprints matches its exact repeats only). Both are
+ * recorded, so an instance of an earlier version, comparing the raw ones, still replays an exact
+ * repeat during a rolling deploy.
+ */
+export function isSameRequest(recorded: RequestFingerprints, request: RequestFingerprints): boolean {
+  if (recorded.canonicalRequestHash !== undefined && request.canonicalRequestHash !== undefined) return recorded.canonicalRequestHash === request.canonicalRequestHash;
+  return recorded.requestHash === request.requestHash;
 }
 
 function fingerprintOf(parts: readonly unknown[]): string {

@@ -3,7 +3,7 @@ import type { Decider } from '../domain/decider.js';
 import type { JsonObject } from '../shared/json.js';
 import { ConcurrencyError, IdempotencyConflictError, MAX_EVENTS_PER_APPEND, MAX_PAGE_SIZE, type AppendResult, type EventStore, type RecordedEvent } from '../eventstore/port.js';
 import { HttpProblem } from '../shared/http/problem.js';
-import { isSameRequest } from '../shared/requestFingerprint.js';
+import { isSameRequest, type RequestFingerprints } from '../shared/requestFingerprint.js';
 
 /**
  * Runs commands against streams: load (from cache), fold, decide, append with the exact expected
@@ -30,14 +30,10 @@ export interface DomainEvent {
 export interface CommandContext {
   /** Principal-scoped idempotency key. */
   idempotencyKey: string;
-  /** Fingerprint of the request (method, path, body). The same key with another fingerprint is refused. */
+  /** Fingerprint of the request (method, path, body). The same key with another request is refused. */
   requestHash: string;
-  /**
-   * The same request's fingerprint as computed before fingerprints were canonical (JSON key order
-   * as sent, nulls kept): a repeat of a request recorded then still matches. Computed only when the
-   * canonical one does not match.
-   */
-  formerRequestHash?: () => string;
+  /** The same, insensitive to JSON key order and null members (see RequestFingerprints). */
+  canonicalRequestHash?: string;
   actor: string;
   correlationId: string;
   causationId?: string;
@@ -65,6 +61,7 @@ interface AppendedPositions {
 /** What a stream remembers of each command it carried: enough to refuse or replay a repeat. */
 interface RecordedCommand {
   requestHash: string;
+  canonicalRequestHash?: string;
   firstRevision: bigint;
   lastRevision: bigint;
   position: bigint;
@@ -198,7 +195,7 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
   }
 
   /** What the stream remembers of an earlier command with this idempotency key, if any. */
-  async findCommand(streamName: string, idempotencyKey: string): Promise<{ requestHash: string } | undefined> {
+  async findCommand(streamName: string, idempotencyKey: string): Promise<RequestFingerprints | undefined> {
     let cached = await this.refresh(streamName, this.cache.get(streamName));
     let found = cached.commands.byKey.get(idempotencyKey);
     if (!found && (await this.mayHaveForgotten(streamName, cached, [idempotencyKey]))) {
@@ -343,7 +340,7 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
       const { context } = pending;
       const earlier = added.get(context.idempotencyKey) ?? cached.commands.byKey.get(context.idempotencyKey);
       if (earlier) {
-        if (!isSameRequest(earlier.requestHash, context)) {
+        if (!isSameRequest(earlier, context)) {
           settlements.push(() => pending.reject(new HttpProblem(422, 'idempotency_key_reused', 'this idempotency key was already used with a different request')));
         } else {
           replays.push({ pending, recorded: earlier });
@@ -367,13 +364,13 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
       const eventIds = events.map((_event, index) => eventIdFor(streamName, context.idempotencyKey, index));
       events.forEach((event, index) => {
         // Built property by property: a conditional spread inside the literal is several times slower.
-        const metadata: (typeof toAppend)[number]['metadata'] = { correlationId: context.correlationId, actor: context.actor, extra: { idempotencyKey: context.idempotencyKey, requestHash: context.requestHash } };
+        const metadata: (typeof toAppend)[number]['metadata'] = { correlationId: context.correlationId, actor: context.actor, extra: { idempotencyKey: context.idempotencyKey, requestHash: context.requestHash, ...(context.canonicalRequestHash === undefined ? {} : { canonicalRequestHash: context.canonicalRequestHash }) } };
         if (context.causationId) metadata.causationId = context.causationId;
         toAppend.push({ id: eventIds[index]!, type: event.type, data: event.data, metadata });
       });
       if (events.length > 0) {
         const firstRevision = nextRevision + BigInt(toAppend.length - events.length);
-        const recorded: RecordedCommand = { requestHash: context.requestHash, firstRevision, lastRevision: firstRevision + BigInt(events.length - 1), position: -1n };
+        const recorded: RecordedCommand = { requestHash: context.requestHash, ...(context.canonicalRequestHash === undefined ? {} : { canonicalRequestHash: context.canonicalRequestHash }), firstRevision, lastRevision: firstRevision + BigInt(events.length - 1), position: -1n };
         added.set(context.idempotencyKey, recorded);
         fresh.push({ recorded, lastIndex: toAppend.length - 1 });
       }
@@ -480,13 +477,14 @@ function rememberCommand(known: ReadonlyMap<string, RecordedCommand>, added: Map
   const extra = recorded.metadata.extra;
   const key = extra?.idempotencyKey;
   const requestHash = extra?.requestHash;
+  const canonicalRequestHash = typeof extra?.canonicalRequestHash === 'string' ? extra.canonicalRequestHash : undefined;
   if (typeof key !== 'string' || typeof requestHash !== 'string') return;
   const existing = added.get(key) ?? known.get(key);
   if (existing && existing.requestHash === requestHash && existing.lastRevision + 1n === recorded.revision) {
     added.set(key, { ...existing, lastRevision: recorded.revision, position: recorded.position });
     return;
   }
-  added.set(key, { requestHash, firstRevision: recorded.revision, lastRevision: recorded.revision, position: recorded.position });
+  added.set(key, { requestHash, ...(canonicalRequestHash === undefined ? {} : { canonicalRequestHash }), firstRevision: recorded.revision, lastRevision: recorded.revision, position: recorded.position });
 }
 
 async function jitter(attempt: number): Promise<void> {

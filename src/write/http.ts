@@ -3,7 +3,7 @@ import type { FastifyRequest } from 'fastify';
 import { actorOf, idempotencyScopeOf } from '../shared/auth/principal.js';
 import { principalOf } from '../shared/auth/plugin.js';
 import { HttpProblem } from '../shared/http/problem.js';
-import { formerRequestFingerprint, requestFingerprint } from '../shared/requestFingerprint.js';
+import { requestFingerprints } from '../shared/requestFingerprint.js';
 import type { CommandContext } from './commandHandler.js';
 
 export const Uuid = Type.String({ format: 'uuid', maxLength: 36 });
@@ -31,8 +31,7 @@ export function commandContext(request: FastifyRequest, body: unknown = request.
   if (typeof key !== 'string' || key.length === 0) throw new HttpProblem(400, 'missing_idempotency_key', 'the Idempotency-Key header is required');
   return {
     idempotencyKey: `${idempotencyScopeOf(principal)}:${key}`,
-    requestHash: requestFingerprint(request.method, request.routeOptions.url, request.params, body),
-    formerRequestHash: () => formerRequestFingerprint(request.method, request.routeOptions.url, request.params, body),
+    ...requestFingerprints(request.method, request.routeOptions.url, request.params, body),
     actor: actorOf(principal),
     correlationId: typeof request.headers['x-correlation-id'] === 'string' ? request.headers['x-correlation-id'].slice(0, 100) : request.id,
   };

@@ -1,12 +1,13 @@
 /**
  * A client's retry is the same request whatever the order of its JSON keys and whether it sends an
- * empty optional field as null or leaves it out; requests recorded with the former fingerprint
- * (raw key order) still match their repeats. Against real PostgreSQL, through the HTTP API.
+ * empty optional field as null or leaves it out; a request recorded before canonical fingerprints
+ * still matches its exact repeat, and what is recorded now still matches the raw fingerprint that
+ * earlier versions compare. Against real PostgreSQL, through the HTTP API.
  */
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { idempotencyScopeOf, type Principal } from '../../src/shared/auth/principal.js';
-import { formerRequestFingerprint } from '../../src/shared/requestFingerprint.js';
+import { requestFingerprints } from '../../src/shared/requestFingerprint.js';
 import { transferStream } from '../../src/write/streams.js';
 import { readWholeStream } from '../transfers/audit.js';
 import { client, ledgerForSuite, openFundedAccount } from '../support/ledger.js';
@@ -27,7 +28,10 @@ describe('retries of the same request', () => {
     const repeat = await client(other.app, tokens.teller).post('/v1/transfers', { description: null, currency: 'EUR', amount: '1.00', toAccountId: to.accountId, fromAccountId: from.accountId, transferId });
     expect(repeat.statusCode, repeat.body).toBe(202);
     expect(repeat.json()).toEqual(first.json());
-    expect((await readWholeStream(ledger.runtime.store, transferStream(transferId))).map((event) => event.type)).toEqual(['TransferRequested']);
+    const stored = await readWholeStream(ledger.runtime.store, transferStream(transferId));
+    expect(stored.map((event) => event.type)).toEqual(['TransferRequested']);
+    // What an instance of an earlier version compares during a rolling deploy: the raw fingerprint of the body as first sent.
+    expect(stored[0]!.metadata.extra).toMatchObject({ requestHash: requestFingerprints('POST', '/v1/transfers', { transferId, fromAccountId: from.accountId, toAccountId: to.accountId, amount: '1.00', currency: 'EUR' }).requestHash });
     const changed = await client(other.app, tokens.teller).post('/v1/transfers', { transferId, fromAccountId: from.accountId, toAccountId: to.accountId, amount: '1.00', currency: 'EUR', description: 'rent' });
     expect(changed.statusCode, changed.body).toBe(422);
   });
@@ -51,7 +55,7 @@ describe('retries of the same request', () => {
     expect(deposits).toHaveLength(1);
   });
 
-  it('a transfer recorded with the former fingerprint (raw key order) still matches its repeat', async () => {
+  it('a transfer recorded before canonical fingerprints (the raw one only) still matches its exact repeat', async () => {
     const { ledger, tokens } = suite;
     const from = await openFundedAccount(ledger.app, tokens, { deposit: '10.00' });
     const to = await openFundedAccount(ledger.app, tokens);
@@ -63,8 +67,8 @@ describe('retries of the same request', () => {
     const recorded = await ledger.ledger.write.transfers.handle(
       transferStream(transferId),
       { type: 'RequestTransfer', data: { transferId, fromAccountId: from.accountId, toAccountId: to.accountId, currency: 'EUR', amountMinor: 300n, description: null, deadlineAt: new Date(now.getTime() + 30_000).toISOString(), holdExpiresAt: new Date(now.getTime() + 3_630_000).toISOString(), now: now.toISOString() } },
-      // As the route recorded it before fingerprints were canonical, under the teller's scope.
-      { idempotencyKey: `${idempotencyScopeOf({ role: 'teller', subject } as Principal)}:transfer:${transferId}`, requestHash: formerRequestFingerprint('POST', '/v1/transfers', body), actor: 'test', correlationId: transferId },
+      // As the route recorded it before canonical fingerprints, under the teller's scope.
+      { idempotencyKey: `${idempotencyScopeOf({ role: 'teller', subject } as Principal)}:transfer:${transferId}`, requestHash: requestFingerprints('POST', '/v1/transfers', body).requestHash, actor: 'test', correlationId: transferId },
     );
     const other = await ledger.restart(['write-api']);
     const repeat = await client(other.app, teller).post('/v1/transfers', body);

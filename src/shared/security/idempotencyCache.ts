@@ -15,6 +15,7 @@ export const REPLAY_HEADER = 'idempotent-replayed';
 /** A 2xx answer remembered for its principal-scoped idempotency key. */
 export interface CachedResponse {
   requestHash: string;
+  canonicalRequestHash?: string;
   status: number;
   payload: string;
   contentType: string;
@@ -25,6 +26,7 @@ export interface IdempotencyScope {
   /** The principal-scoped idempotency key. */
   idempotencyKey: string;
   requestHash: string;
+  canonicalRequestHash?: string;
 }
 
 export interface ResponseCache {
@@ -77,7 +79,7 @@ export function redisResponseCache(redis: RedisHandle, ttlSeconds = IDEMPOTENCY_
 function parseCached(text: string): CachedResponse | undefined {
   try {
     const value = JSON.parse(text) as Partial<CachedResponse>;
-    const valid = typeof value.requestHash === 'string' && typeof value.status === 'number' && value.status >= 200 && value.status < 300 && typeof value.payload === 'string' && typeof value.contentType === 'string';
+    const valid = typeof value.requestHash === 'string' && typeof value.status === 'number' && value.status >= 200 && value.status < 300 && typeof value.payload === 'string' && typeof value.contentType === 'string' && (value.canonicalRequestHash === undefined || typeof value.canonicalRequestHash === 'string');
     return valid ? (value as CachedResponse) : undefined;
   } catch {
     return undefined;
@@ -118,7 +120,7 @@ export const idempotencyCachePlugin = fp(
         logger.warn({ err: (error as Error).message }, 'idempotency cache lookup failed; skipping it');
         return;
       }
-      if (cached && isSameRequest(cached.requestHash, scope)) {
+      if (cached && isSameRequest(cached, scope)) {
         void reply.code(cached.status).header('content-type', cached.contentType).header(REPLAY_HEADER, 'true');
         if (cached.location) void reply.header('location', cached.location);
         return reply.send(cached.payload);
@@ -127,15 +129,16 @@ export const idempotencyCachePlugin = fp(
       // and would take the same key on another resource (a deposit to a second account) as new.
       // So that case is refused only while the cache remembers the key (see docs/architecture.md).
       if (cached) throw new HttpProblem(422, 'idempotency_key_reused', 'this idempotency key was already used with a different request');
-      (request as unknown as Record<symbol, unknown>)[pendingKey] = { key, requestHash: scope.requestHash };
+      (request as unknown as Record<symbol, unknown>)[pendingKey] = { key, requestHash: scope.requestHash, canonicalRequestHash: scope.canonicalRequestHash };
     });
 
     app.addHook('onSend', async (request, reply, payload) => {
-      const pending = (request as unknown as Record<symbol, { key: string; requestHash: string } | undefined>)[pendingKey];
+      const pending = (request as unknown as Record<symbol, { key: string; requestHash: string; canonicalRequestHash?: string } | undefined>)[pendingKey];
       if (!pending || reply.statusCode < 200 || reply.statusCode >= 300 || typeof payload !== 'string' || payload.length > PAYLOAD_BYTES_MAX) return payload;
       const location = reply.getHeader('location');
       const value: CachedResponse = {
         requestHash: pending.requestHash,
+        ...(pending.canonicalRequestHash === undefined ? {} : { canonicalRequestHash: pending.canonicalRequestHash }),
         status: reply.statusCode,
         payload,
         contentType: String(reply.getHeader('content-type') ?? 'application/json; charset=utf-8'),

@@ -52,7 +52,7 @@ export async function customerRoutes(app: FastifyInstance, { write }: { write: W
       const stream = customerStream(customerId);
       // A key reused with another body must be refused before it reserves anything.
       const earlier = await write.customers.findCommand(stream, context.idempotencyKey);
-      if (earlier && !isSameRequest(earlier.requestHash, context)) throw new HttpProblem(422, 'idempotency_key_reused', 'this idempotency key was already used with a different request');
+      if (earlier && !isSameRequest(earlier, context)) throw new HttpProblem(422, 'idempotency_key_reused', 'this idempotency key was already used with a different request');
       // Everything the registration could refuse is checked before the email is reserved.
       validateName(body.firstName, 'firstName');
       validateName(body.lastName, 'lastName');

@@ -5,7 +5,7 @@ import { BusinessRuleError } from '../../domain/errors.js';
 import { actorOf, idempotencyScopeOf } from '../../shared/auth/principal.js';
 import { assertOwner, principalOf } from '../../shared/auth/plugin.js';
 import { HttpProblem } from '../../shared/http/problem.js';
-import { formerRequestFingerprint, requestFingerprint } from '../../shared/requestFingerprint.js';
+import { requestFingerprints } from '../../shared/requestFingerprint.js';
 import { Amount, Currency, nowIso, OptionalText, Position, problemResponses, Uuid } from '../http.js';
 import { accountStream, transferStream } from '../streams.js';
 import type { TransferAdmission } from './admission.js';
@@ -75,8 +75,7 @@ export async function transferRoutes(app: FastifyInstance, { write, timings, adm
       const actor = actorOf(principal);
       const context = {
         idempotencyKey,
-        requestHash: requestFingerprint('POST', '/v1/transfers', body),
-        formerRequestHash: () => formerRequestFingerprint('POST', '/v1/transfers', body),
+        ...requestFingerprints('POST', '/v1/transfers', body),
         actor,
         correlationId: body.transferId,
       };
