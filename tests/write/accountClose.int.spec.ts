@@ -40,4 +40,19 @@ describe('closing an account with a transfer hold expired uncaptured', () => {
     expect(closed.statusCode, closed.body).toBe(200);
     expect(closed.json()).toMatchObject({ status: 'closed' });
   });
+
+  it('is allowed when the expired hold belongs to a transfer never requested: no capture can come for it', async () => {
+    const { ledger, tokens } = suite;
+    const account = await openFundedAccount(ledger.app, tokens, { overdraftLimit: '10.00' });
+    const { write } = ledger.ledger;
+    const transferId = randomUUID();
+    const now = new Date();
+    const expiresAt = new Date(now.getTime() + 200).toISOString();
+    const context = (step: string) => ({ idempotencyKey: `test:${transferId}:${step}`, requestHash: step, actor: 'test', correlationId: transferId });
+    await write.accounts.handle(accountStream(account.accountId), { type: 'PlaceTransferHold', data: { accountId: account.accountId, transferId, currency: 'EUR', amountMinor: 100n, expiresAt, now: now.toISOString() } }, context('reserve'));
+    while (Date.now() <= Date.parse(expiresAt)) await new Promise((resolve) => setTimeout(resolve, 50));
+    await write.accounts.handle(accountStream(account.accountId), { type: 'ExpireHold', data: { accountId: account.accountId, holdId: transferId, now: new Date().toISOString() } }, context('expire'));
+    const closed = await client(ledger.app, tokens.admin).post(`/v1/accounts/${account.accountId}/close`);
+    expect(closed.statusCode, closed.body).toBe(200);
+  });
 });

@@ -98,15 +98,29 @@ export async function accountRoutes(app: FastifyInstance, { write }: { write: Wr
 
   /**
    * Which of the account's transfers with a hold expired uncaptured have ended: terminal is for
-   * good, so what is read here stays true by the time the close is decided. At most this many are
-   * looked up; any others keep the account open.
+   * good, so what is read here stays true by the time the close is decided (a cached terminal state
+   * will do; any other is read fresh). A transfer that was never requested has no capture to come
+   * either. Only for an account the close could otherwise succeed for; at most this many are looked
+   * up, a few at a time, and any others keep the account open.
    */
   const ENDED_TRANSFERS_CHECKED_MAX = 1_000;
+  const ENDED_TRANSFER_LOOKUPS_IN_FLIGHT = 8;
   const endedTransfersOf = async (accountId: string): Promise<string[]> => {
     const { state } = await write.accounts.load(accountStream(accountId));
+    if (state.status === 'none' || state.balanceMinor !== 0n) return [];
     const candidates = transferHoldsExpiredUncaptured(state).slice(0, ENDED_TRANSFERS_CHECKED_MAX);
     const ended: string[] = [];
-    for (const transferId of candidates) if (isTerminal((await write.transfers.load(transferStream(transferId))).state)) ended.push(transferId);
+    const hasEnded = async (transferId: string) => {
+      const stream = transferStream(transferId);
+      const cached = (await write.transfers.peek(stream)).state;
+      const transfer = isTerminal(cached) ? cached : (await write.transfers.load(stream)).state;
+      return transfer.status === 'none' || isTerminal(transfer);
+    };
+    for (let start = 0; start < candidates.length; start += ENDED_TRANSFER_LOOKUPS_IN_FLIGHT) {
+      const slice = candidates.slice(start, start + ENDED_TRANSFER_LOOKUPS_IN_FLIGHT);
+      const results = await Promise.all(slice.map(hasEnded));
+      for (const [index, transferId] of slice.entries()) if (results[index]) ended.push(transferId);
+    }
     return ended;
   };
 
