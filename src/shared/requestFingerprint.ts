@@ -23,7 +23,9 @@ export function requestFingerprints(...parts: unknown[]): Required<RequestFinger
  */
 export function isSameRequest(recorded: RequestFingerprints, request: RequestFingerprints): boolean {
   if (recorded.canonicalRequestHash !== undefined && request.canonicalRequestHash !== undefined) return recorded.canonicalRequestHash === request.canonicalRequestHash;
-  return recorded.requestHash === request.requestHash;
+  // A raw fingerprint of JSON already canonical (or one an interim build recorded canonically in
+  // its place) equals the canonical fingerprint of the same request.
+  return recorded.requestHash === request.requestHash || (request.canonicalRequestHash !== undefined && recorded.requestHash === request.canonicalRequestHash);
 }
 
 function fingerprintOf(parts: readonly unknown[]): string {

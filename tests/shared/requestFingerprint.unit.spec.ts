@@ -29,5 +29,8 @@ describe('request fingerprints', () => {
     expect(isSameRequest({ requestHash: request.requestHash }, request)).toBe(true);
     expect(isSameRequest({ requestHash: reordered.requestHash }, request)).toBe(false);
     expect(isSameRequest(requestFingerprints('POST', '/x', { ...body, amount: '2.00' }), request)).toBe(false);
+    // A raw fingerprint that is the canonical one (JSON sent canonical, or an interim build's record) still matches.
+    expect(isSameRequest({ requestHash: request.canonicalRequestHash }, request)).toBe(true);
+    expect(isSameRequest({ requestHash: requestFingerprints('POST', '/x', { ...body, amount: '2.00' }).canonicalRequestHash }, request)).toBe(false);
   });
 });
