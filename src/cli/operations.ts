@@ -1,13 +1,12 @@
 import type { Kysely } from 'kysely';
 import type { Runtime } from '../runtime.js';
-import { MAX_PAGE_SIZE, type EventStore, type RecordedEvent } from '../eventstore/port.js';
-import { assertValidStreamName } from '../eventstore/port.js';
+import { assertValidStreamName, MAX_PAGE_SIZE } from '../eventstore/port.js';
 import { projectionStatuses } from '../projections/checkpoints.js';
 import { ProjectionBusyError, rebuildProjection, type RebuildProgress } from '../projections/rebuild.js';
 import { PROJECTIONS, projectionNamed } from '../projections/registry.js';
-import { auditPostings, clearingLedgerAccount, createTrialBalanceAudit, isAuditBalanced, trialBalanceTotals } from '../domain/ledger.js';
+import { clearingLedgerAccount, isAuditBalanced, trialBalanceTotals } from '../domain/ledger.js';
+import { auditLog } from '../read/audit/trialBalance.js';
 import { encodeJson, type JsonObject } from '../shared/json.js';
-import { moneyMovingAccountEventTypes } from '../domain/account.js';
 
 /** `ledger projections status`: each projection's checkpoint, lag and failure. */
 export async function printProjectionStatus(runtime: Runtime): Promise<void> {
@@ -86,25 +85,9 @@ function progressReporter(mode: string, projection: string) {
   };
 }
 
-/** Every event of the log, in order, page by page. */
-export async function* wholeLog(store: EventStore): AsyncGenerator<RecordedEvent> {
-  let after = 0n;
-  for (;;) {
-    const page = await store.readAll({ after, maxCount: MAX_PAGE_SIZE });
-    for (const event of page) yield event;
-    if (page.length < MAX_PAGE_SIZE) return;
-    after = page.at(-1)!.position;
-  }
-}
-
 /** `ledger audit trial-balance`: the sum of every leg in the log, per currency; zero or it fails. */
 export async function printTrialBalance(runtime: Runtime): Promise<boolean> {
-  const audit = createTrialBalanceAudit(moneyMovingAccountEventTypes);
-  let events = 0;
-  for await (const event of wholeLog(runtime.store)) {
-    auditPostings([event], audit);
-    events += 1;
-  }
+  const { audit, events } = await auditLog(runtime.store);
   const { trial } = audit;
   process.stdout.write(`events\t${events}\ncurrency\tsum of legs\tclearing (money in flight)\tverdict\n`);
   for (const [currency, total] of trialBalanceTotals(trial)) {

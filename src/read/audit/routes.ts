@@ -1,10 +1,10 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { auditPostings, clearingLedgerAccount, createTrialBalanceAudit, isAuditBalanced, trialBalanceTotals, type TrialBalanceAudit } from '../../domain/ledger.js';
+import { clearingLedgerAccount, isAuditBalanced, trialBalanceTotals } from '../../domain/ledger.js';
 import { assertValidStreamName, MAX_PAGE_SIZE, type EventStore } from '../../eventstore/port.js';
 import { HttpProblem } from '../../shared/http/problem.js';
 import { COUNTER_PATTERN, parseCounter } from '../http.js';
-import { moneyMovingAccountEventTypes } from '../../domain/account.js';
+import { auditLog, type LogAudit } from './trialBalance.js';
 
 const access = { roles: ['auditor'] } as const;
 /** The trial balance reads the whole log; past this many events an auditor uses `ledger audit trial-balance`. */
@@ -31,21 +31,7 @@ function plain(value: unknown): unknown {
 /** Auditors replay any stream and recompute the trial balance straight from the log. */
 export async function auditRoutes(app: FastifyInstance, { store }: { store: EventStore }): Promise<void> {
   // One whole-log read at a time in this process: auditors asking at once share it.
-  let trialBalanceRunning: Promise<{ audit: TrialBalanceAudit; events: number; throughPosition: bigint }> | null = null;
-  const takeTrialBalance = async () => {
-    const audit = createTrialBalanceAudit(moneyMovingAccountEventTypes);
-    let after = 0n;
-    let events = 0;
-    for (;;) {
-      const page = await store.readAll({ after, maxCount: MAX_PAGE_SIZE });
-      auditPostings(page, audit);
-      events += page.length;
-      if (page.length > 0) after = page.at(-1)!.position;
-      if (page.length < MAX_PAGE_SIZE) break;
-      if (events >= TRIAL_BALANCE_EVENTS_MAX) throw new HttpProblem(503, 'log_too_large', 'the log is too large for an online trial balance; run `ledger audit trial-balance`');
-    }
-    return { audit, events, throughPosition: after };
-  };
+  let trialBalanceRunning: Promise<LogAudit> | null = null;
 
   app.get(
     '/v1/audit/streams/:streamName',
@@ -114,10 +100,11 @@ export async function auditRoutes(app: FastifyInstance, { store }: { store: Even
       },
     },
     async () => {
-      trialBalanceRunning ??= takeTrialBalance().finally(() => {
+      trialBalanceRunning ??= auditLog(store, TRIAL_BALANCE_EVENTS_MAX).finally(() => {
         trialBalanceRunning = null;
       });
-      const { audit, events, throughPosition } = await trialBalanceRunning;
+      const { audit, events, throughPosition, complete } = await trialBalanceRunning;
+      if (!complete) throw new HttpProblem(503, 'log_too_large', 'the log is too large for an online trial balance; run `ledger audit trial-balance`');
       const { trial } = audit;
       const currencies = [...trialBalanceTotals(trial)].map(([currency, sumMinor]) => ({
         currency,
