@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { ledgerForSuite } from './support/ledger.js';
+import { ledgerForSuite, startTestLedger } from './support/ledger.js';
 
 /** Readiness against a real database that stops taking connections, then takes them again. */
 describe('GET /health/ready', () => {
@@ -42,4 +42,25 @@ describe('GET /health/ready', () => {
     expect(back.statusCode, back.body).toBe(200);
     expect(back.json()).toMatchObject({ checks: { eventStore: 'ok' } });
   });
+});
+
+/** The query API serves read models from PostgreSQL; an event store it cannot reach must not take it out of traffic. */
+describe('GET /health/ready when only the event store is down', () => {
+  for (const [roles, expected] of [
+    [['read-api'], 200],
+    [['write-api', 'read-api'], 503],
+  ] as const) {
+    it(`${roles.join(' + ')}: ${expected === 200 ? 'stays ready, saying the event store is unreachable' : 'is not ready'}`, async () => {
+      const ledger = await startTestLedger({ roles });
+      try {
+        // The database answers; the event store does not, as an EventStoreDB cluster that is down.
+        ledger.runtime.store.headPosition = () => Promise.reject(new Error('event store unreachable (test)'));
+        const response = await ledger.app.inject({ method: 'GET', url: '/health/ready' });
+        expect(response.statusCode, response.body).toBe(expected);
+        expect(response.json()).toMatchObject({ status: expected === 200 ? 'ready' : 'not_ready', checks: { database: 'ok', migrations: 'ok', eventStore: 'unreachable' } });
+      } finally {
+        await ledger.close();
+      }
+    });
+  }
 });
