@@ -145,6 +145,18 @@ describe('the ledger executable', () => {
     });
   }, 90_000);
 
+  it.skipIf(embeddedUnreachable)('a start-up that fails after the embedded PostgreSQL started (EventStoreDB unreachable) stops it before exiting, and the next start works', async () => {
+    await withEmbeddedDataDir(async (env, serverRunning) => {
+      // Port 1 refuses at once; the store's connect fails within its 5 s bound, after the migrations.
+      const { child, output } = run(['start'], { ...env, EVENTSTORE_URL: 'esdb://127.0.0.1:1?tls=false' });
+      const [code] = await once(child, 'exit');
+      expect(code, output().stdout.slice(-2_000)).toBe(1);
+      expect(output().stderr).toMatch(/EVENTSTORE_URL\) is unreachable/);
+      expect(output().stdout, 'the embedded server had started').toContain('starting embedded PostgreSQL');
+      expect(serverRunning(), `an embedded PostgreSQL left running\n${output().stdout.slice(-2_000)}${output().stderr}`).toBe(false);
+    });
+  }, 90_000);
+
   it.skipIf(embeddedUnreachable)('Ctrl-C in a terminal (SIGINT to the whole process group, the embedded PostgreSQL included) stops at once, cleanly, and the next start works', async () => {
     await withEmbeddedDataDir(async (env, serverRunning) => {
       const { child, output } = run(['start'], env, [], { ownProcessGroup: true });
