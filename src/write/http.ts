@@ -1,10 +1,11 @@
 import { Type, type TSchema } from '@sinclair/typebox';
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { actorOf, idempotencyScopeOf } from '../shared/auth/principal.js';
 import { principalOf } from '../shared/auth/plugin.js';
 import { HttpProblem } from '../shared/http/problem.js';
 import { requestFingerprints } from '../shared/requestFingerprint.js';
-import type { CommandContext } from './commandHandler.js';
+import { REPLAY_HEADER } from '../shared/security/idempotencyCache.js';
+import type { CommandContext, CommandResult } from './commandHandler.js';
 
 export const Uuid = Type.String({ format: 'uuid', maxLength: 36 });
 /** A decimal string in major units; the currency's exponent is checked by the domain. */
@@ -44,6 +45,15 @@ export function commandContext(request: FastifyRequest, body: unknown = request.
 export function keyedCommandContext(request: FastifyRequest): CommandContext | undefined {
   const key = request.headers['idempotency-key'];
   return typeof key === 'string' && key.length > 0 ? commandContext(request) : undefined;
+}
+
+/**
+ * A repeat answered from the log (the command was recorded under this key before) says so, as one
+ * answered from the response cache does: the header must not depend on which of the two answered.
+ */
+export function markReplay<T extends Pick<CommandResult<never>, 'replayed'>>(reply: FastifyReply, result: T): T {
+  if (result.replayed) void reply.header(REPLAY_HEADER, 'true');
+  return result;
 }
 
 export function nowIso(): string {

@@ -7,7 +7,7 @@ import { NoBody } from '../../shared/http/app.js';
 import { HttpProblem } from '../../shared/http/problem.js';
 import { assertOwner, principalOf } from '../../shared/auth/plugin.js';
 import { deterministicId } from '../commandHandler.js';
-import { Amount, commandContext, Currency, IdempotencyHeaders, nowIso, Position, problemResponses, Uuid } from '../http.js';
+import { Amount, commandContext, Currency, IdempotencyHeaders, markReplay, nowIso, Position, problemResponses, Uuid } from '../http.js';
 import { accountStream, customerStream, transferStream } from '../streams.js';
 import type { WriteSide } from '../writeSide.js';
 
@@ -79,6 +79,7 @@ export async function accountRoutes(app: FastifyInstance, { write }: { write: Wr
         type: 'OpenAccount',
         data: { accountId, customerId: body.customerId, customerStatus: customer.state.status, currency: body.currency, accountType: body.type, overdraftLimitMinor, now: nowIso() },
       }, context);
+      markReplay(reply, result);
       const opened = result.events.find((event): event is Extract<AccountEvent, { type: 'AccountOpened' }> => event.type === 'AccountOpened');
       if (!opened) throw new HttpProblem(409, 'already_exists', 'this account already exists');
       return reply
@@ -143,7 +144,7 @@ export async function accountRoutes(app: FastifyInstance, { write }: { write: Wr
           response: { 200: StatusChanged, ...problemResponses(400, 401, 403, 404, 409, 422) },
         },
       },
-      async (request) => {
+      async (request, reply) => {
         const { id } = request.params as { id: string };
         const context = commandContext(request);
         const data = {
@@ -153,6 +154,7 @@ export async function accountRoutes(app: FastifyInstance, { write }: { write: Wr
           ...(transition.action === 'close' ? { endedTransferIds: await endedTransfersOf(id) } : {}),
         };
         const result = await write.accounts.handle(accountStream(id), { type: transition.type, data } as never, context);
+        markReplay(reply, result);
         return { id, status: transition.status, position: result.position.toString() };
       },
     );
@@ -171,7 +173,7 @@ export async function accountRoutes(app: FastifyInstance, { write }: { write: Wr
         response: { 200: Type.Object({ id: Uuid, overdraftLimit: Type.String(), position: Position }), ...problemResponses(400, 401, 403, 404, 409, 422) },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { id } = request.params as { id: string };
       const { overdraftLimit } = request.body as { overdraftLimit: string };
       const context = commandContext(request);
@@ -179,6 +181,7 @@ export async function accountRoutes(app: FastifyInstance, { write }: { write: Wr
       if (state.status === 'none') throw accountNotFound();
       const overdraftLimitMinor = overdraftMinor(overdraftLimit, state.currency);
       const result = await write.accounts.handle(accountStream(id), { type: 'SetOverdraftLimit', data: { accountId: id, overdraftLimitMinor, now: nowIso() } }, context);
+      markReplay(reply, result);
       return { id, overdraftLimit: formatAmount(overdraftLimitMinor, state.currency), position: result.position.toString() };
     },
   );

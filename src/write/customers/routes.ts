@@ -6,7 +6,7 @@ import { HttpProblem } from '../../shared/http/problem.js';
 import { assertOwner } from '../../shared/auth/plugin.js';
 import { isSameRequest } from '../../shared/requestFingerprint.js';
 import { deterministicId } from '../commandHandler.js';
-import { commandContext, IdempotencyHeaders, nowIso, Position, problemResponses, Uuid } from '../http.js';
+import { commandContext, IdempotencyHeaders, markReplay, nowIso, Position, problemResponses, Uuid } from '../http.js';
 import { customerStream, emailReservationStream } from '../streams.js';
 import type { WriteSide } from '../writeSide.js';
 
@@ -60,6 +60,7 @@ export async function customerRoutes(app: FastifyInstance, { write }: { write: W
       const now = nowIso();
       await write.emails.handle(emailReservationStream(emailNormalized), { type: 'ReserveEmail', data: { emailNormalized, customerId, now } }, context);
       const result = await write.customers.handle(stream, { type: 'RegisterCustomer', data: { customerId, email: body.email, firstName: body.firstName, lastName: body.lastName, now } }, context);
+      markReplay(reply, result);
       const registered = result.events.find((event): event is Extract<CustomerEvent, { type: 'CustomerRegistered' }> => event.type === 'CustomerRegistered');
       if (!registered) throw new HttpProblem(409, 'already_exists', 'this customer already exists');
       return reply
@@ -88,12 +89,13 @@ export async function customerRoutes(app: FastifyInstance, { write }: { write: W
           response: { 200: StatusChanged, ...problemResponses(400, 401, 403, 404, 409, 422) },
         },
       },
-      async (request) => {
+      async (request, reply) => {
         const { id } = request.params as { id: string };
         assertOwner(request, undefined, notFound);
         const context = commandContext(request);
         const data = { customerId: id, now: nowIso(), ...(transition.action === 'suspend' ? { reason: (request.body as { reason?: string } | undefined)?.reason ?? null } : {}) };
         const result = await write.customers.handle(customerStream(id), { type: transition.type, data } as never, context);
+        markReplay(reply, result);
         return { id, status: transition.status, position: result.position.toString() };
       },
     );

@@ -5,7 +5,7 @@ import type { AccountEvent } from '../../domain/account.js';
 import { NoBody } from '../../shared/http/app.js';
 import { HttpProblem } from '../../shared/http/problem.js';
 import { deterministicId } from '../commandHandler.js';
-import { Amount, commandContext, Currency, IdempotencyHeaders, normaliseInstant, nowIso, OptionalText, Position, problemResponses, Uuid } from '../http.js';
+import { Amount, commandContext, Currency, IdempotencyHeaders, normaliseInstant, markReplay, nowIso, OptionalText, Position, problemResponses, Uuid } from '../http.js';
 import { accountStream } from '../streams.js';
 import type { WriteSide } from '../writeSide.js';
 
@@ -80,6 +80,7 @@ export async function movementRoutes(app: FastifyInstance, { write }: { write: W
           type: movement.command,
           data: { accountId: id, transactionId, currency: body.currency, amountMinor, reference: body.reference ?? null, description: body.description ?? null, now: nowIso() },
         }, context);
+        markReplay(reply, result);
         const moved = single(result.events, movement.event);
         return reply.status(201).send({
           transactionId: moved.data.transactionId,
@@ -117,6 +118,7 @@ export async function movementRoutes(app: FastifyInstance, { write }: { write: W
         type: 'PlaceHold',
         data: { accountId: id, holdId: body.holdId, currency: body.currency, amountMinor, expiresAt, reference: body.reference ?? null, description: body.description ?? null, now: nowIso() },
       }, context);
+      markReplay(reply, result);
       const placed = single(result.events, 'HoldPlaced');
       const currency = placed.data.currency;
       return reply.status(201).send({
@@ -146,7 +148,7 @@ export async function movementRoutes(app: FastifyInstance, { write }: { write: W
         response: { 200: HoldResponse, ...problemResponses(400, 401, 403, 404, 409, 422) },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { id, holdId } = request.params as { id: string; holdId: string };
       const amount = (request.body as { amount?: string } | undefined)?.amount;
       const context = commandContext(request);
@@ -157,6 +159,7 @@ export async function movementRoutes(app: FastifyInstance, { write }: { write: W
         type: 'CaptureHold',
         data: { accountId: id, holdId, ...(amountMinor === undefined ? {} : { amountMinor }), now: nowIso() },
       }, context);
+      markReplay(reply, result);
       const captured = single(result.events, 'HoldCaptured');
       const currency = captured.data.currency;
       return {
@@ -187,10 +190,11 @@ export async function movementRoutes(app: FastifyInstance, { write }: { write: W
         response: { 200: HoldResponse, ...problemResponses(400, 401, 403, 404, 409, 422) },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { id, holdId } = request.params as { id: string; holdId: string };
       const context = commandContext(request);
       const result = await write.accounts.handle(accountStream(id), { type: 'ReleaseHold', data: { accountId: id, holdId, now: nowIso() } }, context);
+      markReplay(reply, result);
       const released = single(result.events, 'HoldReleased');
       const currency = released.data.currency;
       return {

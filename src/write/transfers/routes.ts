@@ -6,7 +6,7 @@ import { actorOf, idempotencyScopeOf } from '../../shared/auth/principal.js';
 import { assertOwner, principalOf } from '../../shared/auth/plugin.js';
 import { HttpProblem } from '../../shared/http/problem.js';
 import { requestFingerprints } from '../../shared/requestFingerprint.js';
-import { Amount, Currency, nowIso, OptionalText, Position, problemResponses, Uuid } from '../http.js';
+import { Amount, Currency, markReplay, nowIso, OptionalText, Position, problemResponses, Uuid } from '../http.js';
 import { accountStream, transferStream } from '../streams.js';
 import type { TransferAdmission } from './admission.js';
 import type { WriteSide } from '../writeSide.js';
@@ -85,6 +85,7 @@ export async function transferRoutes(app: FastifyInstance, { write, timings, adm
           type: 'RequestTransfer',
           data: { transferId: body.transferId, fromAccountId: body.fromAccountId, toAccountId: body.toAccountId, currency: body.currency, amountMinor, description: body.description ?? null, deadlineAt, holdExpiresAt, now },
         }, context);
+        markReplay(reply, result);
       } catch (error) {
         if (error instanceof BusinessRuleError && error.code === 'already_exists') throw new HttpProblem(409, 'transfer_exists', 'a transfer with this id already exists');
         throw error;
