@@ -459,7 +459,8 @@ function setOverdraftLimit(command: SetOverdraftLimit, state: AccountState, nowM
   assertOverdraftLimit(overdraftLimitMinor);
   const account = requireOpened(state);
   requireNotClosed(account);
-  if (overdraftLimitMinor === account.overdraftLimitMinor) return [];
+  // The same limit again is recorded too: the setting is a fact an auditor sees, and only a recorded
+  // command keeps its idempotency key, so a late retry cannot undo a change made in between.
   const availableAfterMinor = availableAtMs(account, nowMs) - account.overdraftLimitMinor + overdraftLimitMinor;
   if (availableAfterMinor < 0n) {
     throw new BusinessRuleError('insufficient_funds', 'the new overdraft limit is below what the account already uses', { availableAfterMinor });

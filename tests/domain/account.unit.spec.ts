@@ -155,8 +155,8 @@ describe('SetOverdraftLimit', () => {
     spec.given(opened).when(cmd.setOverdraft(500n)).then([{ type: 'OverdraftLimitChanged', data: { accountId, overdraftLimitMinor: 500n, at: T0 } }]);
   });
 
-  it('is a no-op when the limit does not change', () => {
-    spec.given(history(cmd.open({ overdraftLimitMinor: 500n }))).when(cmd.setOverdraft(500n)).thenNothing();
+  it('records the limit even when it does not change, so the command keeps its idempotency key', () => {
+    spec.given(history(cmd.open({ overdraftLimitMinor: 500n }))).when(cmd.setOverdraft(500n)).then([{ type: 'OverdraftLimitChanged', data: { accountId, overdraftLimitMinor: 500n, at: T0 } }]);
   });
 
   it('lowers the limit to exactly what is used', () => {

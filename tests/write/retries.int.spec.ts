@@ -78,4 +78,24 @@ describe('retries of the same request', () => {
     expect(repeat.json()).toMatchObject({ id: transferId, position: recorded.position.toString() });
     expect((await readWholeStream(ledger.runtime.store, transferStream(transferId))).map((event) => event.type)).toEqual(['TransferRequested']);
   });
+
+  it('a late retry of an overdraft setting that changed nothing does not undo a change made since, at an instance without the cache', async () => {
+    const { ledger, tokens } = suite;
+    const account = await openFundedAccount(ledger.app, tokens);
+    const admin = client(ledger.app, tokens.admin);
+    const key = randomUUID();
+    const first = await admin.post(`/v1/accounts/${account.accountId}/overdraft`, { overdraftLimit: '0' }, { 'idempotency-key': key });
+    expect(first.statusCode, first.body).toBe(200);
+    const changed = await admin.post(`/v1/accounts/${account.accountId}/overdraft`, { overdraftLimit: '300.00' });
+    expect(changed.statusCode, changed.body).toBe(200);
+    const other = await ledger.restart(['write-api']);
+    const retry = await client(other.app, tokens.admin).post(`/v1/accounts/${account.accountId}/overdraft`, { overdraftLimit: '0' }, { 'idempotency-key': key });
+    expect(retry.statusCode, retry.body).toBe(200);
+    expect(retry.headers['idempotent-replayed']).toBe('true');
+    expect(retry.json()).toEqual(first.json());
+    const reused = await client(other.app, tokens.admin).post(`/v1/accounts/${account.accountId}/overdraft`, { overdraftLimit: '500.00' }, { 'idempotency-key': key });
+    expect(reused.statusCode, reused.body).toBe(422);
+    const limits = (await readWholeStream(ledger.runtime.store, `account-${account.accountId}`)).filter((event) => event.type === 'OverdraftLimitChanged').map((event) => (event.data as { overdraftLimitMinor: unknown }).overdraftLimitMinor);
+    expect(limits.map(String)).toEqual(['0', '30000']);
+  });
 });
