@@ -38,11 +38,20 @@ export function commandContext(request: FastifyRequest, body: unknown = request.
   };
 }
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The route's idempotency key is in its body (a transfer's id): an Idempotency-Key header plays no part. */
+    idempotencyKeyInBody?: true;
+  }
+}
+
 /**
  * The command context of a request that carries an Idempotency-Key, else undefined. Checked, not
- * thrown: a transfer carries its key in the body, and an exception per request is costly.
+ * thrown: an exception per request is costly. A route keyed by its body has none: the response
+ * cache must not refuse two transfers for sharing a header the route does not use.
  */
 export function keyedCommandContext(request: FastifyRequest): CommandContext | undefined {
+  if (request.routeOptions.config.idempotencyKeyInBody) return undefined;
   const key = request.headers['idempotency-key'];
   return typeof key === 'string' && key.length > 0 ? commandContext(request) : undefined;
 }

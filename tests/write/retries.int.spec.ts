@@ -98,4 +98,22 @@ describe('retries of the same request', () => {
     const limits = (await readWholeStream(ledger.runtime.store, `account-${account.accountId}`)).filter((event) => event.type === 'OverdraftLimitChanged').map((event) => (event.data as { overdraftLimitMinor: unknown }).overdraftLimitMinor);
     expect(limits.map(String)).toEqual(['0', '30000']);
   });
+
+  it('an Idempotency-Key header on transfers plays no part: the transfer id is the key', async () => {
+    const { ledger, tokens } = suite;
+    const from = await openFundedAccount(ledger.app, tokens, { deposit: '10.00' });
+    const to = await openFundedAccount(ledger.app, tokens);
+    const teller = client(ledger.app, tokens.teller);
+    const header = { 'idempotency-key': `habit-${randomUUID()}` };
+    const transfer = () => ({ transferId: randomUUID(), fromAccountId: from.accountId, toAccountId: to.accountId, amount: '1.00', currency: 'EUR' });
+    const [a, b] = [transfer(), transfer()];
+    const first = await teller.post('/v1/transfers', a, header);
+    const second = await teller.post('/v1/transfers', b, header);
+    expect([first.statusCode, second.statusCode], second.body).toEqual([202, 202]);
+    expect(second.json()).toMatchObject({ id: b.transferId });
+    const repeat = await teller.post('/v1/transfers', a, { 'idempotency-key': `other-${randomUUID()}` });
+    expect(repeat.statusCode, repeat.body).toBe(202);
+    expect(repeat.json()).toEqual(first.json());
+    for (const { transferId } of [a, b]) expect((await readWholeStream(ledger.runtime.store, transferStream(transferId))).map((event) => event.type)).toEqual(['TransferRequested']);
+  });
 });

@@ -30,7 +30,7 @@ export async function transferRoutes(app: FastifyInstance, { write, timings, adm
   app.post(
     '/v1/transfers',
     {
-      config: { access: { roles: ['customer', 'teller'], ownership: 'transfer-source' } },
+      config: { access: { roles: ['customer', 'teller'], ownership: 'transfer-source' }, idempotencyKeyInBody: true },
       schema: {
         tags: ['transfers'],
         summary: 'Request a transfer between two accounts of one currency (202; follow Location)',
