@@ -195,6 +195,26 @@ describe('command API', () => {
       expect((await teller.post(`/v1/accounts/${accountId}/holds/${randomUUID()}/capture`)).json()).toMatchObject({ code: 'hold_not_found' });
       expect((await teller.post(`/v1/accounts/${accountId}/holds`, { holdId: randomUUID(), amount: '1.00', currency: 'EUR', expiresAt: '2001-01-01T00:00:00Z' })).statusCode).toBe(400);
     });
+
+    it('takes a hold id in any case as the same hold (RFC 9562), and still finds one placed under an upper-case spelling before', async () => {
+      const { accountId } = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+      const expiresAt = new Date(Date.now() + 60_000).toISOString();
+      const holdId = randomUUID();
+      const placed = await teller.post(`/v1/accounts/${accountId}/holds`, { holdId: holdId.toUpperCase(), amount: '2.00', currency: 'EUR', expiresAt });
+      expect(placed.statusCode, placed.body).toBe(201);
+      expect(placed.json()).toMatchObject({ holdId, held: '2.00' });
+      const again = await teller.post(`/v1/accounts/${accountId}/holds`, { holdId, amount: '2.00', currency: 'EUR', expiresAt });
+      expect(again.json()).toMatchObject({ status: 422, code: 'hold_already_exists' });
+      const captured = await teller.post(`/v1/accounts/${accountId}/holds/${holdId.toUpperCase()}/capture`);
+      expect(captured.json()).toMatchObject({ holdId, captured: '2.00', balanceAfter: '98.00', held: '0.00' });
+
+      // Recorded as spelled by an earlier version, which did not lower-case hold ids.
+      const legacy = randomUUID().toUpperCase();
+      const now = new Date().toISOString();
+      await createWriteSide(ledger.runtime.store, { retryLimit: 5 }).accounts.handle(accountStream(accountId), { type: 'PlaceHold', data: { accountId, holdId: legacy, currency: 'EUR', amountMinor: 300n, expiresAt, reference: null, description: null, now } }, { idempotencyKey: `test:${randomUUID()}`, requestHash: 'test', actor: 'test', correlationId: legacy });
+      const released = await teller.post(`/v1/accounts/${accountId}/holds/${legacy}/release`);
+      expect(released.json()).toMatchObject({ holdId: legacy, status: 'released', released: '3.00', held: '0.00' });
+    });
   });
 
   describe('routes that take no body', () => {

@@ -1,11 +1,11 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { formatAmount, parseAmount } from '../../domain/money.js';
-import type { AccountEvent } from '../../domain/account.js';
+import type { AccountEvent, AccountState } from '../../domain/account.js';
 import { NoBody } from '../../shared/http/app.js';
 import { HttpProblem } from '../../shared/http/problem.js';
 import { deterministicId } from '../commandHandler.js';
-import { Amount, commandContext, Currency, IdempotencyHeaders, normaliseInstant, markReplay, nowIso, OptionalText, Position, problemResponses, Uuid } from '../http.js';
+import { Amount, commandContext, Currency, IdempotencyHeaders, markReplay, normaliseInstant, nowIso, OptionalText, Position, problemResponses, Uuid } from '../http.js';
 import { accountStream } from '../streams.js';
 import type { WriteSide } from '../writeSide.js';
 
@@ -43,6 +43,15 @@ const HoldResponse = Type.Object({
 const CaptureBody = Type.Object({ amount: Type.Optional(Amount) }, { additionalProperties: false });
 const AccountParams = Type.Object({ id: Uuid }, { additionalProperties: false });
 const HoldParams = Type.Object({ id: Uuid, holdId: Uuid }, { additionalProperties: false });
+
+/**
+ * UUIDs are the same in any case (RFC 9562): "2170CA49-…" is the hold "2170ca49-…", not a second one
+ * reserving the funds again. Lower case, unless a hold was placed under this exact spelling before
+ * ids were normalised (it must still be found as spelled).
+ */
+function holdIdOf(raw: string, state: AccountState): string {
+  return raw === raw.toLowerCase() || (state.status !== 'none' && state.holds.has(raw)) ? raw : raw.toLowerCase();
+}
 
 type MovementInput = { amount: string; currency: string; reference?: string | null; description?: string | null };
 
@@ -114,9 +123,10 @@ export async function movementRoutes(app: FastifyInstance, { write }: { write: W
       const amountMinor = parseAmount(body.amount, body.currency);
       const expiresAt = normaliseInstant(body.expiresAt, 'expiresAt');
       const context = commandContext(request);
+      const holdId = holdIdOf(body.holdId, (await write.accounts.load(accountStream(id))).state);
       const result = await write.accounts.handle(accountStream(id), {
         type: 'PlaceHold',
-        data: { accountId: id, holdId: body.holdId, currency: body.currency, amountMinor, expiresAt, reference: body.reference ?? null, description: body.description ?? null, now: nowIso() },
+        data: { accountId: id, holdId, currency: body.currency, amountMinor, expiresAt, reference: body.reference ?? null, description: body.description ?? null, now: nowIso() },
       }, context);
       markReplay(reply, result);
       const placed = single(result.events, 'HoldPlaced');
@@ -149,11 +159,12 @@ export async function movementRoutes(app: FastifyInstance, { write }: { write: W
       },
     },
     async (request, reply) => {
-      const { id, holdId } = request.params as { id: string; holdId: string };
+      const { id, holdId: rawHoldId } = request.params as { id: string; holdId: string };
       const amount = (request.body as { amount?: string } | undefined)?.amount;
       const context = commandContext(request);
       const { state } = await write.accounts.load(accountStream(id));
       if (state.status === 'none') throw new HttpProblem(404, 'account_not_found', 'no such account');
+      const holdId = holdIdOf(rawHoldId, state);
       const amountMinor = amount === undefined ? undefined : parseAmount(amount, state.currency);
       const result = await write.accounts.handle(accountStream(id), {
         type: 'CaptureHold',
@@ -191,8 +202,9 @@ export async function movementRoutes(app: FastifyInstance, { write }: { write: W
       },
     },
     async (request, reply) => {
-      const { id, holdId } = request.params as { id: string; holdId: string };
+      const { id, holdId: rawHoldId } = request.params as { id: string; holdId: string };
       const context = commandContext(request);
+      const holdId = holdIdOf(rawHoldId, (await write.accounts.load(accountStream(id))).state);
       const result = await write.accounts.handle(accountStream(id), { type: 'ReleaseHold', data: { accountId: id, holdId, now: nowIso() } }, context);
       markReplay(reply, result);
       const released = single(result.events, 'HoldReleased');
