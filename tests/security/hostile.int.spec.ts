@@ -185,6 +185,30 @@ describe('hostile input', () => {
     }
   });
 
+  it.each([
+    ['a key given twice', '{"amount":"1.00","currency":"EUR","amount":"900.00"}', 400, 'duplicate_key'],
+    ['a key given twice, once escaped', '{"amount":"1.00","currency":"EUR","\\u0061mount":"900.00"}', 400, 'duplicate_key'],
+    ['a key given twice in a nested object', '{"amount":"1.00","currency":"EUR","reference":"r","x":{"a":1,"a":2}}', 400, 'duplicate_key'],
+  ])('refuses %s with a 400 problem, before anything is decided', async (_label, payload, status, code) => {
+    const before = await written('teller');
+    const response = await ledger.app.inject({ method: 'POST', url: `/v1/accounts/${accountId}/deposits`, headers: { authorization: `Bearer ${tokens.get('teller')}`, 'idempotency-key': randomUUID(), 'content-type': 'application/json' }, payload });
+    expect(response.statusCode, response.body).toBe(status);
+    expect(response.headers['content-type']).toContain('application/problem+json');
+    expect(response.json()).toMatchObject({ code });
+    expect(await written('teller')).toBe(before);
+  });
+
+  it('refuses a body declared in a charset other than UTF-8 with a 415 problem, and takes utf-8 in any spelling', async () => {
+    const payload = JSON.stringify({ amount: '1.00', currency: 'EUR' });
+    const post = (contentType: string) => ledger.app.inject({ method: 'POST', url: `/v1/accounts/${accountId}/deposits`, headers: { authorization: `Bearer ${tokens.get('teller')}`, 'idempotency-key': randomUUID(), 'content-type': contentType }, payload });
+    const before = await written('teller');
+    const latin1 = await post('application/json; charset=latin1');
+    expect(latin1.statusCode, latin1.body).toBe(415);
+    expect(latin1.json()).toMatchObject({ code: 'unsupported_charset' });
+    expect(await written('teller')).toBe(before);
+    for (const contentType of ['application/json; charset=UTF-8', 'application/json;charset="utf8"', 'application/json']) expect((await post(contentType)).statusCode, contentType).toBe(201);
+  });
+
   it('refuses a body over BODY_LIMIT_BYTES with a 413 problem', async () => {
     const before = await written('teller');
     const payload = JSON.stringify({ amount: '1.00', currency: 'EUR', description: 'x'.repeat(ledger.config.BODY_LIMIT_BYTES + 1) });

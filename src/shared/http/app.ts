@@ -5,6 +5,7 @@ import { Type } from '@sinclair/typebox';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Logger } from 'pino';
+import { registerJsonBodyParser } from './jsonBody.js';
 import { problemDetailsPlugin } from './problem.js';
 
 /**
@@ -55,6 +56,7 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
   const bodyAjv = ajvWith(STRICT_BODY);
   const textAjv = ajvWith(TEXT_PARTS);
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema));
+  registerJsonBodyParser(app);
 
   // A POST without a body is validated as `{}`: routes whose fields are all optional accept it,
   // and routes with required fields name the missing ones.

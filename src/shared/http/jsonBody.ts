@@ -1,0 +1,57 @@
+import type { FastifyInstance } from 'fastify';
+import { visit } from 'jsonc-parser';
+import { HttpProblem } from './problem.js';
+
+/**
+ * The first key that stands twice in one object of this JSON text, else undefined.
+ *
+ * `JSON.parse` keeps the last of two equal keys without a word, so `{"amount":"1.00",…,"amount":"900.00"}`
+ * would deposit 900.00 while a gateway or an audit log that keeps the first saw 1.00. Names are
+ * compared decoded (`"\u0061"` is `"a"`), as the parser compares them.
+ */
+export function duplicateKeyOf(text: string): string | undefined {
+  const open: Set<string>[] = [];
+  let duplicate: string | undefined;
+  visit(text, {
+    onObjectBegin: () => {
+      open.push(new Set());
+    },
+    onObjectEnd: () => {
+      open.pop();
+    },
+    onObjectProperty: (name) => {
+      const keys = open.at(-1);
+      if (keys === undefined || duplicate !== undefined) return;
+      if (keys.has(name)) duplicate = name;
+      else keys.add(name);
+    },
+  });
+  return duplicate;
+}
+
+const UTF8 = /^utf-?8$/i;
+
+/**
+ * Replaces Fastify's JSON body parser with one that refuses, with a 4xx and before any handler runs,
+ * what the default takes silently: a key given twice in one object, and a declared charset other
+ * than UTF-8 (the body would be read as UTF-8 anyway). Everything else is the default parser's work,
+ * its refusal of `__proto__` and `constructor` keys included.
+ */
+export function registerJsonBodyParser(app: FastifyInstance): void {
+  const parse = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(request.headers['content-type'] ?? '')?.[1];
+    if (charset !== undefined && !UTF8.test(charset)) {
+      done(new HttpProblem(415, 'unsupported_charset', `request bodies are UTF-8; charset=${charset.slice(0, 40)} is not accepted`), undefined);
+      return;
+    }
+    const text = body as string;
+    parse(request, text, (error, value) => {
+      if (error) return done(error, undefined);
+      const duplicate = duplicateKeyOf(text);
+      if (duplicate !== undefined) return done(new HttpProblem(400, 'duplicate_key', `the JSON body gives the key "${duplicate.slice(0, 100)}" more than once in one object`), undefined);
+      done(null, value);
+    });
+  });
+}
