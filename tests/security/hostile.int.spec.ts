@@ -209,6 +209,19 @@ describe('hostile input', () => {
     for (const contentType of ['application/json; charset=UTF-8', 'application/json;charset="utf8"', 'application/json']) expect((await post(contentType)).statusCode, contentType).toBe(201);
   });
 
+  it('refuses a query parameter that a route does not read, by name, on commands and on queries that take none', async () => {
+    const before = await written('teller');
+    const deposit = await ledger.app.inject({ method: 'POST', url: `/v1/accounts/${accountId}/deposits?amount=5`, headers: { authorization: `Bearer ${tokens.get('teller')}`, 'idempotency-key': randomUUID(), 'content-type': 'application/json' }, payload: JSON.stringify({ amount: '1.00', currency: 'EUR' }) });
+    expect(deposit.statusCode, deposit.body).toBe(400);
+    expect(deposit.headers['content-type']).toContain('application/problem+json');
+    expect(deposit.body).toContain('amount');
+    expect(await written('teller')).toBe(before);
+    const trialBalance = await ledger.app.inject({ method: 'GET', url: '/v1/audit/trial-balance?foo=1', headers: { authorization: `Bearer ${tokens.get('auditor')}` } });
+    expect(trialBalance.statusCode, trialBalance.body).toBe(400);
+    expect(trialBalance.headers['content-type']).toContain('application/problem+json');
+    expect((await ledger.app.inject({ method: 'GET', url: '/v1/audit/trial-balance', headers: { authorization: `Bearer ${tokens.get('auditor')}` } })).statusCode).toBe(200);
+  });
+
   it('refuses a body over BODY_LIMIT_BYTES with a 413 problem', async () => {
     const before = await written('teller');
     const payload = JSON.stringify({ amount: '1.00', currency: 'EUR', description: 'x'.repeat(ledger.config.BODY_LIMIT_BYTES + 1) });

@@ -27,6 +27,9 @@ function ajvWith(options: AjvOptions): Ajv {
  * release sent an amount was a full release); with it, a field is refused by name, and no body at
  * all still passes, as `{}` (see the preValidation hook below).
  */
+/** The query string of a route that reads none. */
+const NoQuery = Type.Object({}, { additionalProperties: false });
+
 export const NoBody = Type.Object({}, { additionalProperties: false, description: 'no fields: send no body, or {}' });
 
 export interface HttpAppOptions {
@@ -65,6 +68,8 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
   });
   app.addHook('onRoute', (route) => {
     if ([route.method].flat().includes('POST') && !route.schema?.body) throw new Error(`route POST ${route.url} declares no body; one that takes no fields uses NoBody`);
+    // A parameter nobody reads is refused by name, not ignored (`…/deposits?amount=5` moved the body's amount).
+    if (route.url.startsWith('/v1/') && !route.schema?.querystring) route.schema = { ...route.schema, querystring: NoQuery };
   });
   await app.register(problemDetailsPlugin);
   await app.register(swagger, {
