@@ -32,6 +32,39 @@ describe.each(storeVariants('query API'))('query API on $name', ({ env: storeEnv
     expect(customer.json()).toMatchObject({ id: customerId, status: 'active', firstName: 'Ada' });
   });
 
+  it("pages a customer's accounts, oldest first, with a cursor bound to that customer", async () => {
+    const { accountId: first, customerId } = await openFundedAccount(ledger.app, tokens);
+    const opened = [first];
+    let position = '0';
+    for (let index = 0; index < 4; index++) {
+      const response = await teller.post('/v1/accounts', { customerId, currency: 'EUR', type: 'checking' });
+      expect(response.statusCode, response.body).toBe(201);
+      opened.push(response.json<{ id: string }>().id);
+      position = response.json<{ position: string }>().position;
+    }
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    for (let page = 0; page < 5 && (page === 0 || cursor !== null); page++) {
+      const response = await auditor.get(`/v1/customers/${customerId}/accounts?limit=2&minPosition=${position}${cursor ? `&cursor=${cursor}` : ''}`);
+      expect(response.statusCode, response.body).toBe(200);
+      const body = response.json<{ items: { id: string }[]; nextCursor: string | null }>();
+      expect(body.items.length).toBeLessThanOrEqual(2);
+      seen.push(...body.items.map((item) => item.id));
+      cursor = body.nextCursor;
+    }
+    expect(cursor).toBeNull();
+    expect(new Set(seen)).toEqual(new Set(opened));
+    expect(seen).toHaveLength(5);
+    const all = await auditor.get(`/v1/customers/${customerId}/accounts`);
+    expect(all.json<{ items: { id: string }[] }>().items.map((item) => item.id)).toEqual(seen);
+
+    const { customerId: other } = await openFundedAccount(ledger.app, tokens);
+    const firstPage = await auditor.get(`/v1/customers/${customerId}/accounts?limit=1`);
+    const foreign = await auditor.get(`/v1/customers/${other}/accounts?cursor=${firstPage.json<{ nextCursor: string }>().nextCursor}`);
+    expect(foreign.statusCode).toBe(400);
+    expect(foreign.json()).toMatchObject({ code: 'invalid_cursor' });
+  });
+
   it('answers 503 with Retry-After when the read model does not reach minPosition in time', async () => {
     const started = Date.now();
     const response = await auditor.get(`/v1/accounts/${randomUUID()}?minPosition=9223372036854775807`);

@@ -8,9 +8,11 @@ export async function findAccount(db: Kysely<ReadDatabase>, accountId: string): 
   return db.selectFrom('account_balances').selectAll().where('account_id', '=', accountId).executeTakeFirst();
 }
 
-/** A customer's accounts, oldest first; bounded because a customer holds few accounts. */
-export async function accountsOfCustomer(db: Kysely<ReadDatabase>, customerId: string, limit = 200): Promise<AccountRow[]> {
-  return db.selectFrom('account_balances').selectAll().where('customer_id', '=', customerId).orderBy('opened_at').orderBy('account_id').limit(limit).execute();
+/** A page of a customer's accounts, oldest first, after the (opened_at, account_id) given. */
+export async function accountsOfCustomer(db: Kysely<ReadDatabase>, customerId: string, limit: number, after?: { openedAt: Date; accountId: string }): Promise<AccountRow[]> {
+  let query = db.selectFrom('account_balances').selectAll().where('customer_id', '=', customerId);
+  if (after) query = query.where(({ eb, refTuple, tuple }) => eb(refTuple('opened_at', 'account_id'), '>', tuple(after.openedAt, after.accountId)));
+  return query.orderBy('opened_at').orderBy('account_id').limit(limit).execute();
 }
 
 /** Holds still active past their expiry, for the expiry sweeper. */

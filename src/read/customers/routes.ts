@@ -63,16 +63,31 @@ export async function customerReadRoutes(app: FastifyInstance, context: ReadCont
         tags: ['customers'],
         summary: "A customer's accounts",
         params: Params,
-        querystring: Type.Object({ ...MinPositionQuery }, { additionalProperties: false }),
-        response: { 200: Type.Object({ items: Type.Array(AccountView) }), ...Problems },
+        querystring: Type.Object(
+          { limit: Type.Integer({ minimum: 1, maximum: 200, default: 200 }), cursor: Type.Optional(Type.String({ maxLength: 512 })), ...MinPositionQuery },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Object({ items: Type.Array(AccountView), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...Problems },
       },
     },
     async (request) => {
       const { id } = request.params as { id: string };
+      const query = request.query as { limit: number; cursor?: string };
+      let after: { openedAt: Date; accountId: string } | undefined;
+      if (query.cursor !== undefined) {
+        const cursor = context.cursors.decode(query.cursor);
+        const openedAt = typeof cursor.o === 'string' ? new Date(cursor.o) : undefined;
+        if (cursor.c !== id || typeof cursor.i !== 'string' || openedAt === undefined || Number.isNaN(openedAt.getTime())) throw new HttpProblem(400, 'invalid_cursor', 'the cursor does not belong to this listing');
+        after = { openedAt, accountId: cursor.i };
+      }
       // The listing reads two read models: both must have passed the position.
       await awaitPositions(request, context.progress, ['accounts', 'customers'], context.readWaitTimeoutMs);
       await visibleCustomer(context, request, id);
-      return { items: (await accountsOfCustomer(context.db, id)).map(accountView) };
+      const rows = await accountsOfCustomer(context.db, id, query.limit + 1, after);
+      const page = rows.slice(0, query.limit);
+      const last = page.at(-1);
+      const nextCursor = rows.length > query.limit && last ? context.cursors.encode({ c: id, o: last.opened_at.toISOString(), i: last.account_id }) : null;
+      return { items: page.map(accountView), nextCursor };
     },
   );
 }
