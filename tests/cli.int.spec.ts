@@ -29,6 +29,17 @@ const embeddedUnreachable = (() => {
 const WITHOUT_EMBEDDED_BINARIES = new URL('./support/withoutEmbeddedBinaries.mjs', import.meta.url).pathname;
 
 
+/** The port a ledger started with PORT=0 bound, from its "ledger started" line (a random fixed port could be taken). */
+async function boundPort(output: () => { stdout: string; stderr: string }): Promise<number> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const line = output().stdout.split('\n').find((text) => text.includes('"ledger started"'));
+    if (line) return (JSON.parse(line) as { port: number }).port;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`the ledger did not start\n${output().stdout.slice(-2_000)}${output().stderr}`);
+}
+
 describe('the ledger executable', () => {
   let database: TestDatabase;
 
@@ -58,8 +69,8 @@ describe('the ledger executable', () => {
   });
 
   it('starts every role, answers health, and shuts down cleanly on SIGTERM', async () => {
-    const port = 40_000 + Math.floor(Math.random() * 20_000);
-    const { child, output } = run(['start'], { DATABASE_URL: database.url, PORT: String(port), HOST: '127.0.0.1', JWT_SECRET: 'x'.repeat(40), LOG_LEVEL: 'info' });
+    const { child, output } = run(['start'], { DATABASE_URL: database.url, PORT: '0', HOST: '127.0.0.1', JWT_SECRET: 'x'.repeat(40), LOG_LEVEL: 'info' });
+    const port = await boundPort(output);
     const deadline = Date.now() + 30_000;
     let ready: Response | undefined;
     while (Date.now() < deadline) {
@@ -83,9 +94,9 @@ describe('the ledger executable', () => {
   });
 
   it('exits with 1 at the shutdown bound even while a projection batch waits on a lock, not when the lock goes', async () => {
-    const port = 40_000 + Math.floor(Math.random() * 20_000);
     const secret = 'y'.repeat(40);
-    const { child, output } = run(['start'], { DATABASE_URL: database.url, PORT: String(port), HOST: '127.0.0.1', JWT_SECRET: secret, LOG_LEVEL: 'info', SHUTDOWN_TIMEOUT_MS: '1000' });
+    const { child, output } = run(['start'], { DATABASE_URL: database.url, PORT: '0', HOST: '127.0.0.1', JWT_SECRET: secret, LOG_LEVEL: 'info', SHUTDOWN_TIMEOUT_MS: '1000' });
+    const port = await boundPort(output);
     const deadline = Date.now() + 30_000;
     while (Date.now() < deadline && (await fetch(`http://127.0.0.1:${port}/health/ready`).catch(() => undefined))?.status !== 200) await new Promise((resolve) => setTimeout(resolve, 200));
     const locker = new pg.Client({ connectionString: database.url });

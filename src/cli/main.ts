@@ -161,7 +161,9 @@ async function serve(roles: readonly Role[], config: ReturnType<typeof loadConfi
     }
     throw error;
   }
-  logger.info({ roles, port: config.PORT, eventStore: runtime.store.kind }, 'ledger started');
+  // The port bound, which PORT=0 leaves to the system.
+  const address = ledger.app.server.address();
+  logger.info({ roles, port: typeof address === 'object' && address !== null ? address.port : config.PORT, eventStore: runtime.store.kind }, 'ledger started');
   const started = ledger;
 
   let stopping = false;

@@ -503,16 +503,18 @@ describe('transfer guarantees', () => {
 
       // Looked at right after the fence, the manager's first step: by the time it records the
       // failure, the timer may already have seen the transfer end and deleted the row.
-      let rowAfterFence: boolean | undefined;
+      // Only the first fence looks: the reaction and the timer may both fence, and a second look,
+      // landing after the first path has failed the transfer and deleted the row, would overwrite it.
+      let rowAfterFence: Promise<boolean> | undefined;
       managerFor(ledger, running, {
         afterStep: async (step, id) => {
-          if (id === transferId && step === 'fence-reservation' && rowAfterFence === undefined) rowAfterFence = await deadlineRowExists(db, transferId);
+          if (id === transferId && step === 'fence-reservation' && rowAfterFence === undefined) await (rowAfterFence = deadlineRowExists(db, transferId));
         },
       });
       const final = await settled(ledger, transferId);
 
       expect(final).toMatchObject({ status: 'failed', reason: 'deadline_exceeded' });
-      expect(rowAfterFence, 'the timer row existed once TransferRequested was processed').toBe(true);
+      expect(await rowAfterFence, 'the timer row existed once TransferRequested was processed').toBe(true);
       expectEffects(effectsOf(await readAllEvents(store), transferId), 'failed', 'late transfer');
       expect(await moneyOf(store, from.accountId)).toEqual({ status: 'active', balanceMinor: 10_000n, heldMinor: 0n, availableMinor: 10_000n });
       expect(await moneyOf(store, to.accountId)).toMatchObject({ balanceMinor: 0n });
