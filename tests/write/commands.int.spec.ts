@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import type { EventStore } from '../../src/eventstore/port.js';
 import { createHttpApp } from '../../src/shared/http/app.js';
-import { accountStream, transferStream } from '../../src/write/streams.js';
+import { accountStream, emailReservationStream, transferStream } from '../../src/write/streams.js';
 import { createWriteSide } from '../../src/write/writeSide.js';
 import { client, openFundedAccount, startTestLedger, type TestLedger } from '../support/ledger.js';
 
@@ -58,6 +58,27 @@ describe('command API', () => {
       const duplicate = await admin.post('/v1/customers', { email: `  ${email.toUpperCase()} `, firstName: 'C', lastName: 'D' });
       expect(duplicate.statusCode).toBe(409);
       expect(duplicate.json()).toMatchObject({ code: 'email_taken' });
+      expect(await storedEventCount()).toBe(before);
+    });
+
+    it('lets a registration take over an email reserved by one that failed before registering its customer, once', async () => {
+      const email = `orphan.${randomUUID()}@example.com`;
+      // What a request that crashed between its two appends leaves: the reservation, no customer.
+      const orphan = randomUUID();
+      await createWriteSide(ledger.runtime.store, { retryLimit: 5 }).emails.handle(emailReservationStream(email), { type: 'ReserveEmail', data: { emailNormalized: email, customerId: orphan, now: new Date().toISOString() } }, { idempotencyKey: `test:${randomUUID()}`, requestHash: 'test', actor: 'test', correlationId: orphan });
+      const key = randomUUID();
+      const taken = await admin.post('/v1/customers', { email, firstName: 'Ada', lastName: 'Lovelace' }, { 'idempotency-key': key });
+      expect(taken.statusCode, taken.body).toBe(201);
+      expect(taken.json()).toMatchObject({ id: orphan, email, firstName: 'Ada' });
+      expect(taken.headers.location).toBe(`/v1/customers/${orphan}`);
+      const repeat = await admin.post('/v1/customers', { email, firstName: 'Ada', lastName: 'Lovelace' }, { 'idempotency-key': key });
+      expect(repeat.statusCode, repeat.body).toBe(201);
+      expect(repeat.json()).toEqual(taken.json());
+      expect(repeat.headers['idempotent-replayed']).toBe('true');
+      // The customer exists now: anyone else asking for the email is refused, as ever.
+      const before = await storedEventCount();
+      const other = await admin.post('/v1/customers', { email, firstName: 'C', lastName: 'D' });
+      expect(other.json()).toMatchObject({ status: 409, code: 'email_taken' });
       expect(await storedEventCount()).toBe(before);
     });
 

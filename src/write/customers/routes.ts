@@ -32,6 +32,22 @@ const IdParams = Type.Object({ id: Uuid }, { additionalProperties: false });
 
 const notFound = () => new HttpProblem(404, 'customer_not_found', 'no such customer');
 
+/**
+ * The customer an email is reserved for when that customer was never registered (a request that
+ * reserved it failed before its second append), or was registered by this very key: this request
+ * then registers that customer instead of being refused the email for good. Two requests doing so
+ * at once register it once; the other is refused as the customer exists, as is the first request
+ * if it ever comes back. No second customer with the email can arise either way.
+ */
+async function orphanedHolderOf(write: WriteSide, emailNormalized: string, customerId: string, idempotencyKey: string): Promise<string | undefined> {
+  const { state: reservation } = await write.emails.load(emailReservationStream(emailNormalized));
+  if (reservation.status !== 'reserved' || reservation.customerId === customerId) return undefined;
+  const holder = customerStream(reservation.customerId);
+  const { state } = await write.customers.load(holder);
+  if (state.status === 'none' || (await write.customers.findCommand(holder, idempotencyKey))) return reservation.customerId;
+  return undefined;
+}
+
 export async function customerRoutes(app: FastifyInstance, { write }: { write: WriteSide }): Promise<void> {
   app.post(
     '/v1/customers',
@@ -48,15 +64,16 @@ export async function customerRoutes(app: FastifyInstance, { write }: { write: W
     async (request, reply) => {
       const body = request.body as { email: string; firstName: string; lastName: string };
       const context = commandContext(request);
-      const customerId = deterministicId('customer', context.idempotencyKey);
-      const stream = customerStream(customerId);
+      let customerId = deterministicId('customer', context.idempotencyKey);
       // A key reused with another body must be refused before it reserves anything.
-      const earlier = await write.customers.findCommand(stream, context.idempotencyKey);
+      const earlier = await write.customers.findCommand(customerStream(customerId), context.idempotencyKey);
       if (earlier && !isSameRequest(earlier, context)) throw new HttpProblem(422, 'idempotency_key_reused', 'this idempotency key was already used with a different request');
       // Everything the registration could refuse is checked before the email is reserved.
       validateName(body.firstName, 'firstName');
       validateName(body.lastName, 'lastName');
       const emailNormalized = normalizeEmail(validateEmail(body.email));
+      customerId = await orphanedHolderOf(write, emailNormalized, customerId, context.idempotencyKey) ?? customerId;
+      const stream = customerStream(customerId);
       const now = nowIso();
       await write.emails.handle(emailReservationStream(emailNormalized), { type: 'ReserveEmail', data: { emailNormalized, customerId, now } }, context);
       const result = await write.customers.handle(stream, { type: 'RegisterCustomer', data: { customerId, email: body.email, firstName: body.firstName, lastName: body.lastName, now } }, context);
