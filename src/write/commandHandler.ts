@@ -219,7 +219,15 @@ export class CommandHandler<State, Command, Event extends DomainEvent> {
     try {
       while (queue.length > 0) {
         const batch = queue.splice(0, this.batchSize);
-        await this.runBatch(streamName, batch);
+        try {
+          await this.runBatch(streamName, batch);
+        } catch (error) {
+          // Only a bug gets here (a decider's evolve throwing on its own decision): its callers are
+          // answered, not left waiting for ever, the stream is read afresh next time, and the
+          // commands queued behind go on. Settling an already settled command does nothing.
+          this.cache.delete(streamName);
+          for (const pending of batch) pending.reject(error);
+        }
       }
     } finally {
       this.queues.delete(streamName);
