@@ -190,9 +190,12 @@ export function assertValidStreamName(streamName: unknown): asserts streamName i
   }
 }
 
+const MAX_REVISION = 2n ** 63n - 1n;
+
 export function assertValidExpectedRevision(expected: unknown): asserts expected is ExpectedRevision {
   if (expected === 'any' || expected === 'no_stream' || expected === 'stream_exists') return;
-  if (typeof expected === 'bigint' && expected >= 0n) return;
+  // Revisions are signed 64-bit integers in both stores.
+  if (typeof expected === 'bigint' && expected >= 0n && expected <= MAX_REVISION) return;
   throw new InvalidAppendError(`invalid expected revision ${String(expected)}`);
 }
 

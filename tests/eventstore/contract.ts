@@ -338,6 +338,19 @@ export function runEventStoreContract(name: string, factory: () => Promise<Contr
           expect(await store.readStream(stream)).toEqual([]);
         });
       }
+
+      it('refuses an expected revision past a signed 64-bit integer, and fails no other append with it', async () => {
+        const stream = `${uniquePrefix()}-1`;
+        const other = `${uniquePrefix()}-2`;
+        const [refused, accepted] = await Promise.allSettled([
+          store.append(stream, [event()], { expectedRevision: 2n ** 63n }),
+          store.append(other, [event()], { expectedRevision: 'no_stream' }),
+        ]);
+        expect(refused.status === 'rejected' && refused.reason).toBeInstanceOf(InvalidAppendError);
+        expect(accepted.status).toBe('fulfilled');
+        expect(await store.readStream(stream)).toEqual([]);
+        expect(await store.readStream(other)).toHaveLength(1);
+      });
     });
   });
 }

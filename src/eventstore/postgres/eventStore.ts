@@ -237,9 +237,11 @@ export class PostgresEventStore implements EventStore {
       rows = result.rows;
     } catch (error) {
       const code = (error as { code?: string }).code;
-      // A concurrent retry of the same ids (23505) or a lock cycle with someone else's transaction
-      // (40P01) fails the whole group, which wrote nothing: each member is tried alone.
-      if (code === '23505' || code === '40P01') ordered.forEach((append) => this.appendAlone(append).then(append.resolve, append.reject));
+      // A concurrent retry of the same ids (23505), a lock cycle with someone else's transaction
+      // (40P01), or a value or size one member alone is at fault for (data exceptions, class 22;
+      // program limits, class 54) fails the whole group, which wrote nothing: each member is tried
+      // alone, so that only its own append carries its error.
+      if (code === '23505' || code === '40P01' || code?.startsWith('22') || code?.startsWith('54')) ordered.forEach((append) => this.appendAlone(append).then(append.resolve, append.reject));
       else ordered.forEach((append) => append.reject(error));
       return;
     }
