@@ -42,6 +42,9 @@ describe('security headers, CORS and local rate limits', () => {
     expect(allowed.headers['access-control-allow-origin']).toBe('https://app.example');
     const denied = await preflight('https://evil.example');
     expect(denied.headers['access-control-allow-origin']).toBeUndefined();
+    // A browser may send every request header the API reads, read-your-writes' included.
+    const allowedHeaders = String(allowed.headers['access-control-allow-headers']).split(',').map((name) => name.trim());
+    expect(allowedHeaders).toEqual(expect.arrayContaining(['authorization', 'content-type', 'idempotency-key', 'x-correlation-id', 'x-min-position']));
   });
 
   it('limits each principal on its own, with a 429 problem carrying Retry-After and x-ratelimit-*', async () => {

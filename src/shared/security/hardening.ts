@@ -86,7 +86,7 @@ export const hardeningPlugin = fp(
     await app.register(cors, {
       origin: origins.length > 0 ? origins : false,
       methods: ['GET', 'POST'],
-      allowedHeaders: ['authorization', 'content-type', 'idempotency-key', 'x-correlation-id'],
+      allowedHeaders: ['authorization', 'content-type', 'idempotency-key', 'x-correlation-id', 'x-min-position'],
       exposedHeaders: ['location', 'retry-after', 'x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset', 'idempotent-replayed'],
       maxAge: 600,
     });
