@@ -7,6 +7,9 @@ import { fileURLToPath } from 'node:url';
 import { once } from 'node:events';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { loadConfig } from '../src/config.js';
+import { openRuntime } from '../src/runtime.js';
 import { mintToken } from '../src/shared/auth/keys.js';
 import { runLedger as run } from './support/cli.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
@@ -202,6 +205,41 @@ describe('the ledger executable', () => {
       expect(serverRunning(), 'stopped with the ledger that started it').toBe(false);
     });
   }, 90_000);
+
+  it('replays a stream as JSON lines in the audit API form, says so for a stream with no events, and stops quietly when its reader goes away', async () => {
+    const runtime = await openRuntime(loadConfig({ DATABASE_URL: database.url, JWT_SECRET: 'x'.repeat(40), LOG_LEVEL: 'silent' }), pino({ level: 'silent' }));
+    const stream = `account-${randomUUID()}`;
+    try {
+      for (const part of [0, 1]) {
+        const events = Array.from({ length: 600 }, (_, n) => ({ id: randomUUID(), type: 'Seeded', data: { n: part * 600 + n, amountMinor: 10n ** 20n, note: 'x'.repeat(200) } }));
+        await runtime.store.append(stream, events, { expectedRevision: part === 0 ? 'no_stream' : 599n });
+      }
+    } finally {
+      await runtime.close();
+    }
+    const env = { DATABASE_URL: database.url, LOG_LEVEL: 'silent' };
+
+    const whole = run(['audit', 'replay', stream], env);
+    const [code] = await once(whole.child, 'exit');
+    expect(code, whole.output().stderr).toBe(0);
+    const lines = whole.output().stdout.trim().split('\n').map((line) => JSON.parse(line) as { revision: string; position: string; type: string; data: { n: number; amountMinor: string } });
+    expect(lines).toHaveLength(1_200);
+    expect(lines.map((line) => line.data.n)).toEqual(Array.from({ length: 1_200 }, (_, n) => n));
+    expect(lines[1_199]).toMatchObject({ revision: '1199', type: 'Seeded', data: { amountMinor: '100000000000000000000' } });
+    expect(typeof lines[0]!.position).toBe('string');
+
+    const none = run(['audit', 'replay', `account-${randomUUID()}`], env);
+    const [noneCode] = await once(none.child, 'exit');
+    expect(noneCode).toBe(1);
+    expect(none.output().stderr).toMatch(/^ledger: stream account-\S+ has no events\n$/);
+
+    // As `| head -1`: the reader closes its end after the first chunk.
+    const cut = run(['audit', 'replay', stream], env);
+    cut.child.stdout!.once('data', () => cut.child.stdout!.destroy());
+    const [cutCode] = await once(cut.child, 'exit');
+    expect(cutCode, cut.output().stderr).toBe(0);
+    expect(cut.output().stderr).toBe('');
+  });
 
   it('refuses a verify while another rebuild or verify of the projection runs, with one clear line and a failing exit code', async () => {
     // Held as a running rebuild holds it (rebuild.ts, runLockKey).

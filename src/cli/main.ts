@@ -111,7 +111,11 @@ async function operate(command: 'projections' | 'audit', args: string[], config:
         if (!(await printTrialBalance(runtime))) process.exitCode = 1;
         return;
       default:
-        return await printStream(runtime, name!);
+        if ((await printStream(runtime, name!)) === 0) {
+          process.stderr.write(`ledger: stream ${name!} has no events\n`);
+          process.exitCode = 1;
+        }
+        return;
     }
   } finally {
     await runtime.close();

@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import type { Kysely } from 'kysely';
 import type { Runtime } from '../runtime.js';
 import { assertValidStreamName, MAX_PAGE_SIZE } from '../eventstore/port.js';
@@ -6,7 +7,7 @@ import { ProjectionBusyError, rebuildProjection, type RebuildProgress } from '..
 import { PROJECTIONS, projectionNamed } from '../projections/registry.js';
 import { clearingLedgerAccount, isAuditBalanced, trialBalanceTotals } from '../domain/ledger.js';
 import { auditLog } from '../read/audit/trialBalance.js';
-import { encodeJson, type JsonObject } from '../shared/json.js';
+import { auditEventView } from '../read/audit/eventView.js';
 
 /** `ledger projections status`: each projection's checkpoint, lag and failure. */
 export async function printProjectionStatus(runtime: Runtime): Promise<void> {
@@ -101,16 +102,35 @@ export async function printTrialBalance(runtime: Runtime): Promise<boolean> {
   return isAuditBalanced(audit);
 }
 
-/** `ledger audit replay STREAM`: the stream's events as JSON lines, bigints tagged. */
-export async function printStream(runtime: Runtime, streamName: string): Promise<void> {
+/**
+ * `ledger audit replay STREAM`: the stream's events as JSON lines, in the audit API's form (bigints
+ * as decimal strings). Returns how many there were: none is told apart by the caller.
+ */
+export async function printStream(runtime: Runtime, streamName: string, out: NodeJS.WritableStream = process.stdout): Promise<number> {
   assertValidStreamName(streamName);
-  let fromRevision = 0n;
-  for (;;) {
-    const page = await runtime.store.readStream(streamName, { fromRevision, maxCount: MAX_PAGE_SIZE });
-    for (const event of page) {
-      process.stdout.write(`${encodeJson({ revision: event.revision, position: event.position, id: event.id, type: event.type, schemaVersion: event.schemaVersion, data: event.data, metadata: event.metadata as unknown as JsonObject })}\n`);
+  // A reader that goes away (`| head`) ends the listing quietly; any other output error is thrown.
+  let failed: NodeJS.ErrnoException | undefined;
+  const onError = (error: NodeJS.ErrnoException) => {
+    failed ??= error;
+  };
+  out.on('error', onError);
+  try {
+    let fromRevision = 0n;
+    let printed = 0;
+    while (!failed) {
+      const page = await runtime.store.readStream(streamName, { fromRevision, maxCount: MAX_PAGE_SIZE });
+      // One write a page, waiting for the pipe to drain: a reader slower than the store holds memory to one page.
+      if (page.length > 0 && !out.write(page.map((event) => `${JSON.stringify(auditEventView(event))}\n`).join(''))) {
+        await once(out, 'drain').catch(onError);
+      }
+      printed += page.length;
+      if (page.length < MAX_PAGE_SIZE) break;
+      fromRevision = page.at(-1)!.revision + 1n;
     }
-    if (page.length < MAX_PAGE_SIZE) return;
-    fromRevision = page.at(-1)!.revision + 1n;
+    if (failed && failed.code !== 'EPIPE') throw failed;
+    return printed;
+  } finally {
+    // Kept after a reader went away: a late write (a log line) must not crash the exit on it either.
+    if (!failed) out.off('error', onError);
   }
 }

@@ -4,29 +4,12 @@ import { clearingLedgerAccount, isAuditBalanced, trialBalanceTotals } from '../.
 import { assertValidStreamName, MAX_PAGE_SIZE, type EventStore } from '../../eventstore/port.js';
 import { HttpProblem } from '../../shared/http/problem.js';
 import { COUNTER_PATTERN, parseCounter } from '../http.js';
+import { AuditEvent, auditEventView } from './eventView.js';
 import { auditLog, type LogAudit } from './trialBalance.js';
 
 const access = { roles: ['auditor'] } as const;
 /** The trial balance reads the whole log; past this many events an auditor uses `ledger audit trial-balance`. */
 const TRIAL_BALANCE_EVENTS_MAX = 2_000_000;
-
-const StoredEvent = Type.Object({
-  id: Type.String(),
-  revision: Type.String(),
-  position: Type.String(),
-  type: Type.String(),
-  schemaVersion: Type.Integer(),
-  recordedAt: Type.String(),
-  actor: Type.Union([Type.String(), Type.Null()]),
-  correlationId: Type.Union([Type.String(), Type.Null()]),
-  causationId: Type.Union([Type.String(), Type.Null()]),
-  /** Event data with bigints as decimal strings. */
-  data: Type.Unknown(),
-});
-
-function plain(value: unknown): unknown {
-  return JSON.parse(JSON.stringify(value, (_key, item: unknown) => (typeof item === 'bigint' ? item.toString() : item)));
-}
 
 /** Auditors replay any stream and recompute the trial balance straight from the log. */
 export async function auditRoutes(app: FastifyInstance, { store }: { store: EventStore }): Promise<void> {
@@ -42,7 +25,7 @@ export async function auditRoutes(app: FastifyInstance, { store }: { store: Even
         summary: "Replay a stream's events from a revision",
         params: Type.Object({ streamName: Type.String({ minLength: 1, maxLength: 200 }) }, { additionalProperties: false }),
         querystring: Type.Object({ fromRevision: Type.String({ pattern: COUNTER_PATTERN, default: '0', description: 'the first revision to read' }), limit: Type.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE, default: 100 }) }, { additionalProperties: false }),
-        response: { 200: Type.Object({ streamName: Type.String(), events: Type.Array(StoredEvent) }), 400: Type.Ref('Problem'), 401: Type.Ref('Problem'), 403: Type.Ref('Problem') },
+        response: { 200: Type.Object({ streamName: Type.String(), events: Type.Array(AuditEvent) }), 400: Type.Ref('Problem'), 401: Type.Ref('Problem'), 403: Type.Ref('Problem') },
       },
     },
     async (request) => {
@@ -58,18 +41,7 @@ export async function auditRoutes(app: FastifyInstance, { store }: { store: Even
       const events = await store.readStream(streamName, { fromRevision, maxCount: query.limit });
       return {
         streamName,
-        events: events.map((event) => ({
-          id: event.id,
-          revision: event.revision.toString(),
-          position: event.position.toString(),
-          type: event.type,
-          schemaVersion: event.schemaVersion,
-          recordedAt: event.metadata.recordedAt,
-          actor: event.metadata.actor ?? null,
-          correlationId: event.metadata.correlationId ?? null,
-          causationId: event.metadata.causationId ?? null,
-          data: plain(event.data),
-        })),
+        events: events.map(auditEventView),
       };
     },
   );
