@@ -228,7 +228,17 @@ describe('hostile input', () => {
     const response = await ledger.app.inject({ method: 'POST', url: `/v1/accounts/${accountId}/deposits`, headers: { authorization: `Bearer ${tokens.get('teller')}`, 'idempotency-key': randomUUID(), 'content-type': 'application/json' }, payload });
     expect(response.statusCode).toBe(413);
     expect(response.headers['content-type']).toContain('application/problem+json');
+    expect(response.json()).toMatchObject({ code: 'body_too_large' });
     expect(await written('teller')).toBe(before);
+  });
+
+  it.each([
+    ['text/plain', '{"amount":"1.00","currency":"EUR"}', 415, 'unsupported_media_type'],
+    ['application/json', '{"amount":"1.00",', 400, 'invalid_json'],
+  ])('names Fastify\'s own refusals by the problem (%s, %s)', async (contentType, payload, status, code) => {
+    const response = await ledger.app.inject({ method: 'POST', url: `/v1/accounts/${accountId}/deposits`, headers: { authorization: `Bearer ${tokens.get('teller')}`, 'idempotency-key': randomUUID(), 'content-type': contentType }, payload });
+    expect(response.statusCode, response.body).toBe(status);
+    expect(response.json()).toMatchObject({ code });
   });
 
   it('refuses headers over 16 KiB with a 431 problem on a real socket', async () => {

@@ -36,6 +36,7 @@ describe('retries of the same request', () => {
     expect(stored[0]!.metadata.extra).toMatchObject({ requestHash: requestFingerprints('POST', '/v1/transfers', { transferId, fromAccountId: from.accountId, toAccountId: to.accountId, amount: '1.00', currency: 'EUR' }).requestHash });
     const changed = await client(other.app, tokens.teller).post('/v1/transfers', { transferId, fromAccountId: from.accountId, toAccountId: to.accountId, amount: '1.00', currency: 'EUR', description: 'rent' });
     expect(changed.statusCode, changed.body).toBe(422);
+    expect(changed.json()).toMatchObject({ code: 'idempotency_key_reused', detail: 'this transfer id was already used with a different request' });
   });
 
   it('a deposit repeated with its keys in another order replays at another instance and in the same one', async () => {

@@ -34,12 +34,13 @@ const UTF8 = /^utf-?8$/i;
 /**
  * Replaces Fastify's JSON body parser with one that refuses, with a 4xx and before any handler runs,
  * what the default takes silently: a key given twice in one object, and a declared charset other
- * than UTF-8 (the body would be read as UTF-8 anyway). Everything else is the default parser's work,
- * its refusal of `__proto__` and `constructor` keys included.
+ * than UTF-8 (the body would be read as UTF-8 anyway); and it is the only body parser. Everything
+ * else is the default parser's work, its refusal of `__proto__` and `constructor` keys included.
  */
 export function registerJsonBodyParser(app: FastifyInstance): void {
   const parse = app.getDefaultJsonParser('error', 'error');
-  app.removeContentTypeParser('application/json');
+  // The API speaks JSON only: a text/plain body is a 415, not a string that fails validation.
+  app.removeContentTypeParser(['application/json', 'text/plain']);
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(request.headers['content-type'] ?? '')?.[1];
     if (charset !== undefined && !UTF8.test(charset)) {

@@ -81,11 +81,20 @@ export function toProblem(error: unknown): { problem: Problem; headers: Record<s
   }
   const statusCode = fastifyError.statusCode;
   if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
-    const code = (fastifyError.code ?? 'bad_request').replace(/^FST_(ERR_)?/, '').toLowerCase();
+    const code = FASTIFY_CODES[fastifyError.code ?? ''] ?? (fastifyError.code ?? 'bad_request').replace(/^FST_(ERR_)?/, '').toLowerCase();
     return { problem: problem(statusCode, code, safeClientMessage(fastifyError)), headers: {} };
   }
   return { problem: problem(500, 'internal_error', 'an unexpected error occurred; it has been logged'), headers: {} };
 }
+
+/** Fastify's own refusals, under codes that name the problem rather than Fastify's internals. */
+const FASTIFY_CODES: Record<string, string> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'body_too_large',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'invalid_content_length',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'empty_json_body',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_json',
+};
 
 function safeClientMessage(error: FastifyError): string {
   // Fastify's own 4xx messages describe the request, not our internals; JSON parser messages can echo input, so shorten them.

@@ -88,6 +88,8 @@ export async function transferRoutes(app: FastifyInstance, { write, timings, adm
         markReplay(reply, result);
       } catch (error) {
         if (error instanceof BusinessRuleError && error.code === 'already_exists') throw new HttpProblem(409, 'transfer_exists', 'a transfer with this id already exists');
+        // The transfer id is the idempotency key here: say so, as the caller sent no other.
+        if (error instanceof HttpProblem && error.code === 'idempotency_key_reused') throw new HttpProblem(422, 'idempotency_key_reused', 'this transfer id was already used with a different request');
         throw error;
       }
       return reply.status(202).header('location', `/v1/transfers/${body.transferId}`).send({ id: body.transferId, status: 'pending', position: result.position.toString() });
