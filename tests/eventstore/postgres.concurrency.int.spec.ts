@@ -465,4 +465,63 @@ describe('PostgreSQL event store under concurrent writers', () => {
       await countingPool.end();
     }
   });
+
+  it("keeps a stream in revision order for 'any' and 'stream_exists' appends whose group waits on another stream's lock while another process appends", async () => {
+    const { Client } = (await import('pg')).default;
+    const grouped = new PostgresEventStore(pool, database.url, { maxAppendsInFlight: 2, pipelineMinEvents: 100_000 });
+    const elsewhere = new PostgresEventStore(pool, database.url);
+    const one = (): EventToAppend[] => [{ id: randomUUID(), type: 'Ticked', data: { n: 1 } }];
+    const waitingOn = async (fn: string) => {
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const { rows } = await pool.query<{ n: number }>("select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and query like $1", [`%${fn}%`]);
+        if (rows[0]!.n > 0) return;
+        if (Date.now() > deadline) throw new Error(`nothing waited on a lock in ${fn}`);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    };
+    const prefix = randomUUID().slice(0, 8);
+    const [z, a, target] = [`z-${prefix}`, `a-${prefix}`, `s-${prefix}`];
+    for (const stream of [z, a, target]) await elsewhere.append(stream, one(), { expectedRevision: 'no_stream' });
+    const lockZ = new Client({ connectionString: database.url });
+    const lockA = new Client({ connectionString: database.url });
+    await Promise.all([lockZ.connect(), lockA.connect()]);
+    try {
+      for (const [client, stream] of [[lockZ, z], [lockA, a]] as const) {
+        await client.query('begin');
+        await client.query('select 1 from ledger_streams where stream_name = $1 for update', [stream]);
+      }
+      // Alone first (blocked on z); then a and the target go as one group, which takes its
+      // transaction id and waits on a, while another process appends the target's revision 1.
+      const first = grouped.append(z, one(), { expectedRevision: 'any' });
+      await waitingOn('ledger_try_append');
+      const onA = grouped.append(a, one(), { expectedRevision: 'stream_exists' });
+      const onTarget = grouped.append(target, one(), { expectedRevision: 'stream_exists' });
+      // Queued behind the first (the store reads a loose append's revision before it queues it).
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await lockZ.query('commit');
+      await first;
+      await waitingOn('ledger_append_many');
+      const meanwhile = await elsewhere.append(target, one(), { expectedRevision: 'stream_exists' });
+      await lockA.query('commit');
+      const [, late] = await Promise.all([onA, onTarget]);
+      expect(meanwhile.nextExpectedRevision).toBe(1n);
+      expect(late.nextExpectedRevision).toBe(2n);
+      const stored = await grouped.readStream(target);
+      expect(stored.map((event) => event.revision)).toEqual([0n, 1n, 2n]);
+      for (let index = 1; index < stored.length; index++) expect(stored[index]!.position > stored[index - 1]!.position, 'positions rise with revisions').toBe(true);
+      const seen: RecordedEvent[] = [];
+      const subscription = grouped.subscribe({ after: 0n, filter: { streamPrefixes: [target] } }, async (batch) => void seen.push(...batch.events));
+      const deadline = Date.now() + 10_000;
+      while (seen.length < 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      await subscription.stop();
+      expect(seen.map((event) => event.revision)).toEqual([0n, 1n, 2n]);
+    } finally {
+      await lockZ.query('rollback').catch(() => undefined);
+      await lockA.query('rollback').catch(() => undefined);
+      await Promise.all([lockZ.end(), lockA.end()]);
+      await grouped.close();
+      await elsewhere.close();
+    }
+  });
 });

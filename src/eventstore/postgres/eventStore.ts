@@ -71,6 +71,8 @@ const EMPTY_BATCH_INTERVAL_MS = 50;
 const NOTIFY_COALESCE_MS = 2;
 const MAX_APPENDS_PER_GROUP = 64;
 const MAX_EVENTS_PER_GROUP = 4_000;
+// Reads and exact appends for one 'any' or 'stream_exists' append while its stream keeps moving.
+const LOOSE_APPEND_ATTEMPTS = 20;
 const DEFAULT_PIPELINE_MIN_EVENTS = 64;
 // Events the shared tail holds at most (about 1 KiB each once decoded, so about 40 MB), and reads
 // at once. Pages of one subscriber batch keep the projections on the tail together; larger pages
@@ -164,12 +166,41 @@ export class PostgresEventStore implements EventStore {
     assertValidEvents(events);
     assertValidExpectedRevision(options.expectedRevision);
     const payload = encodeEventsForAppend(events);
-    const [kind, expected] = expectedRevisionParameters(options.expectedRevision);
+    if (options.expectedRevision === 'any' || options.expectedRevision === 'stream_exists') return this.appendAtCurrentRevision(streamName, events, payload, options.expectedRevision);
+    return this.enqueueAppend(streamName, payload, events.length, options.expectedRevision);
+  }
+
+  private enqueueAppend(streamName: string, payload: string, eventCount: number, expectedRevision: ExpectedRevision): Promise<AppendResult> {
+    const [kind, expected] = expectedRevisionParameters(expectedRevision);
     return new Promise<AppendResult>((resolve, reject) => {
-      this.pendingAppends.push({ streamName, kind, expected, expectedRevision: options.expectedRevision, payload, eventCount: events.length, enqueuedAtMs: Date.now(), resolve, reject });
-      this.pendingEvents += events.length;
+      this.pendingAppends.push({ streamName, kind, expected, expectedRevision, payload, eventCount, enqueuedAtMs: Date.now(), resolve, reject });
+      this.pendingEvents += eventCount;
       this.startFlushes();
     });
+  }
+
+  /**
+   * 'any' and 'stream_exists' append at the revision read just before, as an exact expectation.
+   * Taken as they are, a statement that got its positions (its transaction id) and then waited on a
+   * stream's row could put a later revision below one committed meanwhile, and subscribers would
+   * see the stream out of order. An exact expectation cannot: its revision's writer committed
+   * before the revision was read. A conflict reads again (bounded); events already stored (a
+   * retry) are answered as the loose expectation answers them, as a duplicate, writing nothing.
+   */
+  private async appendAtCurrentRevision(streamName: string, events: readonly EventToAppend[], payload: string, expectedRevision: 'any' | 'stream_exists'): Promise<AppendResult> {
+    for (let attempt = 1; attempt <= LOOSE_APPEND_ATTEMPTS; attempt++) {
+      const current = await this.streamRevision(streamName);
+      // No stream to exist: the loose form refuses it, or finds the events stored, without writing.
+      if (current === undefined && expectedRevision === 'stream_exists') return this.enqueueAppend(streamName, payload, events.length, expectedRevision);
+      try {
+        return await this.enqueueAppend(streamName, payload, events.length, current ?? 'no_stream');
+      } catch (error) {
+        if (!(error instanceof ConcurrencyError)) throw error;
+        const stored = await this.storedEventIds(events.map((event) => event.id));
+        if (stored.length > 0) return this.enqueueAppend(streamName, payload, events.length, expectedRevision);
+      }
+    }
+    throw new ConcurrencyError(streamName, expectedRevision, await this.streamRevision(streamName));
   }
 
   oldestAppendWaitMs(nowMs = Date.now()): number {
