@@ -524,4 +524,29 @@ describe('PostgreSQL event store under concurrent writers', () => {
       await elsewhere.close();
     }
   });
+
+  it('answers a retry that raced its own still-open original as the duplicate it is, not a conflict', async () => {
+    const { Client } = (await import('pg')).default;
+    const stream = `retry-${randomUUID().slice(0, 8)}`;
+    await store.append(stream, [{ id: randomUUID(), type: 'Ticked', data: { n: 0 } }], { expectedRevision: 'no_stream' });
+    const events: EventToAppend[] = [1, 2].map((n) => ({ id: randomUUID(), type: 'Ticked', data: { n } }));
+    const original = new Client({ connectionString: database.url });
+    await original.connect();
+    try {
+      await original.query('begin');
+      await original.query('select * from ledger_append($1, 0::smallint, 0, $2::jsonb)', [stream, JSON.stringify(events.map((event) => ({ ...event, schemaVersion: 1, metadata: {} })))]);
+      const retry = store.append(stream, events, { expectedRevision: 0n });
+      const deadline = Date.now() + 10_000;
+      while ((await pool.query<{ n: number }>("select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and query like '%ledger_try_append%'")).rows[0]!.n === 0) {
+        if (Date.now() > deadline) throw new Error('the retry never waited on the original');
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      await original.query('commit');
+      await expect(retry).resolves.toMatchObject({ duplicate: true, nextExpectedRevision: 2n });
+      expect((await store.readStream(stream)).map((event) => event.revision)).toEqual([0n, 1n, 2n]);
+    } finally {
+      await original.query('rollback').catch(() => undefined);
+      await original.end();
+    }
+  });
 });

@@ -501,14 +501,14 @@ describe('transfer guarantees', () => {
       expect(await idle.fireDeadlines(db as unknown as Kysely<unknown>, new Date(Date.now() + 2_000))).toBe(0);
       await until(async () => Date.now(), (nowMs) => nowMs > Date.parse(deadlineAt) + 50, 5_000);
 
-      // Looked at right after the fence, the manager's first step: by the time it records the
-      // failure, the timer may already have seen the transfer end and deleted the row.
-      // Only the first fence looks: the reaction and the timer may both fence, and a second look,
-      // landing after the first path has failed the transfer and deleted the row, would overwrite it.
+      // Looked at right after the manager's first step (the reaction's fence), by the reaction
+      // alone: the timer, ticking too, could fence, fail the transfer and delete its row while the
+      // reaction's look is still on its way.
       let rowAfterFence: Promise<boolean> | undefined;
       managerFor(ledger, running, {
-        afterStep: async (step, id) => {
-          if (id === transferId && step === 'fence-reservation' && rowAfterFence === undefined) await (rowAfterFence = deadlineRowExists(db, transferId));
+        timerIntervalMs: 3_600_000,
+        afterStep: async (_step, id) => {
+          if (id === transferId && rowAfterFence === undefined) await (rowAfterFence = deadlineRowExists(db, transferId));
         },
       });
       const final = await settled(ledger, transferId);

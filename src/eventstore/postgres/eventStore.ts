@@ -166,8 +166,15 @@ export class PostgresEventStore implements EventStore {
     assertValidEvents(events);
     assertValidExpectedRevision(options.expectedRevision);
     const payload = encodeEventsForAppend(events);
-    if (options.expectedRevision === 'any' || options.expectedRevision === 'stream_exists') return this.appendAtCurrentRevision(streamName, events, payload, options.expectedRevision);
-    return this.enqueueAppend(streamName, payload, events.length, options.expectedRevision);
+    const expectedRevision = options.expectedRevision;
+    if (expectedRevision === 'any' || expectedRevision === 'stream_exists') return this.appendAtCurrentRevision(streamName, events, payload, expectedRevision);
+    return this.enqueueAppend(streamName, payload, events.length, expectedRevision).catch(async (error: unknown) => {
+      // A retry that looked for its events while its original was still open, then found the
+      // revision moved by that very original: asked again, it is the duplicate it is, as it would
+      // have been a moment later. Costs a lookup on conflicts only.
+      if (!(error instanceof ConcurrencyError) || (await this.storedEventIds(events.map((event) => event.id))).length === 0) throw error;
+      return this.enqueueAppend(streamName, payload, events.length, expectedRevision);
+    });
   }
 
   private enqueueAppend(streamName: string, payload: string, eventCount: number, expectedRevision: ExpectedRevision): Promise<AppendResult> {
