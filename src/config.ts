@@ -68,8 +68,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const shown = env[variable] === undefined ? '' : ` (got ${JSON.stringify(redact(variable, env[variable]!))})`;
     throw new ConfigError(`invalid configuration: ${variable} ${describe(firstError.message, firstError.schema)}${shown}`);
   }
+  // A secret anyone can read in this repository signs anyone's admin token.
+  const secret = withDefaults.JWT_SECRET;
+  if (typeof secret === 'string' && SHIPPED_PLACEHOLDER_SECRETS.some((placeholder) => secret.toLowerCase().includes(placeholder))) {
+    throw new ConfigError('invalid configuration: JWT_SECRET is a placeholder from this repository; set 32+ random characters (e.g. openssl rand -base64 48)');
+  }
   return withDefaults as Config;
 }
+
+/** Parts of the example secrets shipped in deploy files and docs, refused wherever they appear. */
+const SHIPPED_PLACEHOLDER_SECRETS = ['change_me', 'changeme', 'do-not-use-in-production'];
 
 function coerce(schema: TSchema | undefined, value: string): unknown {
   if (schema?.type === 'integer') return /^-?\d+$/.test(value.trim()) ? Number(value.trim()) : value;

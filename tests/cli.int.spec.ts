@@ -57,6 +57,7 @@ describe('the ledger executable', () => {
     [{ PORT: 'abc' }, /^ledger: invalid configuration: PORT must be an integer from 0 to 65535 \(got "abc"\)\n$/],
     [{ LOG_LEVEL: 'loud' }, /^ledger: invalid configuration: LOG_LEVEL must be one of .*\n$/],
     [{ DATABASE_URL: 'mysql://nope' }, /^ledger: invalid configuration: DATABASE_URL must match .* \(got "<redacted>"\)\n$/],
+    [{ JWT_SECRET: 'CHANGE_ME-at-least-32-characters-of-random-data' }, /^ledger: invalid configuration: JWT_SECRET is a placeholder from this repository; set 32\+ random characters .*\n$/],
   ])('stops on bad configuration %o with one clear line and no stack trace', async (env, message) => {
     const { child, output } = run(['start'], env);
     const [code] = await once(child, 'exit');

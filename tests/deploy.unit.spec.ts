@@ -351,6 +351,11 @@ describe('deploy/k8s', () => {
           env[str(entry.name)] = str(secretData(str(ref.name))[str(ref.key)]);
         }
       }
+      // The Secret is an example: its placeholder JWT_SECRET is refused until an operator replaces it.
+      if (env.JWT_SECRET !== undefined) {
+        expect(() => loadConfig(env), `${workload.file}: the shipped placeholder secret`).toThrow(/JWT_SECRET is a placeholder/);
+        env.JWT_SECRET = 'an-operator-chosen-secret-0123456789abcdef';
+      }
       expect(() => loadConfig(env), workload.file).not.toThrow();
       for (const key of workload.kind === 'Job' ? ['DATABASE_URL', 'EVENTSTORE_URL'] : ['DATABASE_URL', 'EVENTSTORE_URL', 'REDIS_URL', 'JWT_SECRET']) {
         expect(env[key], `${workload.file}: ${key}`).toBeTruthy();

@@ -26,7 +26,10 @@ export function resolveHmacSecret(config: Config): Uint8Array | undefined {
     writeFileSync(file, randomBytes(48).toString('base64url'), { flag: 'wx', mode: 0o600 });
   }
   chmodSync(file, 0o600);
-  return new TextEncoder().encode(readFileSync(file, 'utf8').trim());
+  const secret = readFileSync(file, 'utf8').trim();
+  // As JWT_SECRET: a short secret (a file truncated or edited by hand) is refused, not used.
+  if (secret.length < 32) throw new Error(`${file} holds ${secret.length} characters; an HS256 secret needs 32 or more (delete the file to have one generated)`);
+  return new TextEncoder().encode(secret);
 }
 
 /**
