@@ -74,6 +74,17 @@ describe('security headers, CORS and local rate limits', () => {
     expect(other.headers['x-ratelimit-remaining']).toBe('39');
   });
 
+  it('counts requests whose body does not even parse: a flood of malformed JSON is limited too', async () => {
+    const token = await ledger.token('teller', `malformed-${randomUUID()}`);
+    const statuses: number[] = [];
+    for (let index = 0; index < 45; index += 1) {
+      const response = await ledger.app.inject({ method: 'POST', url: `/v1/accounts/${accountId}/deposits`, headers: { authorization: `Bearer ${token}`, 'idempotency-key': randomUUID(), 'content-type': 'application/json' }, payload: '{bad' });
+      statuses.push(response.statusCode);
+    }
+    expect(statuses.filter((status) => status === 400)).toHaveLength(40);
+    expect(statuses.slice(40)).toEqual([429, 429, 429, 429, 429]);
+  });
+
   it('never limits health probes', async () => {
     for (let index = 0; index < 50; index += 1) expect((await ledger.app.inject({ method: 'GET', url: '/health/live' })).statusCode).toBe(200);
   });

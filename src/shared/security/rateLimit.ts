@@ -185,9 +185,11 @@ export interface RateLimitOptions {
 }
 
 /**
- * Limits every /v1 route. It runs in preValidation: after authentication (onRequest), so the
- * principal is known, and before body validation, so malformed requests count too. /health and
- * /docs are never limited. A 429 is a problem+json answer with Retry-After and x-ratelimit-*.
+ * Limits every /v1 route. It runs in preParsing: after authentication (onRequest), so the
+ * principal is known, and before the body is parsed, so malformed bodies count too (in
+ * preValidation a body that failed to parse never reached the limit, and cost its parse each
+ * time). /health and /docs are never limited. A 429 is a problem+json answer with Retry-After and
+ * x-ratelimit-*.
  */
 export const rateLimitPlugin = fp(
   async (app: FastifyInstance, options: RateLimitOptions) => {
@@ -195,7 +197,7 @@ export const rateLimitPlugin = fp(
     app.addHook('onClose', async () => close());
     await app.register(rateLimit, {
       global: true,
-      hook: 'preValidation',
+      hook: 'preParsing',
       max: options.perMinute,
       timeWindow: RATE_LIMIT_WINDOW_MS,
       store,
