@@ -68,6 +68,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const shown = env[variable] === undefined ? '' : ` (got ${JSON.stringify(redact(variable, env[variable]!))})`;
     throw new ConfigError(`invalid configuration: ${variable} ${describe(firstError.message, firstError.schema)}${shown}`);
   }
+  // A public key or a key set is usually an identity provider's, signing tokens for other services
+  // too: only tokens naming this ledger as their audience, from the issuer expected, may act here.
+  if ((withDefaults.JWT_PUBLIC_KEY || withDefaults.JWT_JWKS_URL) && (!withDefaults.JWT_ISSUER || !withDefaults.JWT_AUDIENCE)) {
+    throw new ConfigError('invalid configuration: JWT_ISSUER and JWT_AUDIENCE are required with JWT_PUBLIC_KEY or JWT_JWKS_URL');
+  }
+  // Keys fetched in clear text could be swapped on the way; plain http only to this machine.
+  if (typeof withDefaults.JWT_JWKS_URL === 'string' && !/^https:\/\//.test(withDefaults.JWT_JWKS_URL) && !/^http:\/\/(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?\//.test(withDefaults.JWT_JWKS_URL)) {
+    throw new ConfigError('invalid configuration: JWT_JWKS_URL must be https:// (http:// only on the loopback address)');
+  }
   // A secret anyone can read in this repository signs anyone's admin token.
   const secret = withDefaults.JWT_SECRET;
   if (typeof secret === 'string' && SHIPPED_PLACEHOLDER_SECRETS.some((placeholder) => secret.toLowerCase().includes(placeholder))) {

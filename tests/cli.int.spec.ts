@@ -58,6 +58,8 @@ describe('the ledger executable', () => {
     [{ LOG_LEVEL: 'loud' }, /^ledger: invalid configuration: LOG_LEVEL must be one of .*\n$/],
     [{ DATABASE_URL: 'mysql://nope' }, /^ledger: invalid configuration: DATABASE_URL must match .* \(got "<redacted>"\)\n$/],
     [{ JWT_SECRET: 'CHANGE_ME-at-least-32-characters-of-random-data' }, /^ledger: invalid configuration: JWT_SECRET is a placeholder from this repository; set 32\+ random characters .*\n$/],
+    [{ JWT_PUBLIC_KEY: 'not-read-before-the-check' }, /^ledger: invalid configuration: JWT_ISSUER and JWT_AUDIENCE are required with JWT_PUBLIC_KEY or JWT_JWKS_URL\n$/],
+    [{ JWT_JWKS_URL: 'http://idp.example/jwks.json', JWT_ISSUER: 'https://idp.example', JWT_AUDIENCE: 'ledger' }, /^ledger: invalid configuration: JWT_JWKS_URL must be https:\/\/ \(http:\/\/ only on the loopback address\)\n$/],
   ])('stops on bad configuration %o with one clear line and no stack trace', async (env, message) => {
     const { child, output } = run(['start'], env);
     const [code] = await once(child, 'exit');

@@ -108,14 +108,19 @@ describe('authentication: an RS256 ledger (JWT_PUBLIC_KEY)', () => {
   const publicPem = rsa.publicKey.export({ type: 'spki', format: 'pem' }).toString();
 
   beforeAll(async () => {
-    ledger = await startTestLedger({ roles: ['write-api'], env: { JWT_PUBLIC_KEY: publicPem } });
+    ledger = await startTestLedger({ roles: ['write-api'], env: { JWT_PUBLIC_KEY: publicPem, JWT_ISSUER: 'https://idp.example', JWT_AUDIENCE: 'ledger' } });
   });
   afterAll(async () => {
     await ledger?.close();
   });
 
   it('accepts a token signed with the private key (the control case)', async () => {
-    await expectAccepted(ledger, await claims('admin', 'RS256').setExpirationTime('5m').sign(rsa.privateKey));
+    await expectAccepted(ledger, await claims('admin', 'RS256').setIssuer('https://idp.example').setAudience('ledger').setExpirationTime('5m').sign(rsa.privateKey));
+  });
+
+  it('refuses a token of the same key for another audience, or without one (a shared identity provider)', async () => {
+    await expectRefused(ledger, `Bearer ${await claims('admin', 'RS256').setIssuer('https://idp.example').setAudience('some-other-service').setExpirationTime('5m').sign(rsa.privateKey)}`);
+    await expectRefused(ledger, `Bearer ${await claims('admin', 'RS256').setIssuer('https://idp.example').setExpirationTime('5m').sign(rsa.privateKey)}`);
   });
 
   it('refuses an HS256 token signed with the public key text (algorithm confusion)', async () => {
@@ -154,5 +159,11 @@ describe('authentication: token guessing', () => {
     expect(limited.headers['retry-after']).toMatch(/^[0-9]+$/);
     const valid = await ledger.app.inject({ method: 'POST', url: '/v1/customers', headers: { authorization: `Bearer ${await ledger.token('admin')}`, 'idempotency-key': randomUUID(), 'content-type': 'application/json' }, payload: { email: `${randomUUID()}@example.com`, firstName: 'A', lastName: 'B' } });
     expect(valid.statusCode).toBe(201);
+    // A merely expired token from the same address is told so, to refresh it, not 429.
+    const expired = await claims().setIssuedAt(Math.floor(Date.now() / 1000) - 120).setExpirationTime(Math.floor(Date.now() / 1000) - 60).sign(secret);
+    const stale = await ledger.app.inject({ method: 'GET', url: `/v1/customers/${randomUUID()}`, headers: { authorization: `Bearer ${expired}` } });
+    expect(stale.statusCode, stale.body).toBe(401);
+    expect(stale.json()).toMatchObject({ code: 'token_expired' });
+    expect(stale.headers['www-authenticate']).toContain('invalid_token');
   });
 });

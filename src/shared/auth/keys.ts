@@ -5,13 +5,19 @@ import { createRemoteJWKSet, jwtVerify, SignJWT, type JWTVerifyGetKey } from 'jo
 import type { Config } from '../../config.js';
 import { PRINCIPAL_ROLES, type Principal, type PrincipalRole } from './principal.js';
 
-export class TokenError extends Error {}
+export class TokenError extends Error {
+  /** Signed by the key, but past its `exp`: a client to refresh its token, not a guesser. */
+  get expired(): boolean {
+    return this.message === 'ERR_JWT_EXPIRED';
+  }
+}
 
 export interface TokenVerifier {
   verify(token: string): Promise<Principal>;
 }
 
 const SECRET_FILE = 'jwt-secret';
+const VERIFIED_REMEMBERED_MS = 300_000;
 const JWKS_TIMEOUT_MS = 5_000;
 const VERIFIED_TOKENS_MAX = 10_000;
 
@@ -69,7 +75,9 @@ export function createTokenVerifier(config: Config): TokenVerifier {
       if (typeof role !== 'string' || !PRINCIPAL_ROLES.includes(role as PrincipalRole)) throw new TokenError('token has no valid role');
       const principal: Principal = { subject: payload.sub, role: role as PrincipalRole };
       if (verified.size >= VERIFIED_TOKENS_MAX) verified.delete(verified.keys().next().value!);
-      verified.set(token, { principal, expiresAtMs: (payload.exp ?? 0) * 1000 });
+      // At most a few minutes, whatever the token's lifetime: a key withdrawn from the key set stops
+      // verifying its tokens here within that, not at their expiry.
+      verified.set(token, { principal, expiresAtMs: Math.min((payload.exp ?? 0) * 1000, Date.now() + VERIFIED_REMEMBERED_MS) });
       return principal;
     },
   };

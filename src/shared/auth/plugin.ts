@@ -51,6 +51,9 @@ export const authPlugin = fp(
       try {
         request.principal = await options.verifier.verify(match[1]!);
       } catch (error) {
+        // An expired token proves its signer: not counted as a guess, so clients behind one address
+        // that refresh on this 401 are never told 429 for it.
+        if (error instanceof TokenError && error.expired) throw new HttpProblem(401, 'token_expired', 'the bearer token has expired', { 'www-authenticate': 'Bearer error="invalid_token", error_description="the token has expired"' });
         if (error instanceof TokenError) throw refuse(request, new HttpProblem(401, 'invalid_token', 'the bearer token is not valid', { 'www-authenticate': 'Bearer error="invalid_token"' }));
         throw error;
       }
