@@ -123,6 +123,32 @@ describe.each(storeVariants('transfers'))('transfers on $name', ({ env: storeEnv
     expect((await auditor.get(`/v1/accounts/${from.accountId}?minPosition=${position}`)).json()).toMatchObject({ balance: '50.00', held: '0.00', available: '50.00' });
   });
 
+  it("shows the payee a payment once it reached them, without the payer's side; a transfer that never credited them is a 404", async () => {
+    const from = await openFundedAccount(ledger.app, tokens, { deposit: '10.00' });
+    const to = await openFundedAccount(ledger.app, tokens);
+    const payee = client(ledger.app, await ledger.token('customer', to.customerId));
+    const payer = client(ledger.app, await ledger.token('customer', from.customerId));
+    const paid = randomUUID();
+    const refused = randomUUID();
+    expect((await teller.post('/v1/transfers', { transferId: paid, fromAccountId: from.accountId, toAccountId: to.accountId, amount: '4.00', currency: 'EUR', description: 'rent' })).statusCode).toBe(202);
+    expect((await teller.post('/v1/transfers', { transferId: refused, fromAccountId: from.accountId, toAccountId: to.accountId, amount: '500.00', currency: 'EUR' })).statusCode).toBe(202);
+    const completed = await settled(paid);
+    const failed = await settled(refused);
+    expect(failed.json()).toMatchObject({ status: 'failed', reason: 'insufficient_funds' });
+    const position = [completed, failed].map((response) => BigInt(response.json<{ position: string }>().position)).reduce((a, b) => (a > b ? a : b)).toString();
+
+    const seen = await payee.get(`/v1/transfers/${paid}?minPosition=${position}`);
+    expect(seen.statusCode, seen.body).toBe(200);
+    expect(seen.json()).toMatchObject({ id: paid, status: 'completed', amount: '4.00', description: 'rent' });
+    expect(seen.json<{ timeline: { stage: string }[] }>().timeline.map((entry) => entry.stage)).toEqual(['credited', 'completed']);
+    const hidden = await payee.get(`/v1/transfers/${refused}?minPosition=${position}`);
+    expect(hidden.statusCode).toBe(404);
+    expect(hidden.body).not.toContain('insufficient_funds');
+    // The payer sees both, whole.
+    expect((await payer.get(`/v1/transfers/${refused}?minPosition=${position}`)).json()).toMatchObject({ status: 'failed', reason: 'insufficient_funds' });
+    expect((await payer.get(`/v1/transfers/${paid}?minPosition=${position}`)).json<{ timeline: unknown[] }>().timeline).toHaveLength(4);
+  });
+
   it('rejects same-account and cross-currency transfers up front with a 422', async () => {
     const eur = await openFundedAccount(ledger.app, tokens, { deposit: '10.00' });
     const usd = await openFundedAccount(ledger.app, tokens, { currency: 'USD' });

@@ -57,6 +57,13 @@ function transferView(transfer: TransferRow) {
   };
 }
 
+const PAYEE_STAGES = new Set(['credited', 'completed']);
+
+function payeeView(transfer: TransferRow) {
+  const { reason: _reason, ...view } = transferView(transfer);
+  return { ...view, timeline: view.timeline.filter((entry) => PAYEE_STAGES.has(entry.stage)) };
+}
+
 export async function transferReadRoutes(app: FastifyInstance, context: ReadContext): Promise<void> {
   app.get(
     '/v1/transfers/:id',
@@ -80,7 +87,13 @@ export async function transferReadRoutes(app: FastifyInstance, context: ReadCont
       if (!transfer) throw notFound();
       if (principal.role === 'customer') {
         const [from, to] = await Promise.all([findAccount(context.db, transfer.from_account_id), findAccount(context.db, transfer.to_account_id)]);
-        if (from?.customer_id !== principal.subject && to?.customer_id !== principal.subject) throw notFound();
+        if (from?.customer_id !== principal.subject) {
+          // The payee sees a payment once it reached their account, without the payer's side: a
+          // failure reason (insufficient funds, a frozen account) or the hold says something of the
+          // payer's account, and a transfer that never credited them is none of theirs.
+          if (to?.customer_id !== principal.subject || !transfer.timeline.some((entry) => entry.stage === 'credited')) throw notFound();
+          return payeeView(transfer);
+        }
       }
       return transferView(transfer);
     },
