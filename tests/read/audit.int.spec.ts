@@ -132,6 +132,13 @@ describe('overdue transfers, for the auditors', () => {
     expect(page.transfers[0]).toMatchObject({ status: 'pending', stage: 'requested', amount: '1.00' });
     expect(page.more).toBe(true);
     expect(BigInt(page.asOfPosition)).toBeGreaterThanOrEqual(BigInt(position));
+    // The rest through the cursor, under the first page's cut-off.
+    const next = await auditor.get(`/v1/audit/overdue-transfers?limit=2&cursor=${overdue.json<{ nextCursor: string }>().nextCursor}`);
+    expect(next.statusCode, next.body).toBe(200);
+    expect(next.json()).toMatchObject({ requestedBefore: overdue.json<{ requestedBefore: string }>().requestedBefore, more: false, nextCursor: null });
+    expect(next.json<{ transfers: { id: string }[] }>().transfers.map((transfer) => transfer.id)).toEqual([ids[2]]);
+    const altered = await auditor.get(`/v1/audit/overdue-transfers?cursor=${overdue.json<{ nextCursor: string }>().nextCursor.replace(/^./, (c) => (c === 'e' ? 'f' : 'e'))}`);
+    expect(altered.json()).toMatchObject({ status: 400, code: 'invalid_cursor' });
 
     expect((await client(ledger.app, tokens.admin).get('/v1/audit/overdue-transfers')).statusCode).toBe(200);
     expect((await teller.get('/v1/audit/overdue-transfers')).statusCode).toBe(403);

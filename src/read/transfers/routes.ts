@@ -35,6 +35,7 @@ const OverdueQuery = Type.Object(
   {
     minAgeSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 31_622_400, description: 'requested at least this long ago; by default the transfer deadline and a minute' })),
     limit: Type.Integer({ minimum: 1, maximum: OVERDUE_PAGE_MAX, default: 100 }),
+    cursor: Type.Optional(Type.String({ maxLength: 512, description: "the previous page's nextCursor; the list keeps that page's requestedBefore" })),
   },
   { additionalProperties: false },
 );
@@ -114,6 +115,7 @@ export async function transferReadRoutes(app: FastifyInstance, context: ReadCont
             asOfPosition: Type.String({ description: 'the log position the transfers read model has applied' }),
             transfers: Type.Array(TransferView),
             more: Type.Boolean(),
+            nextCursor: Type.Union([Type.String(), Type.Null()]),
           }),
           400: Type.Ref('Problem'),
           401: Type.Ref('Problem'),
@@ -122,16 +124,27 @@ export async function transferReadRoutes(app: FastifyInstance, context: ReadCont
       },
     },
     async (request) => {
-      const { minAgeSeconds, limit } = request.query as { minAgeSeconds?: number; limit: number };
-      const requestedBefore = new Date(Date.now() - (minAgeSeconds === undefined ? context.transferDeadlineMs + OVERDUE_MARGIN_MS : minAgeSeconds * 1_000));
+      const { minAgeSeconds, limit, cursor } = request.query as { minAgeSeconds?: number; limit: number; cursor?: string };
+      let requestedBefore = new Date(Date.now() - (minAgeSeconds === undefined ? context.transferDeadlineMs + OVERDUE_MARGIN_MS : minAgeSeconds * 1_000));
+      let after: { requestedAt: Date; transferId: string } | undefined;
+      if (cursor !== undefined) {
+        const decoded = context.cursors.decode(cursor);
+        const [before, requestedAt] = [new Date(decoded.b ?? ''), new Date(decoded.r ?? '')];
+        if (decoded.l !== 'overdue' || typeof decoded.i !== 'string' || Number.isNaN(before.getTime()) || Number.isNaN(requestedAt.getTime())) throw new HttpProblem(400, 'invalid_cursor', 'the cursor does not belong to this listing');
+        requestedBefore = before;
+        after = { requestedAt, transferId: decoded.i };
+      }
       // The position first: the rows read after it reflect at least that much of the log.
       const checkpoint = await sql<{ position: bigint }>`select position from projection_checkpoints where name = 'transfers'`.execute(context.db);
-      const rows = await pendingTransfersRequestedBefore(context.db, requestedBefore, limit);
+      const rows = await pendingTransfersRequestedBefore(context.db, requestedBefore, limit, after);
+      const page = rows.slice(0, limit);
+      const last = page.at(-1);
       return {
         requestedBefore: requestedBefore.toISOString(),
         asOfPosition: (checkpoint.rows[0]?.position ?? 0n).toString(),
-        transfers: rows.slice(0, limit).map(transferView),
+        transfers: page.map(transferView),
         more: rows.length > limit,
+        nextCursor: rows.length > limit && last ? context.cursors.encode({ l: 'overdue', b: requestedBefore.toISOString(), r: last.requested_at.toISOString(), i: last.transfer_id }) : null,
       };
     },
   );
