@@ -285,6 +285,29 @@ describe('transfer guarantees', () => {
       await expectBooksBalance(ledger);
     });
 
+    it("posts an outgoing transfer's history row where its hold is captured: a deposit between the request and the capture reconciles", async () => {
+      const from = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+      const to = await openFundedAccount(ledger.app, tokens);
+      const transferId = await requestTransfer(from.accountId, to.accountId, '30.00');
+      // No manager yet: the request waits, and money arrives before its hold and capture.
+      const deposited = await teller.post(`/v1/accounts/${from.accountId}/deposits`, { amount: '50.00', currency: 'EUR' });
+      expect(deposited.statusCode, deposited.body).toBe(201);
+      managerFor(ledger, running);
+      expect((await settled(ledger, transferId)).status).toBe('completed');
+      const head = (await ledger.runtime.store.headPosition()).toString();
+      const history = await client(ledger.app, tokens.teller).get(`/v1/accounts/${from.accountId}/transactions?minPosition=${head}`);
+      expect(history.statusCode, history.body).toBe(200);
+      const items = history.json<{ items: { type: string; amount: string; balanceAfter: string; status: string; occurredAt: string }[] }>().items;
+      // Newest first: each row's balance is the one before it plus its amount.
+      expect(items.map((item) => [item.type, item.amount, item.balanceAfter, item.status])).toEqual([
+        ['transfer_out', '-30.00', '120.00', 'completed'],
+        ['deposit', '50.00', '150.00', 'completed'],
+        ['deposit', '100.00', '100.00', 'completed'],
+      ]);
+      // Dated as posted: a statement period is cut by the capture, not the request.
+      expect(Date.parse(items[0]!.occurredAt)).toBeGreaterThanOrEqual(Date.parse(items[1]!.occurredAt));
+    });
+
     it('a repeated delivery of every event of finished transfers appends nothing and changes no state', async () => {
       const from = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
       const to = await openFundedAccount(ledger.app, tokens);

@@ -10,11 +10,15 @@ import type { AccountTransactionsTable, TransactionStatus } from './table.js';
 type Row = AccountTransactionsTable;
 /** A row as it is inserted: the time stays the event's ISO string, which PostgreSQL parses. */
 type HistoryInsert = Omit<Row, 'occurred_at'> & { occurred_at: string };
-type StatusChange = { transferId: string; status: TransactionStatus; balanceAfterMinor?: bigint; accountId?: string };
+type StatusChange = { transferId: string; status: TransactionStatus };
+/** An outgoing transfer's capture: its row moves to the capture's place in the history. */
+type Posting = { transferId: string; accountId: string; balanceAfterMinor: bigint; position: bigint; at: string };
 
 /**
  * One row per movement on an account. A transfer's outgoing row appears when it is requested
- * (pending), gets its balance when the hold is captured, and turns completed or failed with the
+ * (pending, where the request stands in the log), moves to where its hold is captured when it is
+ * (the debit is posted then: its balance, time and place in the history are the capture's, so a
+ * statement reconciles however late the capture), and turns completed or failed with the
  * transfer; the incoming row appears when the destination is credited.
  */
 export const transactionsProjection: Projection = {
@@ -29,6 +33,7 @@ export const transactionsProjection: Projection = {
     const balancePositions = new Map<string, bigint>();
     const inserts: HistoryInsert[] = [];
     const changes: StatusChange[] = [];
+    const postings: Posting[] = [];
 
     for (const recorded of events) {
       if (recorded.streamName.startsWith(STREAM_PREFIX.transfer)) {
@@ -108,7 +113,7 @@ export const transactionsProjection: Projection = {
         case 'HoldCaptured':
           balances.set(accountId, event.data.balanceAfterMinor);
           if (event.data.transferId) {
-            changes.push({ transferId: event.data.transferId, status: 'pending', balanceAfterMinor: event.data.balanceAfterMinor, accountId });
+            postings.push({ transferId: event.data.transferId, accountId, balanceAfterMinor: event.data.balanceAfterMinor, position: recorded.position, at });
             break;
           }
           inserts.push(
@@ -172,12 +177,8 @@ export const transactionsProjection: Projection = {
       [...balancePositions].map(([accountId, position]) => ({ account_id: accountId, balance_minor: balances.get(accountId) ?? 0n, last_position: position })),
     );
     // One statement per kind of change for the whole batch; replays are harmless, each change sets an absolute value.
-    const balanceChanges = new Map<string, StatusChange>();
     const statusChanges = new Map<string, TransactionStatus>();
-    for (const change of changes) {
-      if (change.balanceAfterMinor !== undefined) balanceChanges.set(`${change.transferId}:${change.accountId}`, change);
-      else statusChanges.set(change.transferId, change.status);
-    }
+    for (const change of changes) statusChanges.set(change.transferId, change.status);
     // Each change finds its rows through the transfer index from a lateral subquery, then updates
     // them by key. A plain join was planned from the statistics: analyzed while no row had a
     // transfer yet (a new ledger, the first hours of the transfers benchmark), PostgreSQL took the
@@ -186,14 +187,24 @@ export const transactionsProjection: Projection = {
     // reference puts the batch's keys first whatever the statistics say; `offset 0` keeps the
     // subquery from being merged back into a join. An earlier `transfer_id = any(all ids)` kept the
     // planner off a sequential scan but went into every loop's condition (quadratic in the batch).
-    if (balanceChanges.size > 0) {
-      const rows = [...balanceChanges.values()];
-      await sql`update ${sql.table(table)} as t set balance_after_minor = v.balance
-        from unnest(${rows.map((row) => row.transferId)}::text[], ${rows.map((row) => row.accountId!)}::text[], ${rows.map((row) => row.balanceAfterMinor!.toString())}::int8[]) as v(transfer_id, account_id, balance)
+    if (postings.length > 0) {
+      // The row is copied to the capture's position, then the one left behind deleted: a replay of
+      // the request (feeding events twice) inserts it again, and the replayed capture, finding its
+      // copy in place, deletes it again.
+      const values = sql`unnest(${postings.map((posting) => posting.transferId)}::text[], ${postings.map((posting) => posting.accountId)}::text[], ${postings.map((posting) => posting.balanceAfterMinor.toString())}::int8[], ${postings.map((posting) => posting.position.toString())}::int8[], ${postings.map((posting) => posting.at)}::timestamptz[]) as v(transfer_id, account_id, balance, position, at)`;
+      await sql`insert into ${sql.table(table)} (id, account_id, type, currency, amount_minor, balance_after_minor, counterparty_account_id, transfer_id, hold_id, reference, description, status, occurred_at, event_id, position)
+        select h.id, h.account_id, h.type, h.currency, h.amount_minor, v.balance, h.counterparty_account_id, h.transfer_id, h.hold_id, h.reference, h.description, h.status, v.at, h.event_id, v.position
+        from ${values}
         cross join lateral (
-          select h.position from ${sql.table(table)} as h
-          where h.transfer_id = v.transfer_id and h.account_id = v.account_id and h.type = 'transfer_out' offset 0) as found
-        where t.position = found.position`.execute(trx);
+          select * from ${sql.table(table)} as r
+          where r.transfer_id = v.transfer_id and r.account_id = v.account_id and r.type = 'transfer_out' and r.position <> v.position offset 0) as h
+        on conflict (position) do nothing`.execute(trx);
+      await sql`delete from ${sql.table(table)} as t
+        where t.position in (
+          select left_behind.position from ${values}
+          cross join lateral (
+            select r.position from ${sql.table(table)} as r
+            where r.transfer_id = v.transfer_id and r.account_id = v.account_id and r.type = 'transfer_out' and r.position <> v.position offset 0) as left_behind)`.execute(trx);
     }
     if (statusChanges.size > 0) {
       await sql`update ${sql.table(table)} as t set status = v.status
