@@ -82,10 +82,10 @@ export async function buildLedger(runtime: Runtime, roles: readonly Role[], opti
     // The query API serves the read models from PostgreSQL without the event store (only its audit
     // routes read it), so an event-store outage does not take it out of traffic.
     if (roles.some((role) => role !== 'read-api')) ready &&= eventStoreAnswered;
-    checks.redis = app.hasDecorator('security') ? app.security.redis() : { state: 'disabled' };
+    checks.redis = withoutErrorText(app.hasDecorator('security') ? app.security.redis() : { state: 'disabled' });
     for (const worker of workers) {
       const health = worker.health();
-      checks[worker.name] = health;
+      checks[worker.name] = { ...health, ...(health.detail ? { detail: withoutErrorText(health.detail) } : {}) };
       ready &&= health.ok;
     }
     return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', roles, eventStore: runtime.store.kind, checks });
@@ -126,4 +126,12 @@ declare module 'fastify' {
   interface FastifyInstance {
     runtime: Runtime;
   }
+}
+
+/**
+ * Readiness answers without a token, so it names states, positions and ids, never an error's text
+ * (addresses, SQL, the data that failed): that is in the log and `ledger projections status`.
+ */
+function withoutErrorText<T extends object>(detail: T): T {
+  return Object.fromEntries(Object.entries(detail).map(([key, value]) => (/error/i.test(key) && typeof value === 'string' ? [key, 'see the log'] : [key, value]))) as T;
 }

@@ -64,3 +64,21 @@ describe('GET /health/ready when only the event store is down', () => {
     });
   }
 });
+
+/** Readiness answers without a token: it names states, never an error's text (addresses, SQL, data). */
+describe('GET /health/ready when a dependency fails', () => {
+  it('says Redis is down without its error text', async () => {
+    const ledger = await startTestLedger({ roles: ['read-api'], env: { REDIS_URL: 'redis://127.0.0.1:1' } });
+    try {
+      let redis: Record<string, unknown> = {};
+      for (let attempt = 0; attempt < 50 && redis.lastError === undefined; attempt++) {
+        redis = (await ledger.app.inject({ method: 'GET', url: '/health/ready' })).json<{ checks: { redis: Record<string, unknown> } }>().checks.redis;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(redis).toMatchObject({ state: expect.not.stringMatching(/^ready$/), lastError: 'see the log' });
+      expect(JSON.stringify(redis)).not.toContain('127.0.0.1');
+    } finally {
+      await ledger.close();
+    }
+  });
+});
