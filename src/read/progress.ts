@@ -84,6 +84,10 @@ export class ProjectionProgress {
       client.on('error', (error) => {
         this.logger.warn({ err: error }, 'read-your-writes listener lost; reconnecting');
         this.listener = undefined;
+        // What was heard may be gone: a server that crashed loses the batches it had committed
+        // asynchronously, and their checkpoints with them. Positions are read afresh from now on,
+        // and may be lower than heard, until the projector has applied those events again.
+        this.positions.clear();
         client.end().catch(() => undefined);
         setTimeout(() => void this.listen(), 100);
       });
