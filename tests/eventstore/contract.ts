@@ -121,6 +121,16 @@ export function runEventStoreContract(name: string, factory: () => Promise<Contr
         expect(await store.streamRevision(`${uniquePrefix()}-missing`)).toBeUndefined();
       });
 
+      it('any and stream_exists never conflict: 40 at once to one stream all land, revisions rising with positions', async () => {
+        const stream = `${uniquePrefix()}-1`;
+        await store.append(stream, [event()], { expectedRevision: 'no_stream' });
+        const results = await Promise.allSettled(Array.from({ length: 40 }, (_, index) => store.append(stream, [event('X', { index })], { expectedRevision: index % 2 === 0 ? 'any' : 'stream_exists' })));
+        expect(results.filter((result) => result.status === 'rejected')).toEqual([]);
+        const stored = await store.readStream(stream);
+        expect(stored).toHaveLength(41);
+        for (let index = 1; index < stored.length; index++) expect(stored[index]!.position > stored[index - 1]!.position).toBe(true);
+      });
+
       it('a refused batch writes none of its events', async () => {
         const stream = `${uniquePrefix()}-1`;
         await store.append(stream, [event()], { expectedRevision: 'no_stream' });

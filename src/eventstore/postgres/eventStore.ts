@@ -133,6 +133,8 @@ export class PostgresEventStore implements EventStore {
   private closed = false;
   private readonly subscriptions = new Set<Subscription>();
   private readonly pendingAppends: PendingAppend[] = [];
+  /** The last loose (`any`, `stream_exists`) append queued per stream, which the next one waits for. */
+  private readonly looseAppends = new Map<string, Promise<AppendResult>>();
   private readonly pendingStreamReads: PendingStreamRead[] = [];
   private streamReadsInFlight = 0;
   private flushesInFlight = 0;
@@ -194,7 +196,21 @@ export class PostgresEventStore implements EventStore {
    * before the revision was read. A conflict reads again (bounded); events already stored (a
    * retry) are answered as the loose expectation answers them, as a duplicate, writing nothing.
    */
-  private async appendAtCurrentRevision(streamName: string, events: readonly EventToAppend[], payload: string, expectedRevision: 'any' | 'stream_exists'): Promise<AppendResult> {
+  private appendAtCurrentRevision(streamName: string, events: readonly EventToAppend[], payload: string, expectedRevision: 'any' | 'stream_exists'): Promise<AppendResult> {
+    // One at a time per stream in this process: loose appends racing each other for one revision
+    // would only conflict among themselves (40 at once ran out of attempts). Across processes the
+    // attempts remain the bound.
+    const previous = this.looseAppends.get(streamName);
+    const run = (previous ? previous.then(() => undefined, () => undefined) : Promise.resolve()).then(() => this.appendAtRevisionRead(streamName, events, payload, expectedRevision));
+    this.looseAppends.set(streamName, run);
+    const forget = () => {
+      if (this.looseAppends.get(streamName) === run) this.looseAppends.delete(streamName);
+    };
+    run.then(forget, forget);
+    return run;
+  }
+
+  private async appendAtRevisionRead(streamName: string, events: readonly EventToAppend[], payload: string, expectedRevision: 'any' | 'stream_exists'): Promise<AppendResult> {
     for (let attempt = 1; attempt <= LOOSE_APPEND_ATTEMPTS; attempt++) {
       const current = await this.streamRevision(streamName);
       // No stream to exist: the loose form refuses it, or finds the events stored, without writing.
