@@ -201,6 +201,17 @@ describe('the ledger executable', () => {
         expect(code, status.output().stderr).toBe(0);
         expect(status.output().stdout).toContain('accounts');
         expect(serverRunning(), 'the ledger\'s embedded server still runs').toBe(true);
+        // Another data folder on the same port is not served by that server: it is not used.
+        const otherDir = mkdtempSync(join(tmpdir(), 'ledger-embedded-other-'));
+        chmodSync(otherDir, 0o755);
+        try {
+          const elsewhere = run(['projections', 'status'], { ...env, LEDGER_DATA_DIR: otherDir });
+          const [elsewhereCode] = await once(elsewhere.child, 'exit');
+          expect(elsewhereCode).toBe(1);
+          expect(elsewhere.output().stderr).toContain('embedded PostgreSQL did not start');
+        } finally {
+          rmSync(otherDir, { recursive: true, force: true });
+        }
       } finally {
         child.kill('SIGTERM');
         await once(child, 'exit');

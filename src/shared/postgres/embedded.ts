@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import pg from 'pg';
 
@@ -41,7 +41,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   // Another ledger process (`npm start`) already runs this folder's server: an operating command
   // (`ledger audit verify`, `projections status`, …) uses it rather than failing to start a second.
   // It is that process's to stop.
-  if (await answers(urlFor('postgres'))) {
+  if (await servesFolder(urlFor('postgres'), databaseDir)) {
     options.onLog?.(`embedded PostgreSQL already running on port ${options.port}: using it`);
     await ensureDatabase(urlFor('postgres'), database);
     return { url: urlFor(database), urlFor, stop: async () => undefined, shared: true };
@@ -92,14 +92,18 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   return { url: urlFor(database), urlFor, stop, shared: false };
 }
 
-/** Whether a PostgreSQL that takes the embedded server's credentials answers at this URL now. */
-async function answers(url: string): Promise<boolean> {
+/**
+ * Whether a PostgreSQL answering at this URL runs this very data folder: another checkout's
+ * embedded server, or any server on the port that takes these credentials, is not ours to use.
+ */
+async function servesFolder(url: string, databaseDir: string): Promise<boolean> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000 });
   client.on('error', () => undefined);
   try {
     await client.connect();
-    await client.query('select 1');
-    return true;
+    const { rows } = await client.query<{ data_directory: string }>('show data_directory');
+    const served = rows[0]?.data_directory;
+    return served !== undefined && existsSync(served) && realpathSync(served) === realpathSync(databaseDir);
   } catch {
     return false;
   } finally {
