@@ -30,6 +30,9 @@ export function duplicateKeyOf(text: string): string | undefined {
 }
 
 const UTF8 = /^utf-?8$/i;
+const ASCII_COMPATIBLE = /^(us-ascii|ascii|iso-8859-1|latin1|windows-1252)$/i;
+// eslint-disable-next-line no-control-regex -- NUL to DEL is exactly ASCII
+const ASCII_ONLY = /^[\x00-\x7f]*$/;
 
 /**
  * Replaces Fastify's JSON body parser with one that refuses, with a 4xx and before any handler runs,
@@ -43,11 +46,12 @@ export function registerJsonBodyParser(app: FastifyInstance): void {
   app.removeContentTypeParser(['application/json', 'text/plain']);
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(request.headers['content-type'] ?? '')?.[1];
-    if (charset !== undefined && !UTF8.test(charset)) {
-      done(new HttpProblem(415, 'unsupported_charset', `request bodies are UTF-8; charset=${charset.slice(0, 40)} is not accepted`), undefined);
+    const text = body as string;
+    // ASCII reads the same in UTF-8, and some clients label ASCII JSON as US-ASCII or ISO-8859-1.
+    if (charset !== undefined && !UTF8.test(charset) && !(ASCII_COMPATIBLE.test(charset) && ASCII_ONLY.test(text))) {
+      done(new HttpProblem(415, 'unsupported_charset', `request bodies are UTF-8; charset=${charset.slice(0, 40)} is accepted only for ASCII text`), undefined);
       return;
     }
-    const text = body as string;
     parse(request, text, (error, value) => {
       if (error) return done(error, undefined);
       const duplicate = duplicateKeyOf(text);
