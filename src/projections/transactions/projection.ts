@@ -188,23 +188,23 @@ export const transactionsProjection: Projection = {
     // subquery from being merged back into a join. An earlier `transfer_id = any(all ids)` kept the
     // planner off a sequential scan but went into every loop's condition (quadratic in the batch).
     if (postings.length > 0) {
-      // The row is copied to the capture's position, then the one left behind deleted: a replay of
-      // the request (feeding events twice) inserts it again, and the replayed capture, finding its
-      // copy in place, deletes it again.
-      const values = sql`unnest(${postings.map((posting) => posting.transferId)}::text[], ${postings.map((posting) => posting.accountId)}::text[], ${postings.map((posting) => posting.balanceAfterMinor.toString())}::int8[], ${postings.map((posting) => posting.position.toString())}::int8[], ${postings.map((posting) => posting.at)}::timestamptz[]) as v(transfer_id, account_id, balance, position, at)`;
-      await sql`insert into ${sql.table(table)} (id, account_id, type, currency, amount_minor, balance_after_minor, counterparty_account_id, transfer_id, hold_id, reference, description, status, occurred_at, event_id, position)
+      // One statement: the rows left behind at the request are deleted and their copies inserted
+      // at the capture. A replayed request inserts its row again, and the replayed capture moves it
+      // again onto the copy already there (nothing to insert).
+      await sql`with left_behind as (
+          delete from ${sql.table(table)} as t
+          where t.position in (
+            select r.position from unnest(${postings.map((posting) => posting.transferId)}::text[], ${postings.map((posting) => posting.accountId)}::text[], ${postings.map((posting) => posting.position.toString())}::int8[]) as v(transfer_id, account_id, position)
+            cross join lateral (
+              select r.position from ${sql.table(table)} as r
+              where r.transfer_id = v.transfer_id and r.account_id = v.account_id and r.type = 'transfer_out' and r.position <> v.position offset 0) as r)
+          returning t.*)
+        insert into ${sql.table(table)} (id, account_id, type, currency, amount_minor, balance_after_minor, counterparty_account_id, transfer_id, hold_id, reference, description, status, occurred_at, event_id, position)
         select h.id, h.account_id, h.type, h.currency, h.amount_minor, v.balance, h.counterparty_account_id, h.transfer_id, h.hold_id, h.reference, h.description, h.status, v.at, h.event_id, v.position
-        from ${values}
-        cross join lateral (
-          select * from ${sql.table(table)} as r
-          where r.transfer_id = v.transfer_id and r.account_id = v.account_id and r.type = 'transfer_out' and r.position <> v.position offset 0) as h
+        from left_behind as h
+        join unnest(${postings.map((posting) => posting.transferId)}::text[], ${postings.map((posting) => posting.accountId)}::text[], ${postings.map((posting) => posting.balanceAfterMinor.toString())}::int8[], ${postings.map((posting) => posting.position.toString())}::int8[], ${postings.map((posting) => posting.at)}::timestamptz[]) as v(transfer_id, account_id, balance, position, at)
+          on v.transfer_id = h.transfer_id and v.account_id = h.account_id
         on conflict (position) do nothing`.execute(trx);
-      await sql`delete from ${sql.table(table)} as t
-        where t.position in (
-          select left_behind.position from ${values}
-          cross join lateral (
-            select r.position from ${sql.table(table)} as r
-            where r.transfer_id = v.transfer_id and r.account_id = v.account_id and r.type = 'transfer_out' and r.position <> v.position offset 0) as left_behind)`.execute(trx);
     }
     if (statusChanges.size > 0) {
       await sql`update ${sql.table(table)} as t set status = v.status
