@@ -91,6 +91,10 @@ export async function buildLedger(runtime: Runtime, roles: readonly Role[], opti
     return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', roles, eventStore: runtime.store.kind, checks });
   });
 
+  // Made before the write API, which hands it each transfer it records when both run here.
+  const processManager = roles.includes('process-manager')
+    ? startProcessManager(write, runtime.db, runtime.store, runtime.databaseUrl, { logger: runtime.logger, batchSize: config.PROJECTION_BATCH_SIZE })
+    : undefined;
   for (const role of roles) {
     switch (role) {
       case 'write-api':
@@ -98,6 +102,7 @@ export async function buildLedger(runtime: Runtime, roles: readonly Role[], opti
           write,
           timings: { deadlineMs: config.TRANSFER_DEADLINE_MS, holdGraceMs: config.TRANSFER_HOLD_GRACE_MS },
           admission: new TransferAdmission(runtime.db as unknown as Kysely<unknown>, runtime.store, { name: PROCESS_MANAGER_NAME, filter: PROCESS_MANAGER_FILTER }, { maxLagMs: config.TRANSFER_ADMISSION_MAX_LAG_MS, maxAppendWaitMs: config.TRANSFER_ADMISSION_MAX_APPEND_WAIT_MS, logger: runtime.logger }),
+          handOff: processManager && ((event) => processManager.takeRecorded(event)),
         });
         break;
       case 'read-api':
@@ -107,7 +112,7 @@ export async function buildLedger(runtime: Runtime, roles: readonly Role[], opti
         workers.push(...startProjector(runtime));
         break;
       case 'process-manager':
-        workers.push(startProcessManager(write, runtime.db, runtime.store, runtime.databaseUrl, { logger: runtime.logger, batchSize: config.PROJECTION_BATCH_SIZE }));
+        workers.push(processManager!);
         break;
       default: {
         const unknownRole: never = role;

@@ -387,6 +387,31 @@ describe('transfer guarantees', () => {
       await expectBooksBalance(ledger);
     });
 
+    it('a transfer handed over by the write API is driven at once; the log delivering it and its outcomes afterwards takes no step', async () => {
+      const from = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
+      const to = await openFundedAccount(ledger.app, tokens);
+      const transferId = await requestTransfer(from.accountId, to.accountId, '7.25');
+      const { store } = ledger.runtime;
+      const ofTransfer = async () => transferEvents(await readAllEvents(store), new Set([transferId]));
+      const [requested] = await until(ofTransfer, (events) => events.length > 0, SETTLE_TIMEOUT_MS);
+      const steps: TransferStep[] = [];
+      const manager = new TransferProcessManager(freshWriteSide(ledger), { logger, batchSize: 50, afterStep: async (step) => void steps.push(step) });
+
+      expect(manager.takeRecorded({ id: requested!.id, streamName: requested!.streamName, type: requested!.type, data: requested!.data })).toBe(true);
+      await manager.settled();
+
+      expect(steps).toEqual(['reserve', 'credit', 'capture', 'complete']);
+      const all = await until(ofTransfer, (events) => events.some((event) => event.type === 'TransferCompleted'), SETTLE_TIMEOUT_MS);
+      const head = await store.headPosition();
+      await manager.react(all);
+      await manager.settled();
+      expect(steps, 'the delivery of the handed-over request awaits the reaction it started').toHaveLength(4);
+      expect(await store.headPosition()).toBe(head);
+      expectEffects(effectsOf(all, transferId), 'completed', 'handed over');
+      expect(manager.takeRecorded({ id: randomUUID(), streamName: 'account-x', type: 'AccountOpened', data: {} }), 'nothing it does not react to').toBe(false);
+      await expectBooksBalance(ledger);
+    });
+
     it('a transfer the first process manager left reserved (TransferFundsReserved on its stream) is credited, captured and completed once', async () => {
       const { store } = ledger.runtime;
       const { from, to, transferId, facts } = await reservedTransfer(ledger, tokens, { deadlineInMs: 60_000, holdExpiresInMs: 3_600_000 });

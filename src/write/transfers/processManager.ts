@@ -79,6 +79,8 @@ export interface ProcessManagerOptions {
 
 /** What a reaction needs of an event: delivered by the log, or just recorded by this manager's own step. */
 type Delivered = Pick<RecordedEvent, 'id' | 'streamName' | 'type' | 'data'>;
+/** An event the write API in this process just recorded, for the manager to take without the log's trip. */
+export type RecordedByWriteApi = Delivered;
 
 /** What the manager takes from the log: its reactions, on account and transfer streams. */
 export const PROCESS_MANAGER_FILTER = { streamPrefixes: [STREAM_PREFIX.account, STREAM_PREFIX.transfer], eventTypes: [...ACCOUNT_REACTIONS, ...TRANSFER_REACTIONS] };
@@ -169,6 +171,19 @@ export class TransferProcessManager {
       }
     }
     await this.reactTo(event);
+  }
+
+  /**
+   * Takes a transfer this process's write API just recorded, as it takes its own steps' outcomes:
+   * its reservation starts now, not after a trip through the log (at 1,000 transfers/s that trip
+   * was a third of the way to `held`, and most of its tail). The log's delivery still comes and
+   * awaits it, records the deadline timer and lets the checkpoint pass; after a crash the delivery
+   * drives the transfer, through the same idempotent steps. False when there is no room.
+   */
+  takeRecorded(event: Delivered): boolean {
+    if (this.crashed || this.detached >= DETACHED_MAX || !REACTS_TO.has(event.type)) return false;
+    this.follow(event);
+    return true;
   }
 
   /** Starts reacting to an outcome this manager's own step just recorded, without waiting for the log. */
@@ -497,7 +512,7 @@ export function startProcessManager(
   store: EventStore,
   databaseUrl: string,
   options: ProcessManagerOptions,
-): Worker & { manager: TransferProcessManager; runner: ProjectionRunner } {
+): Worker & { manager: TransferProcessManager; runner: ProjectionRunner; takeRecorded: (event: RecordedByWriteApi) => boolean } {
   const manager = new TransferProcessManager(write, { db: db as unknown as Kysely<unknown>, ...options });
   const runner = new ProjectionRunner(manager.projection, db as unknown as Kysely<unknown>, store, databaseUrl, {
     batchSize: options.batchSize,
@@ -536,6 +551,9 @@ export function startProcessManager(
     name: 'process-manager',
     manager,
     runner,
+    // Only while this instance leads: a standby's hand-offs would race the leader's steps (safe, as
+    // two managers are, but twice the work).
+    takeRecorded: (event) => runner.currentState === 'active' && manager.takeRecorded(event),
     health: () => {
       const health = runner.health();
       return { ok: health.ok, detail: { ...health.detail, ...(timerError ? { timerError } : {}) } };

@@ -10,6 +10,7 @@ import { Amount, Currency, markReplay, nowIso, OptionalText, Position, problemRe
 import { accountStream, transferStream } from '../streams.js';
 import type { TransferAdmission } from './admission.js';
 import type { WriteSide } from '../writeSide.js';
+import type { RecordedByWriteApi } from './processManager.js';
 
 const TransferBody = Type.Object(
   { transferId: Uuid, fromAccountId: Uuid, toAccountId: Uuid, amount: Amount, currency: Currency, description: OptionalText(500) },
@@ -26,7 +27,18 @@ export interface TransferTimings {
  * POST /v1/transfers records TransferRequested and nothing else; the process manager moves the
  * money. The client's transfer id is the idempotency key.
  */
-export async function transferRoutes(app: FastifyInstance, { write, timings, admission }: { write: WriteSide; timings: TransferTimings; admission?: TransferAdmission }): Promise<void> {
+export async function transferRoutes(app: FastifyInstance, {
+    write,
+    timings,
+    admission,
+    handOff,
+  }: {
+    write: WriteSide;
+    timings: TransferTimings;
+    admission?: TransferAdmission;
+    /** The process manager of this process, when it runs here: it starts on the transfer at once. */
+    handOff?: (event: RecordedByWriteApi) => boolean;
+  }): Promise<void> {
   app.post(
     '/v1/transfers',
     {
@@ -92,6 +104,9 @@ export async function transferRoutes(app: FastifyInstance, { write, timings, adm
         if (error instanceof HttpProblem && error.code === 'idempotency_key_reused') throw new HttpProblem(422, 'idempotency_key_reused', 'this transfer id was already used with a different request');
         throw error;
       }
+      // A repeat's transfer was handed on (or delivered by the log) when it was first recorded.
+      const requested = result.events[0];
+      if (handOff && !result.replayed && requested) handOff({ id: result.eventIds[0]!, streamName: transferStream(body.transferId), type: requested.type, data: requested.data });
       return reply.status(202).header('location', `/v1/transfers/${body.transferId}`).send({ id: body.transferId, status: 'pending', position: result.position.toString() });
     },
   );
