@@ -5,6 +5,7 @@
  *   npm run bench:transfers -- [--seconds 60] [--rates 200,500,1000] [--runs 1] [--accounts 10000]
  *       [--split | --split-projector] [--pool 16] [--appends-in-flight N] [--pipeline-events N] [--probe-ms 100] [--drain-seconds 120] [--port 54342] [--json out.json]
  *       [--admission-max-lag-ms N] (TRANSFER_ADMISSION_MAX_LAG_MS: 0 accepts every transfer, however far behind the process manager is)
+ *       [--keep-database] (leave bench_xfer_<stamp> for analysis, e.g. bench/transfer-stages.sql)
  *       [--warmup-seconds 10] [--warmup-rate <first of --rates>] (sessions before 10 warmed up 5 s at 100/s)
  *
  * Database: DATABASE_URL when set: a fresh database bench_xfer_<stamp>, dropped at the end; else a
@@ -29,9 +30,9 @@
  *  - "visible", what the goal is judged on: until the commit of the `transfers` batch that made
  *    `completed` readable through the query API. Each batch's commit NOTIFYs projection_progress
  *    with the position it reached; this process LISTENs and notes when each arrived, and a
- *    transfer is visible from the first commit at or past its completing event (its row's
- *    last_position);
- *  - "decided": until finished_at, the time in the process manager's TransferCompleted decision.
+ *    transfer is visible from the first commit at or past the event that completed it (its
+ *    timeline's `completed` entry: the hold's capture since session 15);
+ *  - "decided": until finished_at, the time in the decision that completed it (the capture).
  * Separately, every --probe-ms the load generator posts one transfer of its own and polls
  * GET /v1/transfers/:id every 25 ms until it shows `completed`: the "probe" latency (until session
  * 12 this process probed, and the client's work took 4-5 % of the ledger's event loop). Projection
@@ -104,6 +105,7 @@ const { values: flags } = parseArgs({
     'split-projector': { type: 'boolean', default: false },
     'warmup-seconds': { type: 'string', default: '10' },
     'warmup-rate': { type: 'string' },
+    'keep-database': { type: 'boolean', default: false },
   },
   strict: true,
 });
@@ -128,6 +130,11 @@ const GOAL_COMPLETED = 1_000;
 const GOAL_P99_MS = 250;
 
 const silent = pino({ level: 'silent' });
+/**
+ * The event that made a transfer `completed` in the read model: its timeline's `completed` entry
+ * (since session 15 the hold's capture; TransferCompleted before, and then the row's last position).
+ */
+const COMPLETED_POSITION = `coalesce((select entry->>'position' from jsonb_array_elements(timeline) as entry where entry->>'stage' = 'completed' limit 1), last_position::text)`;
 
 /** The load generator's keep-alive connections for a rate; it opens them all before its clock starts. */
 function connectionsFor(rate: number): number {
@@ -204,7 +211,8 @@ async function main(): Promise<number> {
     await progressClient?.end().catch(() => undefined);
     await runtime?.close().catch(() => undefined);
     runtime = undefined;
-    await dropDatabase(server.adminUrl, database);
+    if (flags['keep-database']) console.log(`kept database ${database} (drop it when done)`);
+    else await dropDatabase(server.adminUrl, database);
     await server.stop();
   };
   const onSignal = () => {
@@ -311,10 +319,10 @@ async function main(): Promise<number> {
         const sentAt = outcome.sentAt ?? new Map<string, number>();
         const ids = [...sentAt.keys()];
         const drainStarted = performance.now();
-        type Row = { transfer_id: string; status: string; finished_ms: string | null; last_position: string };
+        type Row = { transfer_id: string; status: string; finished_ms: string | null; completed_position: string };
         let rows: Row[] = [];
         for (;;) {
-          rows = (await rt.pool.query<Row>(`select transfer_id, status, (extract(epoch from finished_at) * 1000)::text as finished_ms, last_position::text from transfers where transfer_id = any($1::text[])`, [ids])).rows;
+          rows = (await rt.pool.query<Row>(`select transfer_id, status, (extract(epoch from finished_at) * 1000)::text as finished_ms, ${COMPLETED_POSITION} as completed_position from transfers where transfer_id = any($1::text[])`, [ids])).rows;
           const finished = rows.filter((row) => row.status !== 'pending').length;
           if (finished >= sentAt.size || performance.now() - drainStarted > DRAIN_SECONDS * 1000) break;
           await sleep(250);
@@ -351,8 +359,7 @@ async function main(): Promise<number> {
           if (finished <= windowEnd) completedInWindow++;
           const due = sentAt.get(row.transfer_id)!;
           latencies.push(finished - due);
-          // A completed transfer's last position is its completing event's.
-          const seenAt = visibleAt(BigInt(row.last_position));
+          const seenAt = visibleAt(BigInt(row.completed_position));
           if (seenAt === undefined) {
             notSeen++;
             continue;

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { transferStream } from '../../src/write/streams.js';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { accountStream, transferStream } from '../../src/write/streams.js';
 import { client, openFundedAccount, startTestLedger, type TestLedger } from '../support/ledger.js';
 import { storeVariants } from '../support/variants.js';
 
@@ -63,6 +63,28 @@ describe.each(storeVariants('transfers'))('transfers on $name', ({ env: storeEnv
     expect((await auditor.get(`/v1/accounts/${to.accountId}?minPosition=${head}`)).json()).toMatchObject({ balance: '40.00', held: '0.00', available: '40.00' });
   });
 
+  it('the write API hands each transfer it records to the process manager of its process; a repeat hands nothing on', async () => {
+    const manager = ledger.ledger.workers.find((worker) => worker.name === 'process-manager') as unknown as { takeRecorded: (event: { id: string; type: string }) => boolean; runner: { currentState: string } };
+    await until(async () => manager.runner.currentState, (state) => state === 'active');
+    const handedOff = vi.spyOn(manager, 'takeRecorded');
+    try {
+      const from = await openFundedAccount(ledger.app, tokens, { deposit: '10.00' });
+      const to = await openFundedAccount(ledger.app, tokens);
+      const transferId = randomUUID();
+      const body = { transferId, fromAccountId: from.accountId, toAccountId: to.accountId, amount: '2.00', currency: 'EUR' };
+      expect((await teller.post('/v1/transfers', body)).statusCode).toBe(202);
+      expect((await teller.post('/v1/transfers', body)).statusCode).toBe(202);
+
+      expect(handedOff).toHaveBeenCalledTimes(1);
+      const [requested] = await ledger.runtime.store.readStream(transferStream(transferId));
+      expect(handedOff.mock.calls[0]![0]).toMatchObject({ id: requested!.id, type: 'TransferRequested' });
+      expect(handedOff.mock.results[0]!.value, 'taken: this instance leads').toBe(true);
+      expect((await settled(transferId)).json()).toMatchObject({ status: 'completed' });
+    } finally {
+      handedOff.mockRestore();
+    }
+  });
+
   it('a transfer id in upper case is the same transfer: the repeat replays, the money moves once, and GET finds it in either case', async () => {
     const from = await openFundedAccount(ledger.app, tokens, { deposit: '100.00' });
     const to = await openFundedAccount(ledger.app, tokens);
@@ -93,6 +115,28 @@ describe.each(storeVariants('transfers'))('transfers on $name', ({ env: storeEnv
     expect(retry.statusCode).toBe(409);
     expect(await ledger.runtime.store.readStream(transferStream(legacyId.toLowerCase()))).toEqual([]);
     expect((await settled(legacyId)).json()).toMatchObject({ id: legacyId, status: 'completed' });
+  });
+
+  it("is completed from its hold's capture; TransferCompleted then confirms it without a second entry or a later finish", async () => {
+    const from = await openFundedAccount(ledger.app, tokens, { deposit: '30.00' });
+    const to = await openFundedAccount(ledger.app, tokens);
+    const transferId = randomUUID();
+    expect((await teller.post('/v1/transfers', { transferId, fromAccountId: from.accountId, toAccountId: to.accountId, amount: '3.00', currency: 'EUR' })).statusCode).toBe(202);
+    await settled(transferId);
+    const captured = (await ledger.runtime.store.readStream(accountStream(from.accountId))).find((event) => event.type === 'HoldCaptured');
+    const transferEvents = await until(
+      () => ledger.runtime.store.readStream(transferStream(transferId)),
+      (events) => events.some((event) => event.type === 'TransferCompleted'),
+    );
+    const completedEvent = transferEvents.find((event) => event.type === 'TransferCompleted')!;
+    expect(completedEvent.position).toBeGreaterThan(captured!.position);
+
+    const view = (await auditor.get(`/v1/transfers/${transferId}?minPosition=${completedEvent.position}`)).json<{ status: string; finishedAt: string; position: string; timeline: { stage: string; at: string; position: string }[] }>();
+    expect(view.status).toBe('completed');
+    expect(view.timeline.map((entry) => entry.stage)).toEqual(['requested', 'reserved', 'credited', 'completed']);
+    expect(view.timeline.at(-1)).toMatchObject({ position: captured!.position.toString(), at: (captured!.data as { at: string }).at });
+    expect(view.finishedAt).toBe(new Date((captured!.data as { at: string }).at).toISOString());
+    expect(view.position).toBe(completedEvent.position.toString());
   });
 
   it('fails a transfer the source cannot pay, and moves nothing', async () => {

@@ -1,5 +1,5 @@
 import type { Transaction } from 'kysely';
-import type { HoldPlaced, TransferCredited } from '../../domain/account.js';
+import type { HoldCaptured, HoldPlaced, TransferCredited } from '../../domain/account.js';
 import { transferStreamEventTypes, type TransferEvent } from '../../domain/transfer.js';
 import type { RecordedEvent } from '../../eventstore/port.js';
 import { STREAM_PREFIX } from '../../write/streams.js';
@@ -9,6 +9,7 @@ import type { TransferTimelineEntry, TransfersTable } from './table.js';
 const STAGES: Record<TransferEvent['type'] | StepOutcome['type'], string> = {
   TransferRequested: 'requested',
   HoldPlaced: 'reserved',
+  HoldCaptured: 'completed',
   TransferFundsReserved: 'reserved',
   TransferCredited: 'credited',
   TransferDestinationCredited: 'credited',
@@ -17,21 +18,28 @@ const STAGES: Record<TransferEvent['type'] | StepOutcome['type'], string> = {
   TransferFailed: 'failed',
 };
 
-/** The steps the transfer stream does not record: the source's hold and the destination's credit. */
-type StepOutcome = HoldPlaced | TransferCredited;
-const STEP_OUTCOMES: readonly StepOutcome['type'][] = ['HoldPlaced', 'TransferCredited'];
+/** The steps the transfer stream does not record: the source's hold, the destination's credit, the capture. */
+type StepOutcome = HoldPlaced | TransferCredited | HoldCaptured;
+const STEP_OUTCOMES: readonly StepOutcome['type'][] = ['HoldPlaced', 'TransferCredited', 'HoldCaptured'];
 
 /**
  * Each transfer with its status, failure reason and timeline: the transfer stream's request and
- * outcome, and the reservation and credit from the account streams. Streams recorded by the first
- * process manager also carry TransferFundsReserved and TransferDestinationCredited, copies of
- * those two steps: a stage is entered once.
+ * outcome, and the reservation, credit and capture from the account streams. Streams recorded by
+ * the first process manager also carry TransferFundsReserved and TransferDestinationCredited,
+ * copies of two steps: a stage is entered once.
+ *
+ * A transfer is completed here from its hold's capture: both legs have moved then, and nothing can
+ * fail it any more (it is captured only once credited, and no credited transfer fails), so the
+ * process manager's TransferCompleted, one append later, only confirms it. Clients see the money
+ * settled one step sooner; the transfer stream says `credited` in between (docs/architecture.md,
+ * "Transfers").
  */
 export const transfersProjection: Projection = {
   name: 'transfers',
   tables: ['transfers'],
   filter: { streamPrefixes: [STREAM_PREFIX.transfer, STREAM_PREFIX.account], eventTypes: [...transferStreamEventTypes, ...STEP_OUTCOMES] },
   async apply(trx: Transaction<unknown>, events: readonly RecordedEvent[], tables: TableNames) {
+    // An ordinary hold's capture (no transfer) is a withdrawal, not a transfer's stage.
     const ofTransfers = events.filter((event) => (event.data as { transferId?: string | null }).transferId != null);
     const ids = [...new Set(ofTransfers.map((event) => (event.data as { transferId: string }).transferId))];
     const rows = await loadRows<TransfersTable>(trx, tables('transfers'), 'transfer_id', ids);
@@ -62,14 +70,15 @@ export const transfersProjection: Projection = {
         });
       } else {
         if (!existing) throw new Error(`${event.type} for transfer ${id} before TransferRequested`);
-        const terminal = event.type === 'TransferCompleted' || event.type === 'TransferFailed';
+        const status = stage === 'completed' ? 'completed' : stage === 'failed' ? 'failed' : 'pending';
         const repeated = existing.stage === stage;
         rows.set(id, {
           ...existing,
           stage,
-          status: event.type === 'TransferCompleted' ? 'completed' : event.type === 'TransferFailed' ? 'failed' : 'pending',
+          status,
           reason: event.type === 'TransferFailed' ? event.data.reason : existing.reason,
-          finished_at: terminal ? new Date(event.data.at) : existing.finished_at,
+          // Finished when first seen terminal: the capture, not the TransferCompleted that confirms it.
+          finished_at: status === 'pending' ? existing.finished_at : (existing.finished_at ?? new Date(event.data.at)),
           timeline: repeated ? existing.timeline : [...existing.timeline, entry],
           last_position: recorded.position,
         });
